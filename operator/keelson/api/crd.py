@@ -1,0 +1,123 @@
+"""Generate the `MicroservicePlatform` CRD from the pydantic models.
+
+pydantic emits JSON Schema 2020-12; a CRD wants a *structural* OpenAPI v3 schema: no `$ref`,
+no `anyOf` for optionals, no `title`, no `default:` (see `v1alpha1`), `exclusiveMinimum` as a
+boolean. This module does that translation and nothing else, so the models stay the one source.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from keelson.api import v1alpha1 as api
+from keelson.api.status import MicroservicePlatformStatus
+
+_DROP = {"title", "default", "examples"}
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_resolve(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = copy.deepcopy(defs[node.pop("$ref").rsplit("/", 1)[-1]])
+        # Field-level keys (description, validations) win over the referenced model's.
+        target.update({k: v for k, v in node.items() if k not in _DROP})
+        node = target
+    if "anyOf" in node:
+        variants = [v for v in node.pop("anyOf") if v.get("type") != "null"]
+        if any(v.get("type") == "integer" for v in variants) and any(v.get("type") == "string" for v in variants):
+            node["x-kubernetes-int-or-string"] = True
+        elif len(variants) == 1:
+            merged = dict(variants[0])
+            merged.update(node)
+            node = merged
+            return _resolve(node, defs)
+        else:  # pragma: no cover - the models use no other unions
+            raise ValueError(f"cannot express union in a structural schema: {variants}")
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP:
+            continue
+        if key == "exclusiveMinimum":
+            out["minimum"] = value
+            out["exclusiveMinimum"] = True
+        elif key == "additionalProperties" and value is False:
+            continue  # the API server prunes unknown fields; `false` is not structural
+        elif key == "properties":
+            out[key] = {name: _resolve(sub, defs) for name, sub in value.items()}
+        else:
+            out[key] = _resolve(value, defs)
+    if out.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+    return out
+
+
+def openapi_schema(model: type[Any]) -> dict[str, Any]:
+    """The structural schema of one pydantic model."""
+    raw = model.model_json_schema(mode="serialization")
+    defs = raw.pop("$defs", {})
+    return dict(_resolve(raw, defs))
+
+
+def custom_resource_definition() -> dict[str, Any]:
+    spec_schema = openapi_schema(api.MicroservicePlatformSpec)
+    spec_schema["description"] = api.MicroservicePlatformSpec.__doc__
+    status_schema = openapi_schema(MicroservicePlatformStatus)
+    status_schema["description"] = MicroservicePlatformStatus.__doc__
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{api.PLURAL}.{api.GROUP}"},
+        "spec": {
+            "group": api.GROUP,
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": api.SHORT_NAMES,
+                "categories": api.CATEGORIES,
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+                        {"name": "Services", "type": "string", "jsonPath": ".status.readyServices"},
+                        {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "description": api.MicroservicePlatform.__doc__,
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `keelson crd` from operator/keelson/api; do not edit by hand.\n"
+    return header + yaml.safe_dump(custom_resource_definition(), sort_keys=False, width=120)

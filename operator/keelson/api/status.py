@@ -1,0 +1,71 @@
+"""The status of a `MicroservicePlatform`, written only by the operator.
+
+Conditions follow `metav1.Condition`, so `kubectl wait --for=condition=Ready` and Argo CD's
+health checks read them like any other Kubernetes object's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from keelson.api.v1alpha1 import Autoscaling, Resilience, Resources
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Condition(_Status):
+    """One aspect of the platform's state, in the standard `metav1.Condition` shape."""
+
+    type: str = Field(max_length=316, description="Condition type, e.g. Ready or WorkloadsReady.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observedGeneration: int | None = Field(None, ge=0, description="Generation the condition was set for.")
+    lastTransitionTime: str = Field(description="When the status last changed (RFC 3339).")
+    reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
+    message: str = Field(max_length=32768, description="Human-readable details.")
+
+
+class ServiceStatus(_Status):
+    """Replica summary of one service."""
+
+    name: str = Field(description="Service name.")
+    desiredReplicas: int = Field(description="Replicas the Deployment asks for (the HPA's, when on).")
+    readyReplicas: int = Field(description="Replicas that are ready.")
+    ready: bool = Field(description="Whether the service is fully rolled out and available.")
+
+
+class Sizing(_Status):
+    """Numbers derived from spec.dailyUsers by the sizing model (docs/sizing.md)."""
+
+    dailyUsers: int = Field(description="The input.")
+    averageRequestsPerSecond: float = Field(description="Average requests per second over a day.")
+    peakRequestsPerSecond: float = Field(description="Expected peak requests per second.")
+    minReplicas: int = Field(description="Derived HPA lower bound per service.")
+    maxReplicas: int = Field(description="Derived HPA upper bound per service.")
+    partitions: int = Field(description="Derived partitions per topic.")
+
+
+class EffectiveDefaults(_Status):
+    """The defaults in force after Keelson's own were applied under the spec's."""
+
+    resilience: Resilience = Field(description="Effective default resilience settings.")
+    autoscaling: Autoscaling = Field(description="Effective default autoscaling settings.")
+    resources: Resources = Field(description="Effective default container resources.")
+
+
+class MicroservicePlatformStatus(_Status):
+    """Observed state of the platform."""
+
+    observedGeneration: int | None = Field(None, description="The generation last reconciled.")
+    conditions: list[Condition] | None = Field(
+        None,
+        description="Ready, plus one condition per area (WorkloadsReady, RoutesReady, Paused).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    readyServices: str | None = Field(None, description="Ready services over all services, e.g. 4/5.")
+    services: list[ServiceStatus] | None = Field(None, description="Per-service replica summary.")
+    effectiveDefaults: EffectiveDefaults | None = Field(None, description="Effective defaults.")
+    sizing: Sizing | None = Field(None, description="Numbers derived from dailyUsers, when given.")

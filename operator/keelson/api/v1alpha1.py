@@ -1,0 +1,461 @@
+"""The `MicroservicePlatform` API, `keelson.dev/v1alpha1`.
+
+These pydantic models are the single source of the API: the CRD's OpenAPI schema (with its CEL
+rules) is generated from them (see `keelson.api.crd`), and the operator parses every object
+through them. Fields carry no schema defaults on purpose: a `default:` in the CRD makes GitOps
+tools report drift forever for fields the user left out. The operator applies defaults itself
+(`keelson.api.effective`) and reports the effective values in status.
+
+Every cross-field rule is written twice, once as CEL (enforced by the API server at admission)
+and once as a pydantic validator (for `keelson render` and unit tests); a test feeds the same
+invalid platforms to both.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+GROUP = "keelson.dev"
+VERSION = "v1alpha1"
+KIND = "MicroservicePlatform"
+PLURAL = "microserviceplatforms"
+SINGULAR = "microserviceplatform"
+SHORT_NAMES = ["msp"]
+CATEGORIES = ["keelson"]
+
+# Bounds that keep the CEL rules within the API server's cost budget; they are also sane limits.
+MAX_SERVICES = 256
+MAX_CALLS = 32
+MAX_EVENTS = 64
+
+DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+SEGMENT = r"[a-z][a-z0-9-]*"
+DOMAIN_PATTERN = rf"^{SEGMENT}$"
+EVENT_PATTERN = rf"^{SEGMENT}\.{SEGMENT}$"
+SUBSCRIPTION_PATTERN = rf"^({SEGMENT}\.)?{SEGMENT}\.{SEGMENT}$"
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+REFERENCE_SERVICES = ("gateway", "users", "orders", "payments", "notifications")
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+class _Model(BaseModel):
+    """Base: camelCase field names as in the CRD, unknown fields refused (the API server prunes)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+Quantity = Annotated[str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+
+class CircuitBreaker(_Model):
+    """Per-downstream circuit breaker of every synchronous call."""
+
+    consecutiveFailures: int | None = Field(
+        None, ge=1, le=100, description="Consecutive failures that open the breaker (default 3)."
+    )
+    openSeconds: int | None = Field(
+        None, ge=1, le=3600, description="Seconds the breaker stays open before a probe (default 30)."
+    )
+
+
+class Retry(_Model):
+    """Retry schedule of asynchronous consumers (and of idempotent synchronous calls)."""
+
+    backoffSeconds: list[Annotated[int, Field(ge=0, le=3600)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="Delay before each retry, in seconds (default [1, 2, 4, 8]).",
+    )
+    maxRetries: int | None = Field(
+        None,
+        ge=0,
+        le=16,
+        description="Retries before a message goes to the dead-letter queue (default 3).",
+    )
+
+
+class Resilience(_Model):
+    """Timeouts, circuit breaking and retries, rendered into each service's ConfigMap."""
+
+    timeoutSeconds: float | None = Field(
+        None, gt=0, le=300, description="Timeout of every synchronous request, in seconds (default 5)."
+    )
+    circuitBreaker: CircuitBreaker | None = Field(None, description="Circuit breaker settings.")
+    retry: Retry | None = Field(None, description="Retry and dead-letter settings.")
+
+
+class Autoscaling(_Model):
+    """HorizontalPodAutoscaler settings (autoscaling/v2, CPU utilisation)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+                    "minReplicas must not be greater than maxReplicas",
+                    ".minReplicas",
+                )
+            ]
+        }
+    )
+
+    enabled: bool | None = Field(
+        None, description="Whether an HPA scales the service (default true); when false, `replicas` applies."
+    )
+    minReplicas: int | None = Field(None, ge=1, le=1000, description="Lower bound of the HPA.")
+    maxReplicas: int | None = Field(None, ge=1, le=1000, description="Upper bound of the HPA.")
+    targetCPUUtilizationPercentage: int | None = Field(
+        None, ge=1, le=100, description="Average CPU utilisation the HPA aims for (default 70)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.minReplicas is not None and self.maxReplicas is not None and self.minReplicas > self.maxReplicas:
+            raise ValueError("minReplicas must not be greater than maxReplicas")
+        return self
+
+
+class Resources(_Model):
+    """Compute requests and limits of a container, as in a Pod spec."""
+
+    requests: dict[str, Quantity] | None = Field(None, description="Requested resources (cpu, memory).")
+    limits: dict[str, Quantity] | None = Field(None, description="Resource limits (cpu, memory).")
+
+
+class Defaults(_Model):
+    """Settings every service inherits unless it sets its own."""
+
+    resilience: Resilience | None = Field(None, description="Default resilience settings.")
+    autoscaling: Autoscaling | None = Field(None, description="Default autoscaling settings.")
+    resources: Resources | None = Field(None, description="Default container resources.")
+
+
+class SecretRef(_Model):
+    """A reference to a Secret in the platform's namespace."""
+
+    name: str = Field(max_length=253, description="Name of the Secret.")
+
+
+class Kafka(_Model):
+    """Where the platform's topics live and how Keelson provisions them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.provider) || self.provider != 'strimzi' || has(self.strimziCluster)",
+                    "strimziCluster is required when provider is strimzi",
+                    ".strimziCluster",
+                )
+            ]
+        }
+    )
+
+    provider: Literal["admin", "strimzi", "none"] | None = Field(
+        None,
+        description="admin: talk to the brokers' Admin API; strimzi: emit KafkaTopic objects; "
+        "none: only list topics in status (default none).",
+    )
+    bootstrapServers: str | None = Field(
+        None, max_length=1024, description="Comma-separated host:port list of the brokers."
+    )
+    strimziCluster: str | None = Field(
+        None, max_length=253, description="Strimzi Kafka cluster that owns the topics (provider strimzi)."
+    )
+    partitions: int | None = Field(
+        None, ge=1, le=10000, description="Partitions per topic; derived from dailyUsers when unset."
+    )
+    replicationFactor: int | None = Field(None, ge=1, le=10, description="Replication factor per topic.")
+    deletionPolicy: Literal["Retain", "Delete"] | None = Field(
+        None, description="Whether topics are deleted with the platform (default Retain)."
+    )
+
+
+class Databases(_Model):
+    """How each service's own database is provisioned."""
+
+    provider: Literal["postgres", "cloudnative-pg", "external"] | None = Field(
+        None,
+        description="postgres: CREATE ROLE/DATABASE on a server; cloudnative-pg: emit CloudNativePG "
+        "objects; external: use a Secret per service (default postgres).",
+    )
+    adminSecretRef: SecretRef | None = Field(
+        None, description="Secret with the admin connection (key `uri`, or host/port/user/password)."
+    )
+    deletionPolicy: Literal["Retain", "Delete"] | None = Field(
+        None, description="Whether databases are dropped with the platform (default Retain)."
+    )
+
+
+class GatewayRef(_Model):
+    """A Gateway API Gateway that HTTPRoutes attach to."""
+
+    name: str = Field(max_length=253, description="Name of the Gateway.")
+    namespace: str | None = Field(
+        None, max_length=63, description="Namespace of the Gateway (default the platform's)."
+    )
+    sectionName: str | None = Field(None, max_length=253, description="Listener of the Gateway to attach to.")
+
+
+class Gateway(_Model):
+    """The public entry: which service is the API gateway and how traffic reaches it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.routeKind) || self.routeKind != 'HTTPRoute' || has(self.gatewayRef)",
+                    "gatewayRef is required when routeKind is HTTPRoute",
+                    ".gatewayRef",
+                )
+            ]
+        }
+    )
+
+    service: str | None = Field(
+        None,
+        max_length=63,
+        description="Name of the service that is the API gateway; every public request passes it.",
+    )
+    host: str | None = Field(None, max_length=253, description="Public host name routed to the gateway.")
+    routeKind: Literal["Ingress", "HTTPRoute"] | None = Field(
+        None, description="Ingress (default) or a Gateway API HTTPRoute."
+    )
+    ingressClassName: str | None = Field(None, max_length=253, description="IngressClass of the Ingress.")
+    gatewayRef: GatewayRef | None = Field(None, description="Gateway the HTTPRoute attaches to.")
+    tlsSecretName: str | None = Field(None, max_length=253, description="Secret with the TLS certificate.")
+    ingressControllerNamespace: str | None = Field(
+        None,
+        max_length=63,
+        description="Namespace whose pods may reach the gateway (the ingress controller's or the "
+        "Gateway's); default ingress-nginx for Ingress, the Gateway's namespace for HTTPRoute.",
+    )
+
+    @model_validator(mode="after")
+    def _route(self) -> Gateway:
+        if self.routeKind == "HTTPRoute" and self.gatewayRef is None:
+            raise ValueError("gatewayRef is required when routeKind is HTTPRoute")
+        return self
+
+
+class DatabaseRequest(_Model):
+    """A database of the service's own."""
+
+    engine: Literal["postgres"] = Field(description="Database engine; postgres for now.")
+    secretRef: SecretRef | None = Field(
+        None, description="Secret with the connection (provider external only)."
+    )
+
+
+class Expose(_Model):
+    """How the gateway routes public requests to the service."""
+
+    path: str = Field(
+        max_length=253, pattern=r"^/[A-Za-z0-9/_.-]*$", description="Public path prefix, e.g. /orders."
+    )
+
+
+class KeyRef(_Model):
+    """A key of a Secret or ConfigMap."""
+
+    name: str = Field(max_length=253, description="Name of the object.")
+    key: str = Field(max_length=253, description="The key to select.")
+    optional: bool | None = Field(None, description="Whether the object or key may be missing.")
+
+
+class EnvVarSource(_Model):
+    """Where an environment variable's value comes from."""
+
+    secretKeyRef: KeyRef | None = Field(None, description="A key of a Secret.")
+    configMapKeyRef: KeyRef | None = Field(None, description="A key of a ConfigMap.")
+
+
+class EnvVar(_Model):
+    """An environment variable of the service's container."""
+
+    name: str = Field(max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
+    value: str | None = Field(None, description="Literal value.")
+    valueFrom: EnvVarSource | None = Field(None, description="Value from a Secret or ConfigMap key.")
+
+
+ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS1035_LABEL)]
+EventName = Annotated[str, Field(max_length=127, pattern=EVENT_PATTERN)]
+SubscriptionName = Annotated[str, Field(max_length=191, pattern=SUBSCRIPTION_PATTERN)]
+
+
+class Service(_Model):
+    """One microservice of the platform."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.reference) != has(self.image)",
+                    "exactly one of reference or image must be set",
+                ),
+                _cel(
+                    "!has(self.calls) || !(self.name in self.calls)",
+                    "a service must not call itself",
+                    ".calls",
+                ),
+            ]
+        }
+    )
+
+    name: ServiceName = Field(description="Service name, a DNS-1035 label; unique in the platform.")
+    reference: Literal["gateway", "users", "orders", "payments", "notifications"] | None = Field(
+        None, description="A bundled reference service to run (exactly one of reference/image)."
+    )
+    image: str | None = Field(
+        None, min_length=1, max_length=512, description="A custom container image (exactly one of reference/image)."
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="Container and Service port (default 8080).")
+    replicas: int | None = Field(None, ge=0, le=1000, description="Replicas when autoscaling is off.")
+    autoscaling: Autoscaling | None = Field(None, description="Overrides defaults.autoscaling.")
+    resources: Resources | None = Field(None, description="Overrides defaults.resources.")
+    resilience: Resilience | None = Field(None, description="Overrides defaults.resilience.")
+    database: DatabaseRequest | None = Field(None, description="A database of the service's own.")
+    publishes: list[EventName] | None = Field(
+        None,
+        max_length=MAX_EVENTS,
+        description="Events the service publishes, as entity.action; topic <domain>.<entity>.<action>.",
+    )
+    subscribes: list[SubscriptionName] | None = Field(
+        None,
+        max_length=MAX_EVENTS,
+        description="Events the service consumes: entity.action of this domain, or a full topic name.",
+    )
+    calls: list[ServiceName] | None = Field(
+        None, max_length=MAX_CALLS, description="Services of this platform it calls synchronously."
+    )
+    expose: Expose | None = Field(None, description="Route public requests under a path to this service.")
+    env: list[EnvVar] | None = Field(None, max_length=128, description="Extra environment variables.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> Service:
+        if (self.reference is None) == (self.image is None):
+            raise ValueError("exactly one of reference or image must be set")
+        if self.calls and self.name in self.calls:
+            raise ValueError("a service must not call itself")
+        return self
+
+
+class MicroservicePlatformSpec(_Model):
+    """The desired platform: its services, their call graph and events, and shared settings."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.services.all(s, !has(s.calls) || s.calls.all(c, self.services.exists(t, t.name == c)))",
+                    "every name in services[].calls must be a service of this platform",
+                    ".services",
+                ),
+                _cel(
+                    "!has(self.gateway) || !has(self.gateway.service) || "
+                    "self.services.exists(s, s.name == self.gateway.service)",
+                    "gateway.service must be a service of this platform",
+                    ".gateway.service",
+                ),
+            ]
+        }
+    )
+
+    domain: str = Field(
+        max_length=63,
+        pattern=DOMAIN_PATTERN,
+        description="Business domain; the first segment of every topic name. Immutable.",
+        json_schema_extra={"x-kubernetes-validations": [_cel("self == oldSelf", "domain is immutable")]},
+    )
+    dailyUsers: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000_000,
+        description="Expected daily active users; sizes replicas, HPA bounds and partitions when unset "
+        "(see docs/sizing.md).",
+    )
+    defaults: Defaults | None = Field(None, description="Settings every service inherits.")
+    kafka: Kafka | None = Field(None, description="Kafka topics of the platform.")
+    databases: Databases | None = Field(None, description="Databases of the services.")
+    gateway: Gateway | None = Field(None, description="The API gateway and its public route.")
+    services: list[Service] = Field(
+        min_length=1,
+        max_length=MAX_SERVICES,
+        description="The services, a list keyed by name.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @field_validator("services")
+    @classmethod
+    def _unique_names(cls, services: list[Service]) -> list[Service]:
+        seen: set[str] = set()
+        for svc in services:
+            if svc.name in seen:
+                raise ValueError(f"duplicate service name {svc.name!r}")
+            seen.add(svc.name)
+        return services
+
+    @model_validator(mode="after")
+    def _graph(self) -> MicroservicePlatformSpec:
+        names = {s.name for s in self.services}
+        for svc in self.services:
+            for callee in svc.calls or ():
+                if callee not in names:
+                    raise ValueError(f"services[{svc.name}].calls: {callee!r} is not a service of this platform")
+        if self.gateway and self.gateway.service and self.gateway.service not in names:
+            raise ValueError("gateway.service must be a service of this platform")
+        return self
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata the operator reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class MicroservicePlatform(BaseModel):
+    """A whole `MicroservicePlatform` object as read from the API or a manifest."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    apiVersion: str = f"{GROUP}/{VERSION}"
+    kind: str = KIND
+    metadata: ObjectMeta
+    spec: MicroservicePlatformSpec
+
+    @classmethod
+    def from_object(cls, obj: Any) -> MicroservicePlatform:
+        return cls.model_validate(obj)
+
+
+def topic_name(domain: str, event: str) -> str:
+    """`entity.action` of this domain, or a full `domain.entity.action`, as a topic name."""
+    return event if event.count(".") == 2 else f"{domain}.{event}"
+
+
+def is_valid_topic(name: str) -> bool:
+    return re.fullmatch(rf"{SEGMENT}\.{SEGMENT}\.{SEGMENT}", name) is not None

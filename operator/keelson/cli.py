@@ -1,0 +1,89 @@
+"""The `keelson` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from keelson.api.crd import crd_yaml
+from keelson.manifests import load_platforms
+from keelson.render import DEFAULT_REFERENCE_IMAGE, RenderContext, render_platform
+
+
+def _cmd_crd(args: argparse.Namespace) -> int:
+    text = crd_yaml()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    try:
+        platforms = load_platforms(args.filename)
+    except ValidationError as exc:
+        print(f"error: invalid platform in {args.filename}:\n{exc}", file=sys.stderr)
+        return 1
+    if not platforms:
+        print(f"error: no MicroservicePlatform in {args.filename}", file=sys.stderr)
+        return 1
+    docs = []
+    for platform in platforms:
+        namespace = args.namespace or platform.metadata.namespace
+        ctx = RenderContext(
+            name=platform.metadata.name, namespace=namespace, spec=platform.spec, reference_image=args.image
+        )
+        docs.extend(render_platform(ctx))
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, width=120))
+    return 0
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from keelson.controller.main import run
+
+    return run(metrics_port=args.metrics_port, health_port=args.health_port, namespaces=args.namespace)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keelson", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crd = sub.add_parser("crd", help="print the MicroservicePlatform CRD generated from the API models")
+    crd.add_argument("-o", "--output", help="write to this file instead of stdout")
+    crd.set_defaults(func=_cmd_crd)
+
+    render = sub.add_parser("render", help="print the Kubernetes objects a platform becomes, touching no cluster")
+    render.add_argument("-f", "--filename", required=True, help="platform manifest, or - for stdin")
+    render.add_argument("-n", "--namespace", help="namespace of the objects (default: the manifest's, or default)")
+    render.add_argument("--image", default=DEFAULT_REFERENCE_IMAGE, help="image of the reference services")
+    render.set_defaults(func=_cmd_render)
+
+    op = sub.add_parser("operator", help="run the operator")
+    op_sub = op.add_subparsers(dest="operator_command", required=True)
+    run = op_sub.add_parser("run", help="run the operator in the foreground")
+    run.add_argument("--metrics-port", type=int, default=8080)
+    run.add_argument("--health-port", type=int, default=8081)
+    run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (default: all)")
+    run.set_defaults(func=_cmd_operator)
+
+    try:
+        from keelson.devstack.cli import add_dev_commands
+    except ImportError:  # pragma: no cover - the dev stack is part of the package
+        pass
+    else:
+        add_dev_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

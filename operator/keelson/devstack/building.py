@@ -1,0 +1,315 @@
+"""Build the stack's binaries from the Go module proxy, once per version, into the cache.
+
+Every build writes into a fresh temporary directory next to its final place and is renamed
+into place only when complete, so a half-finished or interrupted build is never mistaken for
+a cached one. A file lock keeps two ``keelson dev up`` from building the same thing at once.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from keelson.devstack import cache
+from keelson.devstack.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+
+Progress = Callable[[str], None]
+
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+KUBERNETES_MODULE = "k8s.io/kubernetes"
+ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
+KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
+HELM_MODULE = "helm.sh/helm/v3"
+HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
+
+# Lines of k8s.io/kubernetes's go.mod that point a staging module at its in-repo copy, either
+# inside a ``replace ( ... )`` block or as a one-line ``replace`` directive.
+_STAGING_REPLACE = re.compile(r"^\s*(?:replace\s+)?(k8s\.io/[A-Za-z0-9._/-]+)\s+=>\s+\./staging/", re.M)
+_GO_DIRECTIVE = re.compile(r"^go\s+(\S+)\s*$", re.M)
+_CLIENT_GO_REQUIRE = re.compile(r"^\s*(?:require\s+)?k8s\.io/client-go\s+v0\.(\d+)\.", re.M)
+
+ETCD_MAIN_GO = """\
+// Command etcd: the same entry point as etcd's own server/main.go. A wrapper module is needed
+// because go.etcd.io/etcd/server/v3's go.mod has replace directives, which `go install` refuses.
+package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+\tetcdmain.Main(os.Args)
+}
+"""
+
+
+class BuildError(RuntimeError):
+    """A Go build failed; the message ends with the tail of its log."""
+
+
+# --- pure helpers (unit-tested) ---------------------------------------------------------------
+
+
+def staging_modules(upstream_go_mod: str) -> list[str]:
+    """The k8s.io modules that k8s.io/kubernetes's go.mod replaces with ./staging copies."""
+    return sorted(set(_STAGING_REPLACE.findall(upstream_go_mod)))
+
+
+def go_directive(go_mod: str) -> str:
+    """The ``go`` line of a go.mod; the wrapper asks for the same language version."""
+    match = _GO_DIRECTIVE.search(go_mod)
+    if match is None:
+        raise ValueError("go.mod has no go directive")
+    return match.group(1)
+
+
+def staging_version(kubernetes_version: str) -> str:
+    """Staging modules are tagged v0.X.Y for Kubernetes v1.X.Y."""
+    if not kubernetes_version.startswith("v1."):
+        raise ValueError(f"not a Kubernetes 1.x version: {kubernetes_version}")
+    return "v0." + kubernetes_version.removeprefix("v1.")
+
+
+def kubernetes_wrapper_go_mod(upstream_go_mod: str, kubernetes_version: str) -> str:
+    """go.mod of a module that can build k8s.io/kubernetes's commands from the proxy.
+
+    ``go install k8s.io/kubernetes/cmd/...@vX`` is refused because its go.mod requires the
+    staging modules at v0.0.0 and replaces them with local paths; a main module may override
+    both by replacing each staging module with its published v0.X.Y tag.
+    """
+    modules = staging_modules(upstream_go_mod)
+    if not modules:
+        raise ValueError("no ./staging replace directives found in k8s.io/kubernetes's go.mod")
+    tag = staging_version(kubernetes_version)
+    replaces = "".join(f"\t{module} => {module} {tag}\n" for module in modules)
+    return (
+        "module keelson.dev/localstack/kubernetes\n\n"
+        f"go {go_directive(upstream_go_mod)}\n\n"
+        f"require {KUBERNETES_MODULE} {kubernetes_version}\n\n"
+        f"replace (\n{replaces})\n"
+    )
+
+
+def tools_go(packages: tuple[str, ...]) -> str:
+    """A file that only exists to make ``go mod tidy`` keep the packages' dependencies."""
+    imports = "".join(f'\t_ "{package}"\n' for package in packages)
+    return f"//go:build tools\n\npackage tools\n\nimport (\n{imports})\n"
+
+
+def kubernetes_ldflags(kubernetes_version: str) -> str:
+    """Stamp the version: without it /version says v0.0.0 and Helm rejects ``kubeVersion``."""
+    major, minor = kubernetes_version.removeprefix("v").split(".")[:2]
+    stamps = [
+        f"k8s.io/component-base/version.gitVersion={kubernetes_version}",
+        f"k8s.io/component-base/version.gitMajor={major}",
+        f"k8s.io/component-base/version.gitMinor={minor}",
+        f"k8s.io/client-go/pkg/version.gitVersion={kubernetes_version}",
+    ]
+    return " ".join(["-s", "-w", *(f"-X {stamp}" for stamp in stamps)])
+
+
+def etcd_wrapper_go_mod(etcd_version: str, go_version: str) -> str:
+    return (
+        "module keelson.dev/localstack/etcd\n\n"
+        f"go {go_version}\n\n"
+        f"require {ETCD_SERVER_MODULE} {etcd_version}\n"
+    )
+
+
+def helm_ldflags(helm_version: str, helm_go_mod: str) -> str:
+    """What helm's Makefile stamps: its version, and the Kubernetes minor it assumes offline."""
+    flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={helm_version}"]
+    match = _CLIENT_GO_REQUIRE.search(helm_go_mod)
+    if match is not None:
+        for package in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
+            flags += [f"-X {package}.k8sVersionMajor=1", f"-X {package}.k8sVersionMinor={match.group(1)}"]
+    return " ".join(flags)
+
+
+# --- running Go -------------------------------------------------------------------------------
+
+
+def _go_env(**extra: str) -> dict[str, str]:
+    # Static binaries: nothing to link against at run time, and no C toolchain needed.
+    return {**os.environ, "CGO_ENABLED": "0", **extra}
+
+
+def _run_go(args: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    with log.open("a") as out:
+        out.write(f"$ go {' '.join(args)}\n")
+        out.flush()
+        result = subprocess.run(
+            ["go", *args], cwd=cwd, env=env or _go_env(), stdout=out, stderr=subprocess.STDOUT, check=False
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        raise BuildError(f"go {args[0]} failed (exit {result.returncode}); log {log}:\n{tail}")
+
+
+def _download_go_mod(module: str, version: str, *, cwd: Path, log: Path) -> str:
+    """The go.mod the proxy serves for module@version (fetched into the module cache)."""
+    result = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        cwd=cwd,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        with log.open("a") as out:
+            out.write(result.stdout + result.stderr)
+        raise BuildError(f"go mod download {module}@{version} failed: {result.stderr.strip() or result.stdout}")
+    info = json.loads(result.stdout)
+    return Path(info["GoMod"]).read_text()
+
+
+def _fresh_work_dir(component: str, version: str) -> tuple[Path, Path]:
+    work = cache.work_dir(component, version)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return work, work / "build.log"
+
+
+# --- builders: each fills ``out`` with its binaries -------------------------------------------
+
+
+def build_kubernetes(out: Path, version: str = KUBERNETES_VERSION) -> None:
+    work, log = _fresh_work_dir("kubernetes", version)
+    upstream = _download_go_mod(KUBERNETES_MODULE, version, cwd=work, log=log)
+    (work / "go.mod").write_text(kubernetes_wrapper_go_mod(upstream, version))
+    packages = tuple(f"{KUBERNETES_MODULE}/cmd/{command}" for command in KUBERNETES_COMMANDS)
+    (work / "tools.go").write_text(tools_go(packages))
+    _run_go(["mod", "tidy"], cwd=work, log=log)
+    _run_go(
+        ["build", "-trimpath", "-ldflags", kubernetes_ldflags(version), "-o", f"{out}/", *packages],
+        cwd=work,
+        log=log,
+    )
+
+
+def build_etcd(out: Path, version: str = ETCD_VERSION) -> None:
+    work, log = _fresh_work_dir("etcd", version)
+    upstream = _download_go_mod(ETCD_SERVER_MODULE, version, cwd=work, log=log)
+    (work / "go.mod").write_text(etcd_wrapper_go_mod(version, go_directive(upstream)))
+    (work / "main.go").write_text(ETCD_MAIN_GO)
+    _run_go(["mod", "tidy"], cwd=work, log=log)
+    _run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], cwd=work, log=log)
+
+
+def build_kwok(out: Path, version: str = KWOK_VERSION) -> None:
+    # kwok's go.mod has no replace directives, so a plain `go install` works.
+    work, log = _fresh_work_dir("kwok", version)
+    _run_go(
+        ["install", "-trimpath", "-ldflags", "-s -w", f"{KWOK_PACKAGE}@{version}"],
+        cwd=work,
+        log=log,
+        env=_go_env(GOBIN=str(out)),
+    )
+
+
+def build_helm(out: Path, version: str = HELM_VERSION) -> None:
+    work, log = _fresh_work_dir("helm", version)
+    helm_go_mod = _download_go_mod(HELM_MODULE, version, cwd=work, log=log)
+    _run_go(
+        ["install", "-trimpath", "-ldflags", helm_ldflags(version, helm_go_mod), f"{HELM_PACKAGE}@{version}"],
+        cwd=work,
+        log=log,
+        env=_go_env(GOBIN=str(out)),
+    )
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    version: str
+    binaries: tuple[str, ...]
+    build: Callable[[Path, str], None]
+    # Shown before a cold build so nobody thinks it hangs.
+    expected_duration: str
+
+
+COMPONENTS: tuple[Component, ...] = (
+    Component("kubernetes", KUBERNETES_VERSION, KUBERNETES_COMMANDS, build_kubernetes, "15-25 min on 2 cores"),
+    Component("etcd", ETCD_VERSION, ("etcd",), build_etcd, "1-3 min"),
+    Component("kwok", KWOK_VERSION, ("kwok",), build_kwok, "2-5 min"),
+    Component("helm", HELM_VERSION, ("helm",), build_helm, "2-5 min"),
+)
+
+
+def component(name: str) -> Component:
+    for candidate in COMPONENTS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(name)
+
+
+def _complete(directory: Path, binaries: tuple[str, ...]) -> bool:
+    return all(os.access(directory / binary, os.X_OK) for binary in binaries)
+
+
+@contextlib.contextmanager
+def _build_lock(final: Path) -> Iterator[None]:
+    lock_path = final.parent / f".{final.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ensure_component(comp: Component, progress: Progress) -> Path:
+    """The directory holding ``comp``'s binaries, building it first on a cache miss."""
+    final = cache.bin_dir(comp.name, comp.version)
+    if _complete(final, comp.binaries):
+        return final
+    with _build_lock(final):
+        # Someone else may have finished the build while we waited for the lock.
+        if _complete(final, comp.binaries):
+            return final
+        if shutil.which("go") is None:
+            raise BuildError(f"{comp.name} {comp.version} is not cached in {final} and `go` is not on PATH")
+        progress(
+            f"building {comp.name} {comp.version} ({', '.join(comp.binaries)}): first time only, "
+            f"{comp.expected_duration}; log {cache.work_dir(comp.name, comp.version) / 'build.log'}"
+        )
+        staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f"{final.name}.building-"))
+        try:
+            comp.build(staging, comp.version)
+            missing = [binary for binary in comp.binaries if not (staging / binary).is_file()]
+            if missing:
+                raise BuildError(f"{comp.name} build produced no {', '.join(missing)}")
+            if final.exists():  # a stale, incomplete directory from older tooling
+                shutil.rmtree(final)
+            staging.rename(final)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        progress(f"built {comp.name} {comp.version} into {final}")
+    return final
+
+
+def ensure_binaries(progress: Progress) -> dict[str, Path]:
+    """Every binary the stack runs, by name (``kube-apiserver``, ``etcd``, ``helm``, ``kubectl``...)."""
+    binaries: dict[str, Path] = {}
+    for comp in COMPONENTS:
+        directory = ensure_component(comp, progress)
+        binaries.update({binary: directory / binary for binary in comp.binaries})
+    # kubectl is a prerequisite of the machine, not something we build.
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise BuildError("kubectl is not on PATH")
+    binaries["kubectl"] = Path(kubectl)
+    return binaries

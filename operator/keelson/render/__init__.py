@@ -1,0 +1,34 @@
+"""Pure rendering: a validated platform spec in, the desired Kubernetes objects out. No I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keelson.render.configmap import render_config_map
+from keelson.render.context import DEFAULT_REFERENCE_IMAGE, RenderContext
+from keelson.render.deployment import render_deployment
+from keelson.render.hpa import render_hpa
+from keelson.render.networkpolicy import render_default_deny, render_network_policy
+from keelson.render.pdb import render_pdb
+from keelson.render.routes import render_route
+from keelson.render.service import render_service
+from keelson.render.serviceaccount import render_service_account
+
+__all__ = ["DEFAULT_REFERENCE_IMAGE", "RenderContext", "render_platform"]
+
+
+def render_platform(ctx: RenderContext) -> list[dict[str, Any]]:
+    """Every desired child object, in an order that is safe to apply one by one."""
+    objects: list[dict[str, Any] | None] = [render_default_deny(ctx)]
+    for svc in ctx.services:
+        objects += [
+            render_service_account(ctx, svc),
+            render_config_map(ctx, svc),
+            render_service(ctx, svc),
+            render_deployment(ctx, svc),
+            render_hpa(ctx, svc),
+            render_pdb(ctx, svc),
+            render_network_policy(ctx, svc),
+        ]
+    objects.append(render_route(ctx))
+    return [o for o in objects if o is not None]

@@ -1,0 +1,59 @@
+"""ConfigMap per service: everything a service needs to find and treat its peers.
+
+The services read these keys as environment variables (the Deployment mounts the ConfigMap with
+`envFrom`), so resilience settings come from the platform spec, never from constants in code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from keelson.effective import EffectiveService
+from keelson.render.context import RenderContext
+from keelson.render.labels import config_map_name, metadata
+
+
+def config_data(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
+    res = svc.resilience
+    data = {
+        "KEELSON_PLATFORM": ctx.name,
+        "KEELSON_NAMESPACE": ctx.namespace,
+        "KEELSON_DOMAIN": ctx.spec.domain,
+        "KEELSON_SERVICE": svc.name,
+        "KEELSON_PORT": str(svc.port),
+        "KEELSON_HTTP_TIMEOUT_SECONDS": f"{res.timeout_seconds:g}",
+        "KEELSON_BREAKER_FAILURES": str(res.breaker_failures),
+        "KEELSON_BREAKER_OPEN_SECONDS": str(res.breaker_open_seconds),
+        "KEELSON_RETRY_BACKOFF_SECONDS": ",".join(str(s) for s in res.backoff_seconds),
+        "KEELSON_RETRY_MAX": str(res.max_retries),
+        "KEELSON_SERVICE_URLS": json.dumps({c: ctx.service_url(c) for c in svc.calls}, sort_keys=True),
+        "KEELSON_PUBLISHES": ",".join(svc.publishes),
+        "KEELSON_SUBSCRIBES": ",".join(svc.subscribes),
+    }
+    if ctx.kafka_bootstrap and (svc.publishes or svc.subscribes):
+        data["KEELSON_KAFKA_BOOTSTRAP"] = ctx.kafka_bootstrap
+    gateway = ctx.gateway_service
+    if gateway is not None and gateway.name == svc.name:
+        routes = [
+            {"path": s.expose_path, "service": s.name, "url": ctx.service_url(s.name)}
+            for s in ctx.services
+            if s.expose_path and s.name != svc.name
+        ]
+        data["KEELSON_ROUTES"] = json.dumps(sorted(routes, key=lambda r: r["path"]))
+    return data
+
+
+def config_checksum(data: dict[str, str]) -> str:
+    """Put on the pod template so that a changed ConfigMap rolls the pods that read it."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def render_config_map(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(ctx, config_map_name(svc.name), svc.name),
+        "data": config_data(ctx, svc),
+    }

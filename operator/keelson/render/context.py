@@ -1,0 +1,42 @@
+"""What every renderer needs to know about the platform, resolved once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from keelson.api.v1alpha1 import MicroservicePlatformSpec
+from keelson.effective import EffectiveService, effective_services
+
+DEFAULT_REFERENCE_IMAGE = "ghcr.io/keelson-dev/keelson:0.1.0"
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """A validated platform plus the few facts that do not come from its spec."""
+
+    name: str
+    namespace: str
+    spec: MicroservicePlatformSpec
+    reference_image: str = DEFAULT_REFERENCE_IMAGE
+
+    @cached_property
+    def services(self) -> list[EffectiveService]:
+        return effective_services(self.spec)
+
+    def service(self, name: str) -> EffectiveService:
+        return next(s for s in self.services if s.name == name)
+
+    @property
+    def gateway_service(self) -> EffectiveService | None:
+        gw = self.spec.gateway
+        return self.service(gw.service) if gw and gw.service else None
+
+    def service_url(self, name: str) -> str:
+        svc = self.service(name)
+        return f"http://{svc.name}.{self.namespace}.svc:{svc.port}"
+
+    @property
+    def kafka_bootstrap(self) -> str | None:
+        kafka = self.spec.kafka
+        return kafka.bootstrapServers if kafka and kafka.bootstrapServers else None

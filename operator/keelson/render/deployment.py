@@ -1,0 +1,101 @@
+"""Deployment per service, under the restricted Pod Security Standard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keelson.effective import EffectiveService
+from keelson.render.configmap import config_checksum, config_data
+from keelson.render.context import RenderContext
+from keelson.render.labels import config_map_name, metadata, selector_labels, service_labels
+
+RUN_AS = 10001
+
+
+def _probes(svc: EffectiveService) -> dict[str, Any]:
+    def check(path: str) -> dict[str, Any]:
+        # Reference services serve /healthz and /readyz; a custom image promises only its port.
+        if svc.reference:
+            return {"httpGet": {"path": path, "port": "http"}}
+        return {"tcpSocket": {"port": "http"}}
+
+    return {
+        # Startup gets up to 60 s before liveness may kill a slow starter (migrations run at start).
+        "startupProbe": {**check("/healthz"), "periodSeconds": 2, "failureThreshold": 30},
+        "livenessProbe": {**check("/healthz"), "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {**check("/readyz"), "periodSeconds": 5, "failureThreshold": 3},
+    }
+
+
+def _resources(svc: EffectiveService) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if svc.resources.requests:
+        out["requests"] = {k: str(v) for k, v in svc.resources.requests.items()}
+    if svc.resources.limits:
+        out["limits"] = {k: str(v) for k, v in svc.resources.limits.items()}
+    return out
+
+
+def _container(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": svc.image or ctx.reference_image,
+        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": config_map_name(svc.name)}}],
+        "resources": _resources(svc),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        **_probes(svc),
+    }
+    if svc.reference:
+        # One image for all reference services; the first argument picks the service.
+        container["args"] = [svc.reference]
+    if svc.env:
+        container["env"] = [e.model_dump(exclude_none=True) for e in svc.env]
+    return container
+
+
+def render_deployment(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "revisionHistoryLimit": 5,
+        "selector": {"matchLabels": selector_labels(ctx, svc.name)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "template": {
+            "metadata": {
+                "labels": service_labels(ctx, svc.name),
+                "annotations": {"keelson.dev/config-checksum": config_checksum(config_data(ctx, svc))},
+            },
+            "spec": {
+                "serviceAccountName": svc.name,
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "terminationGracePeriodSeconds": 30,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": RUN_AS,
+                    "runAsGroup": RUN_AS,
+                    "fsGroup": RUN_AS,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": selector_labels(ctx, svc.name)},
+                    }
+                ],
+                "containers": [_container(ctx, svc)],
+                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            },
+        },
+    }
+    if not svc.autoscaling.enabled:
+        # Under an HPA, replicas belong to the HPA: applying them would fight it on every reconcile.
+        spec["replicas"] = svc.replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(ctx, svc.name, svc.name), "spec": spec}

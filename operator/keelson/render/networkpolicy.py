@@ -1,0 +1,118 @@
+"""NetworkPolicies derived from the declared graph.
+
+A platform-wide policy denies all ingress and egress to the platform's pods; each service then
+gets one policy that allows exactly its declared edges: from its callers (and from the gateway
+when exposed, and from the ingress controller for the gateway itself), to DNS, to the services it
+calls, to Kafka when it has topics and to its database when it has one. Policies are additive,
+so nothing else talks to anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keelson.effective import EffectiveService
+from keelson.render.context import RenderContext
+from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL, metadata, selector_labels
+
+POSTGRES_PORT = 5432
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _pods(ctx: RenderContext, names: list[str]) -> dict[str, Any]:
+    return {
+        "podSelector": {
+            "matchLabels": {PLATFORM_LABEL: ctx.name},
+            "matchExpressions": [{"key": NAME_LABEL, "operator": "In", "values": sorted(names)}],
+        }
+    }
+
+
+def _tcp(port: int) -> dict[str, Any]:
+    return {"protocol": "TCP", "port": port}
+
+
+def _kafka_egress(bootstrap: str) -> list[dict[str, Any]]:
+    """One rule per broker address. `svc.namespace[...]` hosts name a namespace we can select;
+    other hosts live outside the cluster's pod network, so only the port can be constrained."""
+    rules: list[dict[str, Any]] = []
+    for address in sorted({a.strip() for a in bootstrap.split(",") if a.strip()}):
+        host, _, port = address.rpartition(":")
+        if not port.isdigit():
+            continue
+        labels = host.split(".")
+        rule: dict[str, Any] = {"ports": [_tcp(int(port))]}
+        if len(labels) >= 2 and not host.replace(".", "").isdigit():
+            rule["to"] = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: labels[1]}}}]
+        rules.append(rule)
+    return rules
+
+
+def _ingress_controller_namespace(ctx: RenderContext) -> str:
+    gw = ctx.spec.gateway
+    assert gw is not None
+    if gw.ingressControllerNamespace:
+        return gw.ingressControllerNamespace
+    if gw.routeKind == "HTTPRoute" and gw.gatewayRef:
+        return gw.gatewayRef.namespace or ctx.namespace
+    return "ingress-nginx"
+
+
+def _ingress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    port = [_tcp(svc.port)]
+    gateway = ctx.gateway_service
+    sources = set(svc.callers)
+    if gateway is not None and svc.expose_path and svc.name != gateway.name:
+        sources.add(gateway.name)
+    if sources:
+        rules.append({"from": [_pods(ctx, list(sources))], "ports": port})
+    if gateway is not None and svc.name == gateway.name:
+        namespace = _ingress_controller_namespace(ctx)
+        rules.append(
+            {"from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}], "ports": port}
+        )
+    return rules
+
+
+def _egress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [
+        {
+            "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        }
+    ]
+    targets = set(svc.calls)
+    gateway = ctx.gateway_service
+    if gateway is not None and svc.name == gateway.name:
+        targets |= {s.name for s in ctx.services if s.expose_path and s.name != svc.name}
+    for name in sorted(targets):
+        rules.append({"to": [_pods(ctx, [name])], "ports": [_tcp(ctx.service(name).port)]})
+    if ctx.kafka_bootstrap and (svc.publishes or svc.subscribes):
+        rules.extend(_kafka_egress(ctx.kafka_bootstrap))
+    if svc.has_database:
+        rules.append({"ports": [_tcp(POSTGRES_PORT)]})
+    return rules
+
+
+def render_default_deny(ctx: RenderContext) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(ctx, f"{ctx.name}-default-deny"),
+        "spec": {"podSelector": {"matchLabels": {PLATFORM_LABEL: ctx.name}}, "policyTypes": ["Ingress", "Egress"]},
+    }
+
+
+def render_network_policy(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(ctx, svc.name, svc.name),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(ctx, svc.name)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": _ingress(ctx, svc),
+            "egress": _egress(ctx, svc),
+        },
+    }
