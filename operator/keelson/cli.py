@@ -16,9 +16,9 @@ from keelson.render import DEFAULT_REFERENCE_IMAGE, RenderContext, render_platfo
 
 def _cmd_crd(args: argparse.Namespace) -> int:
     text = crd_yaml()
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
+    for output in args.output or []:
+        Path(output).write_text(text)
+    if not args.output:
         sys.stdout.write(text)
     return 0
 
@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     crd = sub.add_parser("crd", help="print the MicroservicePlatform CRD generated from the API models")
-    crd.add_argument("-o", "--output", help="write to this file instead of stdout")
+    crd.add_argument(
+        "-o", "--output", action="append", help="write to this file instead of stdout (repeatable)"
+    )
     crd.set_defaults(func=_cmd_crd)
 
     render = sub.add_parser("render", help="print the Kubernetes objects a platform becomes, touching no cluster")

@@ -118,18 +118,16 @@ def sizing(spec: MicroservicePlatformSpec) -> SizingResult | None:
 
 def default_autoscaling(spec: MicroservicePlatformSpec) -> Autoscaling:
     sized = sizing(spec)
-    sized_layer = (
-        Autoscaling(minReplicas=sized.min_replicas, maxReplicas=sized.max_replicas) if sized else None
-    )
-    return _merge_autoscaling(BUILTIN_AUTOSCALING, sized_layer, spec.defaults and spec.defaults.autoscaling)
+    sized_layer = Autoscaling(minReplicas=sized.min_replicas, maxReplicas=sized.max_replicas) if sized else None
+    return _merge_autoscaling(BUILTIN_AUTOSCALING, sized_layer, spec.defaults.autoscaling if spec.defaults else None)
 
 
 def default_resilience(spec: MicroservicePlatformSpec) -> Resilience:
-    return _merge_resilience(BUILTIN_RESILIENCE, spec.defaults and spec.defaults.resilience)
+    return _merge_resilience(BUILTIN_RESILIENCE, spec.defaults.resilience if spec.defaults else None)
 
 
 def default_resources(spec: MicroservicePlatformSpec) -> Resources:
-    return _merge_resources(BUILTIN_RESOURCES, spec.defaults and spec.defaults.resources)
+    return _merge_resources(BUILTIN_RESOURCES, spec.defaults.resources if spec.defaults else None)
 
 
 def _effective_resilience(layer: Resilience) -> EffectiveResilience:

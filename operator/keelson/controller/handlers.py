@@ -1,0 +1,170 @@
+"""kopf registrations: watches feed indexes (the caches) and a work queue; workers reconcile.
+
+Only `@kopf.index` and `@kopf.on.event` are used. They persist nothing on the objects (no
+finalizers, no progress annotations), so the operator's own bookkeeping never writes to the API;
+and kopf holds every handler until all indexes are listed, so the first reconcile after a start
+already sees every existing child and re-applies nothing that is in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from keelson.api import v1alpha1
+from keelson.controller import metrics
+from keelson.controller.cache import DictCache, snapshot
+from keelson.controller.queue import WorkQueue
+from keelson.controller.reconciler import Reconciler
+from keelson.kube.client import KubeClient
+from keelson.kube.resources import CHILD_KINDS
+from keelson.render import DEFAULT_REFERENCE_IMAGE
+
+log = logging.getLogger("keelson.operator")
+
+MANAGED = {"app.kubernetes.io/managed-by": "keelson"}
+RESYNC_SECONDS = float(os.environ.get("KEELSON_RESYNC_SECONDS", "60"))
+WORKERS = int(os.environ.get("KEELSON_WORKERS", "4"))
+
+PlatformKey = tuple[str, str]
+
+
+class Controller:
+    """State shared by the handlers: the caches, the queue and the workers."""
+
+    def __init__(self) -> None:
+        self.queue = WorkQueue()
+        self.cache = DictCache()
+        self.platforms: Mapping[Any, Any] = {}
+        self.client: KubeClient | None = None
+        self.reconciler: Reconciler | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def attach(self, indexes: Mapping[str, Any]) -> None:
+        """kopf hands its indexes to handlers as keyword arguments; keep live references."""
+        if "platform_index" in indexes:
+            self.platforms = indexes["platform_index"]
+        for kind in CHILD_KINDS:
+            index = indexes.get(_index_id(kind.kind))
+            if index is not None:
+                self.cache.stores[kind.kind] = index
+
+    def platform(self, key: PlatformKey) -> dict[str, Any] | None:
+        store = self.platforms.get(key)
+        return next(iter(store), None) if store is not None else None
+
+    async def start(self) -> None:
+        self.client = KubeClient()
+        image = os.environ.get("KEELSON_REFERENCE_IMAGE", DEFAULT_REFERENCE_IMAGE)
+        self.reconciler = Reconciler(self.client, self.cache, reference_image=image)
+        self.tasks = [asyncio.create_task(self._worker(i)) for i in range(WORKERS)]
+        self.tasks.append(asyncio.create_task(self._resync()))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def _resync(self) -> None:
+        """Level-based safety net: reconcile every platform periodically, whatever the events.
+        A resync of an unchanged platform writes nothing (see drift.py)."""
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            for key in list(self.platforms.keys()):
+                self.queue.add(key)
+
+    async def _worker(self, number: int) -> None:
+        assert self.reconciler is not None
+        while True:
+            key = await self.queue.get()
+            try:
+                platform = self.platform(key)  # type: ignore[arg-type]
+                if platform is None:
+                    metrics.forget_platform(*key)  # type: ignore[misc]
+                    continue
+                outcome = await self.reconciler.reconcile(platform)
+                if outcome.retry:
+                    delay = self.queue.retry(key)
+                    log.warning("reconcile of %s failed, retrying in %.0fs: %s", key, delay, "; ".join(outcome.errors))
+                else:
+                    self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one platform's failure kill a worker
+                delay = self.queue.retry(key)
+                log.exception("reconcile of %s crashed; retrying in %.0fs", key, delay)
+            finally:
+                self.queue.done(key)
+
+
+CONTROLLER = Controller()
+
+
+def _index_id(kind: str) -> str:
+    return f"children_{kind.lower()}"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Watches time out on both ends, so a silently dead connection is noticed and re-established.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    # No peering objects (they are written every few seconds): one replica, Recreate strategy.
+    settings.peering.standalone = True
+    # Events are posted by the reconciler on condition transitions only, not for every log line.
+    settings.posting.enabled = False
+    await CONTROLLER.start()
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    await CONTROLLER.stop()
+
+
+@kopf.on.probe(id="workers")
+def workers_alive(**_: Any) -> bool:
+    alive = all(not t.done() for t in CONTROLLER.tasks)
+    if not alive:
+        raise kopf.PermanentError("a worker task has stopped")
+    return True
+
+
+@kopf.index(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL, id="platform_index")
+def platform_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[PlatformKey, dict[str, Any]]:
+    return {(namespace or "", name): snapshot(body)}
+
+
+@kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
+def platform_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+    CONTROLLER.attach(kwargs)
+    CONTROLLER.queue.add((namespace or "", name))
+
+
+def _register_child(group: str, version: str, plural: str, kind: str) -> None:
+    def index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(namespace or "", name): snapshot(body)}
+
+    def changed(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
+        CONTROLLER.attach(kwargs)
+        platform = body.get("metadata", {}).get("labels", {}).get("keelson.dev/platform")
+        if platform:
+            CONTROLLER.queue.add((namespace or "", platform))
+
+    kopf.index(group, version, plural, labels=MANAGED, id=_index_id(kind))(index)
+    kopf.on.event(group, version, plural, labels=MANAGED, id=f"{kind.lower()}_changed")(changed)
+
+
+for _kind in CHILD_KINDS:
+    _register_child(_kind.group, _kind.version, _kind.plural, _kind.kind)

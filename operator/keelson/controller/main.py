@@ -1,0 +1,29 @@
+"""Running the operator: logging, metrics endpoint, kopf."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import kopf
+from prometheus_client import start_http_server
+
+
+def run(*, metrics_port: int, health_port: int, namespaces: list[str] | None) -> int:
+    level = os.environ.get("KEELSON_LOG_LEVEL", "info").upper()
+    kopf.configure(verbose=level == "DEBUG", log_format=kopf.LogFormat.JSON, log_prefix=False)
+    logging.getLogger().setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    start_http_server(metrics_port, addr=os.environ.get("KEELSON_METRICS_ADDRESS", "0.0.0.0"))
+    import keelson.controller.handlers  # noqa: F401  (registers the handlers)
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces or [],
+            standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
+        )
+    )
+    return 0

@@ -1,0 +1,33 @@
+"""The operator's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILE_SECONDS = Histogram(
+    "keelson_reconcile_duration_seconds",
+    "Time of one reconcile pass of one platform.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RECONCILE_ERRORS = Counter("keelson_reconcile_errors_total", "Reconcile passes that hit an error.")
+OBJECTS_APPLIED = Counter("keelson_objects_applied_total", "Child objects written with server-side apply.", ["kind"])
+OBJECTS_DELETED = Counter("keelson_objects_deleted_total", "Child objects pruned.", ["kind"])
+PLATFORMS = Gauge("keelson_platforms", "Platforms by readiness.", ["ready"])
+
+_readiness: dict[tuple[str, str], bool] = {}
+
+
+def set_platform_ready(namespace: str, name: str, ready: bool) -> None:
+    _readiness[(namespace, name)] = ready
+    _publish()
+
+
+def forget_platform(namespace: str, name: str) -> None:
+    _readiness.pop((namespace, name), None)
+    _publish()
+
+
+def _publish() -> None:
+    ready = sum(_readiness.values())
+    PLATFORMS.labels(ready="true").set(ready)
+    PLATFORMS.labels(ready="false").set(len(_readiness) - ready)

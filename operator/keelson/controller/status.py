@@ -1,0 +1,123 @@
+"""Computing a platform's status from what the caches show. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from keelson.api.status import Condition, EffectiveDefaults, MicroservicePlatformStatus, ServiceStatus, Sizing
+from keelson.api.v1alpha1 import MicroservicePlatformSpec
+from keelson.controller.conditions import ConditionState
+from keelson.controller.readiness import deployment_readiness
+from keelson.effective import default_autoscaling, default_resilience, default_resources, sizing
+
+READY = "Ready"
+WORKLOADS_READY = "WorkloadsReady"
+ROUTES_READY = "RoutesReady"
+PAUSED = "Paused"
+
+
+@dataclass
+class Observations:
+    """What a reconcile pass saw and did, for the status to report."""
+
+    apply_errors: dict[str, str] = field(default_factory=dict)  # object -> error
+    conflicts: list[str] = field(default_factory=list)  # objects controlled by someone else
+    route: dict[str, Any] | None = None  # the live route, when one is desired
+    route_desired: bool = False
+    route_unavailable: str | None = None  # why the route's kind cannot be written
+    paused: bool = False
+
+
+def _summarise(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def workloads_condition(services: list[ServiceStatus], obs: Observations) -> ConditionState:
+    if obs.conflicts:
+        return ConditionState(
+            WORKLOADS_READY,
+            "False",
+            "NameConflict",
+            f"objects exist that another owner controls: {_summarise(obs.conflicts)}; rename the service "
+            "or remove them",
+        )
+    if obs.apply_errors:
+        first = next(iter(obs.apply_errors.items()))
+        return ConditionState(
+            WORKLOADS_READY,
+            "False",
+            "ApplyFailed",
+            f"{len(obs.apply_errors)} object(s) could not be applied; {first[0]}: {first[1]}",
+        )
+    waiting = [f"{s.name} ({s.readyReplicas}/{s.desiredReplicas} ready)" for s in services if not s.ready]
+    if waiting:
+        return ConditionState(WORKLOADS_READY, "False", "Progressing", f"waiting for {_summarise(waiting)}")
+    return ConditionState(WORKLOADS_READY, "True", "AllServicesReady", f"{len(services)} services ready")
+
+
+def routes_condition(obs: Observations) -> ConditionState:
+    if not obs.route_desired:
+        return ConditionState(ROUTES_READY, "True", "NoPublicRoute", "no gateway service is configured")
+    if obs.route_unavailable:
+        return ConditionState(ROUTES_READY, "False", "RouteKindUnavailable", obs.route_unavailable)
+    if obs.route is None:
+        return ConditionState(ROUTES_READY, "False", "RoutePending", "the public route is not applied yet")
+    kind, name = obs.route["kind"], obs.route["metadata"]["name"]
+    for parent in obs.route.get("status", {}).get("parents", []) or []:
+        for cond in parent.get("conditions", []) or []:
+            if cond.get("type") == "Accepted" and cond.get("status") == "False":
+                return ConditionState(
+                    ROUTES_READY, "False", "RouteNotAccepted", f"{kind} {name}: {cond.get('message', '')}"
+                )
+    return ConditionState(ROUTES_READY, "True", "RouteApplied", f"{kind} {name} routes to the gateway")
+
+
+def ready_condition(areas: list[ConditionState]) -> ConditionState:
+    failing = [c for c in areas if c.status != "True"]
+    if not failing:
+        return ConditionState(READY, "True", "Ready", "the platform is reconciled and every service is ready")
+    first = failing[0]
+    return ConditionState(READY, "False", first.reason, f"{first.type}: {first.message}")
+
+
+def service_statuses(
+    spec: MicroservicePlatformSpec, deployments: dict[str, dict[str, Any] | None]
+) -> list[ServiceStatus]:
+    out = []
+    for svc in spec.services:
+        r = deployment_readiness(deployments.get(svc.name))
+        out.append(ServiceStatus(name=svc.name, desiredReplicas=r.desired, readyReplicas=r.ready, ready=r.available))
+    return out
+
+
+def build_status(
+    spec: MicroservicePlatformSpec,
+    generation: int,
+    services: list[ServiceStatus],
+    conditions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    sized = sizing(spec)
+    status = MicroservicePlatformStatus(
+        observedGeneration=generation,
+        conditions=[Condition.model_validate(c) for c in conditions],
+        readyServices=f"{sum(s.ready for s in services)}/{len(services)}",
+        services=services,
+        effectiveDefaults=EffectiveDefaults(
+            resilience=default_resilience(spec),
+            autoscaling=default_autoscaling(spec),
+            resources=default_resources(spec),
+        ),
+        sizing=Sizing(
+            dailyUsers=sized.daily_users,
+            averageRequestsPerSecond=sized.average_rps,
+            peakRequestsPerSecond=sized.peak_rps,
+            minReplicas=sized.min_replicas,
+            maxReplicas=sized.max_replicas,
+            partitions=sized.partitions,
+        )
+        if sized
+        else None,
+    )
+    return status.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,131 @@
+"""A small async Kubernetes API client for the operator's writes.
+
+kopf does the watching; this client does server-side apply, pruning, status and events, with
+httpx and the credentials the `kubernetes` package resolves (kubeconfig or in-cluster, with
+in-cluster token refresh). Every write goes through here, so it is also where writes are counted.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any
+
+import httpx
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from keelson.kube.resources import Kind, kind_of
+
+FIELD_MANAGER = "keelson-operator"
+
+
+class ApiError(Exception):
+    """An API request failed; `status` is the HTTP status, `reason` the API's own reason."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def _load_configuration() -> Any:
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+class _ConfigAuth(httpx.Auth):
+    """Bearer token from the loaded configuration, refreshed the way the kubernetes client does
+    (in-cluster tokens are rotated by the kubelet)."""
+
+    def __init__(self, configuration: Any) -> None:
+        self._configuration = configuration
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        cfg = self._configuration
+        if cfg.refresh_api_key_hook is not None:
+            cfg.refresh_api_key_hook(cfg)
+        token = cfg.get_api_key_with_prefix("authorization") or cfg.get_api_key_with_prefix("BearerToken")
+        if token:
+            request.headers["Authorization"] = token
+        yield request
+
+
+class KubeClient:
+    def __init__(self, configuration: Any | None = None, *, timeout: float = 30.0) -> None:
+        cfg = configuration or _load_configuration()
+        context = (
+            ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.verify_ssl else ssl._create_unverified_context()
+        )
+        if cfg.cert_file and cfg.key_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        self._http = httpx.AsyncClient(
+            base_url=cfg.host,
+            verify=context,
+            auth=_ConfigAuth(cfg),
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "ConnectionError", str(exc) or type(exc).__name__) from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                reason, message = body.get("reason", ""), body.get("message", response.text)
+            except ValueError:
+                reason, message = "", response.text
+            raise ApiError(response.status_code, reason or response.reason_phrase, message)
+        return dict(response.json()) if response.content else {}
+
+    async def apply(self, obj: dict[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply with force: Keelson owns the fields it renders, and only those."""
+        kind = kind_of(obj)
+        meta = obj["metadata"]
+        return await self._request(
+            "PATCH",
+            kind.path(meta["namespace"], meta["name"]),
+            params={"fieldManager": field_manager, "force": "true"},
+            content=json.dumps(obj),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+
+    async def delete(self, kind: Kind, namespace: str, name: str, *, uid: str | None = None) -> None:
+        """Delete, only if it is still the object we decided to delete (uid precondition)."""
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            await self._request(
+                "DELETE",
+                kind.path(namespace, name),
+                content=json.dumps(body),
+                headers={"Content-Type": "application/json"},
+            )
+        except ApiError as exc:
+            if exc.status not in (404, 409):  # gone already, or replaced by a new object
+                raise
+
+    async def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._request(
+            "PATCH",
+            kind.path(namespace, name) + "/status",
+            content=json.dumps({"status": status}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
+    async def create(self, kind: Kind, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return await self._request(
+            "POST", kind.path(namespace), content=json.dumps(obj), headers={"Content-Type": "application/json"}
+        )

@@ -1,0 +1,95 @@
+"""Invalid platforms, shared by the unit tests (pydantic) and the cluster tests (CEL at admission),
+so the two validators are held to the same cases. Each case: id, a change to the example spec,
+and a fragment that the error message must contain (it names the field or the rule)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ecommerce.yaml"
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def example() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    return doc
+
+
+def _svc(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in spec["services"] if s["name"] == name)
+
+
+def _duplicate(spec: dict[str, Any]) -> None:
+    spec["services"].append(copy.deepcopy(_svc(spec, "orders")))
+
+
+def _unknown_call(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["calls"] = ["payments", "shipping"]
+
+
+def _self_call(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["calls"] = ["orders"]
+
+
+def _both_reference_and_image(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["image"] = "registry.example/orders:1.0"
+
+
+def _neither_reference_nor_image(spec: dict[str, Any]) -> None:
+    del _svc(spec, "orders")["reference"]
+
+
+def _bad_topic(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["publishes"] = ["Order_Created"]
+
+
+def _bad_subscription(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["subscribes"] = ["a.b.c.d"]
+
+
+def _min_over_max(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["autoscaling"] = {"minReplicas": 5, "maxReplicas": 2}
+
+
+def _unknown_reference(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["reference"] = "shipping"
+
+
+def _unknown_gateway(spec: dict[str, Any]) -> None:
+    spec["gateway"]["service"] = "edge"
+
+
+def _bad_domain(spec: dict[str, Any]) -> None:
+    spec["domain"] = "E-Commerce"
+
+
+def _bad_service_name(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["name"] = "Orders_Service"
+
+
+INVALID: list[tuple[str, Mutation, str]] = [
+    ("duplicate-service", _duplicate, "duplicate"),
+    ("unknown-call", _unknown_call, "calls"),
+    ("self-call", _self_call, "must not call itself"),
+    ("reference-and-image", _both_reference_and_image, "exactly one of reference or image"),
+    ("neither-reference-nor-image", _neither_reference_nor_image, "exactly one of reference or image"),
+    ("bad-topic", _bad_topic, "publishes"),
+    ("bad-subscription", _bad_subscription, "subscribes"),
+    ("min-over-max", _min_over_max, "minReplicas must not be greater than maxReplicas"),
+    ("unknown-reference", _unknown_reference, "reference"),
+    ("unknown-gateway-service", _unknown_gateway, "gateway.service"),
+    ("bad-domain", _bad_domain, "domain"),
+    ("bad-service-name", _bad_service_name, "name"),
+]
+
+
+def invalid_platform(mutation: Mutation) -> dict[str, Any]:
+    doc = example()
+    mutation(doc["spec"])
+    return doc

@@ -1,0 +1,149 @@
+"""Table tests of the renderers, one concern each, on the e-commerce example."""
+
+import json
+
+import pytest
+
+from keelson.render.labels import PLATFORM_LABEL
+from tests.unit.render_helpers import context, objects
+
+SERVICES = ["gateway", "users", "orders", "payments", "notifications"]
+PER_SERVICE = ["ServiceAccount", "Service", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+               "NetworkPolicy"]
+
+
+def test_every_service_gets_its_objects() -> None:
+    objs = objects(context())
+    for svc in SERVICES:
+        for kind in PER_SERVICE:
+            assert (kind, svc) in objs, (kind, svc)
+        assert ("ConfigMap", f"{svc}-config") in objs
+    assert ("Ingress", "shop-gateway") in objs and ("NetworkPolicy", "shop-default-deny") in objs
+    assert len(objs) == len(SERVICES) * 7 + 2
+
+
+def test_labels_and_namespace() -> None:
+    for obj in objects(context()).values():
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "keelson"
+        assert labels["app.kubernetes.io/part-of"] == "shop" and labels[PLATFORM_LABEL] == "shop"
+        assert obj["metadata"]["namespace"] == "shop-ns"
+        assert not any(k.startswith("argocd.argoproj.io") or k == "app.kubernetes.io/instance" for k in labels)
+
+
+def test_deployment_is_restricted_and_probed() -> None:
+    dep = objects(context())[("Deployment", "orders")]
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "orders"
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    sc = container["securityContext"]
+    assert sc == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                  "capabilities": {"drop": ["ALL"]}}
+    assert {"startupProbe", "livenessProbe", "readinessProbe"} <= container.keys()
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["args"] == ["orders"] and container["image"] == "img:1"
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert container["envFrom"] == [{"configMapRef": {"name": "orders-config"}}]
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_replicas_belong_to_the_hpa_when_autoscaling() -> None:
+    dep = objects(context())[("Deployment", "orders")]
+    assert "replicas" not in dep["spec"]
+
+    def off(spec):
+        spec["services"][2]["autoscaling"] = {"enabled": False}
+        spec["services"][2]["replicas"] = 3
+
+    objs = objects(context(off))
+    assert objs[("Deployment", "orders")]["spec"]["replicas"] == 3
+    assert ("HorizontalPodAutoscaler", "orders") not in objs
+
+
+def test_hpa_bounds_come_from_sizing() -> None:
+    hpa = objects(context())[("HorizontalPodAutoscaler", "orders")]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 7)  # 1M daily users, docs/sizing.md
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "orders"}
+
+
+def test_custom_image_uses_tcp_probes() -> None:
+    def custom(spec):
+        del spec["services"][3]["reference"]
+        spec["services"][3]["image"] = "registry.example/payments:2"
+
+    container = objects(context(custom))[("Deployment", "payments")]["spec"]["template"]["spec"]["containers"][0]
+    assert "args" not in container and container["image"] == "registry.example/payments:2"
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
+
+
+def test_config_map_carries_resilience_and_peers() -> None:
+    data = objects(context())[("ConfigMap", "orders-config")]["data"]
+    assert data["KEELSON_HTTP_TIMEOUT_SECONDS"] == "5"
+    assert data["KEELSON_BREAKER_FAILURES"] == "3" and data["KEELSON_BREAKER_OPEN_SECONDS"] == "30"
+    assert data["KEELSON_RETRY_BACKOFF_SECONDS"] == "1,2,4,8" and data["KEELSON_RETRY_MAX"] == "3"
+    assert json.loads(data["KEELSON_SERVICE_URLS"]) == {"payments": "http://payments.shop-ns.svc:8080"}
+    assert data["KEELSON_PUBLISHES"] == "ecommerce.order.created,ecommerce.order.paid,ecommerce.order.cancelled"
+    assert data["KEELSON_SUBSCRIBES"] == "ecommerce.payment.completed,ecommerce.payment.failed"
+    assert data["KEELSON_KAFKA_BOOTSTRAP"] == "kafka.kafka:9092"
+
+
+def test_gateway_config_has_a_route_per_exposed_service() -> None:
+    routes = json.loads(objects(context())[("ConfigMap", "gateway-config")]["data"]["KEELSON_ROUTES"])
+    assert [r["path"] for r in routes] == ["/notifications", "/orders", "/users"]
+    assert routes[1] == {"path": "/orders", "service": "orders", "url": "http://orders.shop-ns.svc:8080"}
+
+
+def test_config_change_rolls_pods() -> None:
+    before = objects(context())[("Deployment", "orders")]["spec"]["template"]["metadata"]["annotations"]
+
+    def slower(spec):
+        spec["services"][2]["resilience"] = {"timeoutSeconds": 9}
+
+    after = objects(context(slower))[("Deployment", "orders")]["spec"]["template"]["metadata"]["annotations"]
+    assert before["keelson.dev/config-checksum"] != after["keelson.dev/config-checksum"]
+
+
+def test_pdb_never_blocks_a_drain() -> None:
+    pdb = objects(context())[("PodDisruptionBudget", "users")]["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "users",
+                                                                      PLATFORM_LABEL: "shop"}}}
+
+
+def test_ingress_routes_everything_to_the_gateway() -> None:
+    ing = objects(context())[("Ingress", "shop-gateway")]["spec"]
+    assert ing["ingressClassName"] == "nginx"
+    assert ing["tls"] == [{"secretName": "shop-tls", "hosts": ["shop.example.com"]}]
+    rule = ing["rules"][0]
+    assert rule["host"] == "shop.example.com"
+    assert rule["http"]["paths"] == [
+        {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "gateway", "port": {"number": 8080}}}}
+    ]
+
+
+def test_httproute() -> None:
+    def httproute(spec):
+        spec["gateway"]["routeKind"] = "HTTPRoute"
+        spec["gateway"]["gatewayRef"] = {"name": "public", "namespace": "infra"}
+
+    objs = objects(context(httproute))
+    assert ("Ingress", "shop-gateway") not in objs
+    route = objs[("HTTPRoute", "shop-gateway")]
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "infra"}]
+    assert route["spec"]["hostnames"] == ["shop.example.com"]
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "gateway", "port": 8080}]
+
+
+def test_no_gateway_no_route() -> None:
+    def no_gateway(spec):
+        del spec["gateway"]
+
+    assert not any(k[0] in ("Ingress", "HTTPRoute") for k in objects(context(no_gateway)))
+
+
+@pytest.mark.parametrize("namespace", ["shop-ns", "other"])
+def test_service_ports(namespace: str) -> None:
+    svc = objects(context(namespace=namespace))[("Service", "payments")]["spec"]
+    assert svc["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}]
+    assert svc["selector"] == {"app.kubernetes.io/name": "payments", PLATFORM_LABEL: "shop"}
