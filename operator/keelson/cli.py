@@ -54,9 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     crd = sub.add_parser("crd", help="print the MicroservicePlatform CRD generated from the API models")
-    crd.add_argument(
-        "-o", "--output", action="append", help="write to this file instead of stdout (repeatable)"
-    )
+    crd.add_argument("-o", "--output", action="append", help="write to this file instead of stdout (repeatable)")
     crd.set_defaults(func=_cmd_crd)
 
     render = sub.add_parser("render", help="print the Kubernetes objects a platform becomes, touching no cluster")

@@ -6,8 +6,10 @@ import yaml
 from keelson.api.crd import crd_yaml, custom_resource_definition
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = [ROOT / "crds" / "keelson.dev_microserviceplatforms.yaml",
-             ROOT / "charts" / "keelson" / "crds" / "keelson.dev_microserviceplatforms.yaml"]
+COMMITTED = [
+    ROOT / "crds" / "keelson.dev_microserviceplatforms.yaml",
+    ROOT / "charts" / "keelson" / "crds" / "keelson.dev_microserviceplatforms.yaml",
+]
 
 
 def _walk(node: Any, path: str = ""):

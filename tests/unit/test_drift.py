@@ -13,10 +13,18 @@ def _live(**changes):
     live = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {**obj["metadata"], "uid": "u1", "resourceVersion": "7",
-                     "annotations": {**obj["metadata"]["annotations"], "someone.else/note": "x"}},
-        "spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": 8080}],
-                 "selector": {"a": "b"}, "clusterIP": "10.0.0.7", "type": "ClusterIP"},
+        "metadata": {
+            **obj["metadata"],
+            "uid": "u1",
+            "resourceVersion": "7",
+            "annotations": {**obj["metadata"]["annotations"], "someone.else/note": "x"},
+        },
+        "spec": {
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": 8080}],
+            "selector": {"a": "b"},
+            "clusterIP": "10.0.0.7",
+            "type": "ClusterIP",
+        },
         "status": {"loadBalancer": {}},
     }
     live["spec"].update(changes)
@@ -58,8 +66,9 @@ def test_scalar_lists_are_atomic() -> None:
 
 
 def test_object_lists_allow_foreign_entries() -> None:
-    assert is_subset({"env": [{"name": "A", "value": "1"}]},
-                     {"env": [{"name": "X", "value": "0"}, {"name": "A", "value": "1"}]})
+    assert is_subset(
+        {"env": [{"name": "A", "value": "1"}]}, {"env": [{"name": "X", "value": "0"}, {"name": "A", "value": "1"}]}
+    )
     assert not is_subset({"env": [{"name": "A", "value": "1"}]}, {"env": [{"name": "A", "value": "2"}]})
 
 

@@ -17,15 +17,20 @@ def _sources(policy: dict[str, Any]) -> list[Any]:
 
 
 def _pod_targets(policy: dict[str, Any]) -> list[str]:
-    return [peer["podSelector"]["matchExpressions"][0]["values"][0]
-            for rule in policy["spec"]["egress"] for peer in rule.get("to", [])
-            if "matchExpressions" in peer.get("podSelector", {})]
+    return [
+        peer["podSelector"]["matchExpressions"][0]["values"][0]
+        for rule in policy["spec"]["egress"]
+        for peer in rule.get("to", [])
+        if "matchExpressions" in peer.get("podSelector", {})
+    ]
 
 
 def test_default_deny_covers_the_platform() -> None:
     deny = objects(context())[("NetworkPolicy", "shop-default-deny")]["spec"]
-    assert deny == {"podSelector": {"matchLabels": {"keelson.dev/platform": "shop"}},
-                    "policyTypes": ["Ingress", "Egress"]}
+    assert deny == {
+        "podSelector": {"matchLabels": {"keelson.dev/platform": "shop"}},
+        "policyTypes": ["Ingress", "Egress"],
+    }
 
 
 def test_ingress_from_callers_and_gateway_only() -> None:
@@ -40,8 +45,10 @@ def test_egress_to_callees_dns_kafka_and_database() -> None:
     orders = objs[("NetworkPolicy", "orders")]["spec"]["egress"]
     assert orders[0]["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     assert _pod_targets(objs[("NetworkPolicy", "orders")]) == ["payments"]
-    assert {"ports": [{"protocol": "TCP", "port": 9092}],
-            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kafka"}}}]} in orders
+    assert {
+        "ports": [{"protocol": "TCP", "port": 9092}],
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kafka"}}}],
+    } in orders
     assert {"ports": [{"protocol": "TCP", "port": 5432}]} in orders
     assert _pod_targets(objs[("NetworkPolicy", "gateway")]) == ["notifications", "orders", "users"]
     # payments calls nobody

@@ -8,8 +8,14 @@ from keelson.render.labels import PLATFORM_LABEL
 from tests.unit.render_helpers import context, objects
 
 SERVICES = ["gateway", "users", "orders", "payments", "notifications"]
-PER_SERVICE = ["ServiceAccount", "Service", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-               "NetworkPolicy"]
+PER_SERVICE = [
+    "ServiceAccount",
+    "Service",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+]
 
 
 def test_every_service_gets_its_objects() -> None:
@@ -36,10 +42,16 @@ def test_deployment_is_restricted_and_probed() -> None:
     pod = dep["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "orders"
-    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert (
+        pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    )
     sc = container["securityContext"]
-    assert sc == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                  "capabilities": {"drop": ["ALL"]}}
+    assert sc == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert {"startupProbe", "livenessProbe", "readinessProbe"} <= container.keys()
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["args"] == ["orders"] and container["image"] == "img:1"
@@ -106,8 +118,10 @@ def test_config_change_rolls_pods() -> None:
 
 def test_pdb_never_blocks_a_drain() -> None:
     pdb = objects(context())[("PodDisruptionBudget", "users")]["spec"]
-    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "users",
-                                                                      PLATFORM_LABEL: "shop"}}}
+    assert pdb == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "users", PLATFORM_LABEL: "shop"}},
+    }
 
 
 def test_ingress_routes_everything_to_the_gateway() -> None:
@@ -145,5 +159,7 @@ def test_no_gateway_no_route() -> None:
 @pytest.mark.parametrize("namespace", ["shop-ns", "other"])
 def test_service_ports(namespace: str) -> None:
     svc = objects(context(namespace=namespace))[("Service", "payments")]["spec"]
-    assert svc["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}]
+    assert svc["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+    ]
     assert svc["selector"] == {"app.kubernetes.io/name": "payments", PLATFORM_LABEL: "shop"}

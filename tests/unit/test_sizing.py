@@ -23,7 +23,12 @@ def test_precedence_service_over_defaults_over_sizing() -> None:
             "defaults": {"autoscaling": {"maxReplicas": 12}, "resilience": {"timeoutSeconds": 2}},
             "services": [
                 {"name": "a", "image": "x"},
-                {"name": "b", "image": "x", "autoscaling": {"minReplicas": 4}, "resilience": {"retry": {"maxRetries": 4}}},
+                {
+                    "name": "b",
+                    "image": "x",
+                    "autoscaling": {"minReplicas": 4},
+                    "resilience": {"retry": {"maxRetries": 4}},
+                },
             ],
         }
     )

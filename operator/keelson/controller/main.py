@@ -15,6 +15,8 @@ def run(*, metrics_port: int, health_port: int, namespaces: list[str] | None) ->
     kopf.configure(verbose=level == "DEBUG", log_format=kopf.LogFormat.JSON, log_prefix=False)
     logging.getLogger().setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # kopf logs every handled watch event at info; at hundreds of children that is noise.
+    logging.getLogger("kopf.objects").setLevel(max(logging.getLevelName(level), logging.WARNING))
     start_http_server(metrics_port, addr=os.environ.get("KEELSON_METRICS_ADDRESS", "0.0.0.0"))
     import keelson.controller.handlers  # noqa: F401  (registers the handlers)
 

@@ -17,13 +17,13 @@ class DeploymentReadiness:
         return self.rolled_out and self.ready >= self.desired
 
 
-def deployment_readiness(live: dict[str, Any] | None) -> DeploymentReadiness:
-    """The same test `kubectl rollout status` makes."""
+def deployment_readiness(live: dict[str, Any] | None, *, floor: int = 0) -> DeploymentReadiness:
+    """The test `kubectl rollout status` makes, with at least `floor` replicas desired."""
     if live is None:
         return DeploymentReadiness(desired=0, ready=0, rolled_out=False)
     spec = live.get("spec", {})
     status = live.get("status", {})
-    desired = int(spec.get("replicas", 1))
+    desired = max(int(spec.get("replicas", 1)), floor)
     observed = status.get("observedGeneration", 0) >= live.get("metadata", {}).get("generation", 0)
     updated = status.get("updatedReplicas", 0)
     total = status.get("replicas", 0)

@@ -33,7 +33,7 @@ from keelson.controller.status import (
     workloads_condition,
 )
 from keelson.kube.client import ApiError, KubeClient
-from keelson.kube.resources import PLATFORM_KIND, key_of, kind_of
+from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, key_of, kind_of
 from keelson.render import RenderContext, render_platform
 
 log = logging.getLogger("keelson.reconciler")
@@ -121,7 +121,7 @@ class Reconciler:
             for o in desired
             if o["kind"] == "Deployment"
         }
-        services = service_statuses(model.spec, deployments)
+        services = service_statuses(ctx.services, deployments)
         route = next((o for o in desired if o["kind"] in ROUTE_KINDS), None)
         if route is not None and obs.route_unavailable is None:
             obs.route = self.cache.get(route["kind"], namespace, route["metadata"]["name"])
@@ -136,8 +136,7 @@ class Reconciler:
         else:
             conditions.append(ConditionState(PAUSED, "False", "Reconciling", "changes are applied"))
         outcome.ready = conditions[0].status == "True"
-        status_services = services
-        await self._write_status(platform, (model, generation, status_services), conditions, outcome)
+        await self._write_status(platform, (model, generation, services), conditions, outcome)
 
     async def _apply_all(self, desired: list[dict[str, Any]], uid: str, obs: Observations, outcome: Outcome) -> None:
         todo = []
@@ -242,8 +241,6 @@ class Reconciler:
             "reportingComponent": "keelson-operator",
         }
         try:
-            from keelson.kube.resources import EVENT_KIND
-
             await self.client.create(EVENT_KIND, meta["namespace"], event)
         except ApiError as exc:  # an event is best effort; never fail a reconcile over it
             log.warning("could not post event: %s", exc)

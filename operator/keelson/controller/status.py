@@ -9,7 +9,7 @@ from keelson.api.status import Condition, EffectiveDefaults, MicroservicePlatfor
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
 from keelson.controller.conditions import ConditionState
 from keelson.controller.readiness import deployment_readiness
-from keelson.effective import default_autoscaling, default_resilience, default_resources, sizing
+from keelson.effective import EffectiveService, default_autoscaling, default_resilience, default_resources, sizing
 
 READY = "Ready"
 WORKLOADS_READY = "WorkloadsReady"
@@ -83,11 +83,14 @@ def ready_condition(areas: list[ConditionState]) -> ConditionState:
 
 
 def service_statuses(
-    spec: MicroservicePlatformSpec, deployments: dict[str, dict[str, Any] | None]
+    services: list[EffectiveService], deployments: dict[str, dict[str, Any] | None]
 ) -> list[ServiceStatus]:
     out = []
-    for svc in spec.services:
-        r = deployment_readiness(deployments.get(svc.name))
+    for svc in services:
+        # Under an HPA the Deployment starts at one replica until the HPA raises it to its lower
+        # bound: the service is not ready before it runs at least that many.
+        floor = svc.autoscaling.min_replicas if svc.autoscaling.enabled else 0
+        r = deployment_readiness(deployments.get(svc.name), floor=floor)
         out.append(ServiceStatus(name=svc.name, desiredReplicas=r.desired, readyReplicas=r.ready, ready=r.available))
     return out
 

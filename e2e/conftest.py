@@ -1,0 +1,42 @@
+"""The cluster tests' stack: a real kube-apiserver, controller-manager, scheduler, etcd and kwok,
+started with `keelson dev up`, with the operator from this working tree running as the chart's
+ServiceAccount (so it holds only the chart's RBAC). Set KEELSON_E2E_STATE_DIR to reuse a stack."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.kube import Kube
+from keelson.devstack.stack import LocalStack
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    reuse = os.environ.get("KEELSON_E2E_STATE_DIR")
+    state = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="keelson-e2e-"))
+    local = LocalStack(state)
+    local.up(kafka=False, postgres=False, operator=True, progress=print)
+    yield local
+    if not reuse:
+        local.down()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kube(stack: LocalStack) -> Kube:
+    return Kube(stack.admin_kubeconfig)
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> str:
+    base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40].strip("-")
+    return kube.namespace(f"{base}-{os.getpid() % 10000}-{next(_counter)}")
