@@ -37,6 +37,9 @@ def kube(stack: LocalStack) -> Kube:
 
 
 @pytest.fixture
-def namespace(kube: Kube, request: pytest.FixtureRequest) -> str:
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40].strip("-")
-    return kube.namespace(f"{base}-{os.getpid() % 10000}-{next(_counter)}")
+    name = kube.namespace(f"{base}-{os.getpid() % 10000}-{next(_counter)}")
+    yield name
+    # Keep later tests' audit windows and resyncs free of this test's objects.
+    kube.run("delete", "namespace", name, "--wait=false", check=False)

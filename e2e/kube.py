@@ -97,3 +97,14 @@ def operator_writes(audit_log: Path, *, since: str, namespace: str | None = None
                 continue
             writes.append(event)
     return writes
+
+
+def reconcile_count(metrics_port: int) -> float:
+    """How many reconcile passes the operator has finished, from its /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("keelson_reconcile_duration_seconds_count"):
+                return float(line.split()[-1])
+    return 0.0

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from e2e.kube import Kube, eventually, operator_writes, utcnow
+from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.devstack.stack import LocalStack
 from keelson.render import RenderContext, render_platform
@@ -172,7 +172,16 @@ def test_drift_is_repaired_and_foreign_fields_are_left_alone(kube: Kube, namespa
         timeout=30,
         what="users at 5 replicas",
     )
-    time.sleep(3)  # give a wrongly-written operator the chance to fight; it is woken by the scale event
+    # The operator reconciles after the scale event (status reports the new size): that is when it
+    # would fight, if it did.
+    eventually(
+        lambda: any(
+            svc["name"] == "users" and svc["desiredReplicas"] == 5
+            for svc in (kube.get("msp", "shop", namespace) or {})["status"]["services"]
+        ),
+        timeout=30,
+        what="operator saw the scale",
+    )
     assert kube.get("deployment", "users", namespace)["spec"]["replicas"] == 5  # type: ignore[index]
     fights = [
         w
@@ -196,7 +205,7 @@ def test_argocd_tracking_metadata_is_not_copied(kube: Kube, namespace: str) -> N
         assert not any(k.startswith("argocd.argoproj.io") for k in keys), obj["metadata"]["name"]
 
 
-def test_pause_stops_reconciliation(kube: Kube, namespace: str) -> None:
+def test_pause_stops_reconciliation(kube: Kube, namespace: str, stack: LocalStack) -> None:
     _apply_ready(kube, namespace, example())
     kube.run("annotate", "msp", "shop", "-n", namespace, "keelson.dev/reconcile=paused")
     eventually(
@@ -204,8 +213,10 @@ def test_pause_stops_reconciliation(kube: Kube, namespace: str) -> None:
         timeout=15,
         what="Paused=True",
     )
+    before = reconcile_count(stack.ports["operator-metrics"])
     kube.run("delete", "configmap", "users-config", "-n", namespace)
-    time.sleep(3)  # a paused operator must leave it deleted; there is nothing to poll for
+    # The deletion wakes the operator; once it has reconciled since, the ConfigMap must still be gone.
+    eventually(lambda: reconcile_count(stack.ports["operator-metrics"]) > before, timeout=30, what="a reconcile")
     assert kube.get("configmap", "users-config", namespace) is None
     kube.run("annotate", "msp", "shop", "-n", namespace, "keelson.dev/reconcile-")
     eventually(lambda: kube.get("configmap", "users-config", namespace), timeout=15, what="restored after unpause")

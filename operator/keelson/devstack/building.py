@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from keelson.devstack import cache
 from keelson.devstack.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
@@ -25,6 +26,7 @@ Progress = Callable[[str], None]
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
+KWOK_MODULE = "sigs.k8s.io/kwok"
 KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
 HELM_MODULE = "helm.sh/helm/v3"
 HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
@@ -118,11 +120,7 @@ def kubernetes_ldflags(kubernetes_version: str) -> str:
 
 
 def etcd_wrapper_go_mod(etcd_version: str, go_version: str) -> str:
-    return (
-        "module keelson.dev/localstack/etcd\n\n"
-        f"go {go_version}\n\n"
-        f"require {ETCD_SERVER_MODULE} {etcd_version}\n"
-    )
+    return f"module keelson.dev/localstack/etcd\n\ngo {go_version}\n\nrequire {ETCD_SERVER_MODULE} {etcd_version}\n"
 
 
 def helm_ldflags(helm_version: str, helm_go_mod: str) -> str:
@@ -155,8 +153,8 @@ def _run_go(args: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None
         raise BuildError(f"go {args[0]} failed (exit {result.returncode}); log {log}:\n{tail}")
 
 
-def _download_go_mod(module: str, version: str, *, cwd: Path, log: Path) -> str:
-    """The go.mod the proxy serves for module@version (fetched into the module cache)."""
+def _download(module: str, version: str, *, cwd: Path, log: Path) -> dict[str, Any]:
+    """``go mod download -json module@version``: fetches it into the module cache."""
     result = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
         cwd=cwd,
@@ -168,9 +166,20 @@ def _download_go_mod(module: str, version: str, *, cwd: Path, log: Path) -> str:
     if result.returncode != 0:
         with log.open("a") as out:
             out.write(result.stdout + result.stderr)
-        raise BuildError(f"go mod download {module}@{version} failed: {result.stderr.strip() or result.stdout}")
-    info = json.loads(result.stdout)
-    return Path(info["GoMod"]).read_text()
+        detail = result.stderr.strip() or result.stdout
+        raise BuildError(f"go mod download {module}@{version} failed: {detail}")
+    info: dict[str, Any] = json.loads(result.stdout)
+    return info
+
+
+def _download_go_mod(module: str, version: str, *, cwd: Path, log: Path) -> str:
+    """The go.mod the proxy serves for module@version."""
+    return Path(_download(module, version, cwd=cwd, log=log)["GoMod"]).read_text()
+
+
+def _download_module_dir(module: str, version: str, *, cwd: Path, log: Path) -> Path:
+    """The extracted source of module@version in the module cache."""
+    return Path(_download(module, version, cwd=cwd, log=log)["Dir"])
 
 
 def _fresh_work_dir(component: str, version: str) -> tuple[Path, Path]:
@@ -207,6 +216,23 @@ def build_etcd(out: Path, version: str = ETCD_VERSION) -> None:
     _run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], cwd=work, log=log)
 
 
+# The kwok binary has no built-in behaviour: kwokctl writes these Stage objects into its config
+# (node-initialize, heartbeat with leases, and the "fast" pod lifecycle). Taken from the same
+# module version as the binary, so they always match it.
+KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+KWOK_STAGES = "kwok-stages.yaml"
+
+
+def join_yaml_documents(documents: list[str]) -> str:
+    return "---\n".join(doc if doc.endswith("\n") else doc + "\n" for doc in documents)
+
+
 def build_kwok(out: Path, version: str = KWOK_VERSION) -> None:
     # kwok's go.mod has no replace directives, so a plain `go install` works.
     work, log = _fresh_work_dir("kwok", version)
@@ -216,6 +242,9 @@ def build_kwok(out: Path, version: str = KWOK_VERSION) -> None:
         log=log,
         env=_go_env(GOBIN=str(out)),
     )
+    source = _download_module_dir(KWOK_MODULE, version, cwd=work, log=log)
+    stages = [(source / name).read_text() for name in KWOK_STAGE_FILES]
+    (out / KWOK_STAGES).write_text(join_yaml_documents(stages))
 
 
 def build_helm(out: Path, version: str = HELM_VERSION) -> None:
@@ -237,12 +266,14 @@ class Component:
     build: Callable[[Path, str], None]
     # Shown before a cold build so nobody thinks it hangs.
     expected_duration: str
+    # Data files the build leaves next to the binaries.
+    files: tuple[str, ...] = ()
 
 
 COMPONENTS: tuple[Component, ...] = (
-    Component("kubernetes", KUBERNETES_VERSION, KUBERNETES_COMMANDS, build_kubernetes, "15-25 min on 2 cores"),
+    Component("kubernetes", KUBERNETES_VERSION, KUBERNETES_COMMANDS, build_kubernetes, "5-25 min on 2 cores"),
     Component("etcd", ETCD_VERSION, ("etcd",), build_etcd, "1-3 min"),
-    Component("kwok", KWOK_VERSION, ("kwok",), build_kwok, "2-5 min"),
+    Component("kwok", KWOK_VERSION, ("kwok",), build_kwok, "2-5 min", files=(KWOK_STAGES,)),
     Component("helm", HELM_VERSION, ("helm",), build_helm, "2-5 min"),
 )
 
@@ -254,8 +285,10 @@ def component(name: str) -> Component:
     raise KeyError(name)
 
 
-def _complete(directory: Path, binaries: tuple[str, ...]) -> bool:
-    return all(os.access(directory / binary, os.X_OK) for binary in binaries)
+def _complete(directory: Path, comp: Component) -> bool:
+    return all(os.access(directory / binary, os.X_OK) for binary in comp.binaries) and all(
+        (directory / name).is_file() for name in comp.files
+    )
 
 
 @contextlib.contextmanager
@@ -273,11 +306,11 @@ def _build_lock(final: Path) -> Iterator[None]:
 def ensure_component(comp: Component, progress: Progress) -> Path:
     """The directory holding ``comp``'s binaries, building it first on a cache miss."""
     final = cache.bin_dir(comp.name, comp.version)
-    if _complete(final, comp.binaries):
+    if _complete(final, comp):
         return final
     with _build_lock(final):
         # Someone else may have finished the build while we waited for the lock.
-        if _complete(final, comp.binaries):
+        if _complete(final, comp):
             return final
         if shutil.which("go") is None:
             raise BuildError(f"{comp.name} {comp.version} is not cached in {final} and `go` is not on PATH")
@@ -288,11 +321,12 @@ def ensure_component(comp: Component, progress: Progress) -> Path:
         staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f"{final.name}.building-"))
         try:
             comp.build(staging, comp.version)
-            missing = [binary for binary in comp.binaries if not (staging / binary).is_file()]
+            missing = [name for name in (*comp.binaries, *comp.files) if not (staging / name).is_file()]
             if missing:
                 raise BuildError(f"{comp.name} build produced no {', '.join(missing)}")
             if final.exists():  # a stale, incomplete directory from older tooling
                 shutil.rmtree(final)
+            staging.chmod(0o755)  # mkdtemp's 0700 would hide the binaries from other users
             staging.rename(final)
         finally:
             if staging.exists():
@@ -301,15 +335,29 @@ def ensure_component(comp: Component, progress: Progress) -> Path:
     return final
 
 
-def ensure_binaries(progress: Progress) -> dict[str, Path]:
-    """Every binary the stack runs, by name (``kube-apiserver``, ``etcd``, ``helm``, ``kubectl``...)."""
-    binaries: dict[str, Path] = {}
-    for comp in COMPONENTS:
-        directory = ensure_component(comp, progress)
-        binaries.update({binary: directory / binary for binary in comp.binaries})
+def _kubectl() -> Path:
     # kubectl is a prerequisite of the machine, not something we build.
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise BuildError("kubectl is not on PATH")
-    binaries["kubectl"] = Path(kubectl)
-    return binaries
+    return Path(kubectl)
+
+
+def binary_paths() -> dict[str, Path]:
+    """Where every binary is (or would be) cached, without building anything."""
+    paths: dict[str, Path] = {}
+    for comp in COMPONENTS:
+        directory = cache.bin_dir(comp.name, comp.version)
+        paths.update({name: directory / name for name in (*comp.binaries, *comp.files)})
+    paths["kubectl"] = _kubectl()
+    return paths
+
+
+def ensure_binaries(progress: Progress) -> dict[str, Path]:
+    """Every binary the stack runs, by name (``kube-apiserver``, ``etcd``, ``helm``, ``kubectl``...).
+
+    Builds whatever is not cached yet; also holds the kwok Stage file, as ``kwok-stages.yaml``.
+    """
+    for comp in COMPONENTS:
+        ensure_component(comp, progress)
+    return binary_paths()

@@ -1,0 +1,439 @@
+"""``LocalStack``: one local Kubernetes stack living in one state directory.
+
+``up`` builds what is missing, starts what is not running and waits for each part to be
+healthy before the next one needs it; running it again is cheap and changes nothing that
+is already fine. Processes are detached, so the stack outlives the command that started it.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from keelson.devstack import building, cluster, controlplane, ports, processes, stackfile
+from keelson.devstack.certs import Pki, ensure_client_cert, ensure_pki
+from keelson.devstack.kubeconfig import render_kubeconfig, write_private
+from keelson.devstack.paths import StackPaths, repo_root
+from keelson.devstack.ports import LOOPBACK
+from keelson.devstack.probes import Health, client_tls, http_health, unverified_tls, wait_until
+from keelson.devstack.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+
+Progress = Callable[[str], None]
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+OPERATOR = "operator"
+COMPONENTS = (*CONTROL_PLANE, OPERATOR)
+# Later work; `up` says so instead of pretending.
+NOT_YET_PROVIDED = ("kafka", "postgres")
+
+# Cold first start of the apiserver bootstraps RBAC, priority levels, etc.: give it time.
+STARTUP_TIMEOUTS = {
+    "etcd": 30.0,
+    "kube-apiserver": 120.0,
+    "kube-controller-manager": 60.0,
+    "kube-scheduler": 60.0,
+    "kwok": 30.0,
+    OPERATOR: 90.0,
+}
+NODES_READY_TIMEOUT = 60.0
+# Variables that would make a client (kopf's in-cluster login, an HTTP library) talk to
+# something other than this stack.
+_LEAKY_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Daemon:
+    argv: list[str]
+    health: Callable[[], Health]
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    # Runs before each start (e.g. to issue a fresh token).
+    prepare: Callable[[], None] | None = None
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def default_chart() -> Path:
+    """``$KEELSON_DEV_CHART`` (to try another chart), else the checkout's charts/keelson."""
+    override = os.environ.get("KEELSON_DEV_CHART")
+    return Path(override).expanduser() if override else repo_root() / "charts" / "keelson"
+
+
+class LocalStack:
+    def __init__(self, state_dir: Path, *, chart: Path | None = None) -> None:
+        self.state_dir = state_dir.expanduser().resolve()
+        self._chart = chart
+        self.paths = StackPaths(self.state_dir)
+        self.admin_kubeconfig = self.paths.admin_kubeconfig
+        self.operator_kubeconfig = self.paths.operator_kubeconfig
+        self.audit_log = self.paths.audit_log
+        self._binaries: dict[str, Path] | None = None
+
+    # --- facts about the stack -----------------------------------------------------------------
+
+    @property
+    def ports(self) -> dict[str, int]:
+        chosen = stackfile.load(self.state_dir).get("ports")
+        if not chosen:
+            raise StackError(f"no stack in {self.state_dir}: run `keelson dev up` first")
+        return {str(name): int(port) for name, port in chosen.items()}
+
+    @property
+    def apiserver_url(self) -> str:
+        return f"https://{LOOPBACK}:{self.ports['kube-apiserver']}"
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.paths.pki)
+
+    def env(self) -> dict[str, str]:
+        """Variables that point clients (kubectl, tests, ``keelson dev``) at this stack."""
+        return {
+            "KUBECONFIG": str(self.admin_kubeconfig),
+            "KEELSON_STATE_DIR": str(self.state_dir),
+            "KEELSON_APISERVER_URL": self.apiserver_url,
+            "KEELSON_OPERATOR_KUBECONFIG": str(self.operator_kubeconfig),
+            "KEELSON_AUDIT_LOG": str(self.audit_log),
+        }
+
+    def kubectl(self) -> cluster.Kubectl:
+        return cluster.Kubectl(self._binary("kubectl"), self.admin_kubeconfig)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def up(self, *, kafka: bool, postgres: bool, operator: bool, progress: Progress = _quiet) -> None:
+        """Bring the stack to the requested shape; already-healthy parts are left alone."""
+        started = time.monotonic()
+        with self._lock():
+            progress(f"state dir {self.state_dir}")
+            ports.ensure_ports(self.state_dir)
+            self._binaries = building.ensure_binaries(progress)
+            ensure_pki(self.paths.pki)
+            self._write_config_files()
+
+            self._ensure_running("etcd", progress)
+            self._ensure_running("kube-apiserver", progress)
+            # Independent of each other: start all three, then wait for each.
+            rest = ("kube-controller-manager", "kube-scheduler", "kwok")
+            launched = {name: self._launch(name) for name in rest}
+            for name in rest:
+                self._await_healthy(name, launched[name], progress)
+
+            self._apply_nodes(progress)
+            self._install_chart(progress)
+            self._await_nodes_ready(progress)
+
+            services = self._record_services(kafka=kafka, postgres=postgres, operator=operator, progress=progress)
+            if operator:
+                self.start_operator(progress)
+            elif processes.stop(self.state_dir, OPERATOR):
+                progress("operator: stopped (--no-operator)")
+            stackfile.update(
+                self.state_dir,
+                services=services,
+                versions={
+                    "kubernetes": KUBERNETES_VERSION,
+                    "etcd": ETCD_VERSION,
+                    "kwok": KWOK_VERSION,
+                    "helm": HELM_VERSION,
+                },
+            )
+        progress(f"stack ready in {time.monotonic() - started:.1f}s (KUBECONFIG={self.admin_kubeconfig})")
+
+    def stop(self, progress: Progress = _quiet) -> None:
+        """Stop every process but keep the state: the next ``up`` is a warm start."""
+        with self._lock():
+            self._stop_all(progress)
+
+    def down(self, progress: Progress = _quiet) -> None:
+        """Stop everything this stack started and delete its state directory."""
+        if not self.state_dir.exists():
+            progress(f"no stack in {self.state_dir}")
+            return
+        if not stackfile.stack_file(self.state_dir).exists() and any(self.state_dir.iterdir()):
+            # Never rm -rf a directory we did not create (a mistyped --state-dir).
+            raise StackError(f"{self.state_dir} has no {stackfile.STACK_FILE}: not a keelson stack, not removing it")
+        with self._lock():
+            self._stop_all(progress)
+            ports.release_ports(self.state_dir)
+            shutil.rmtree(self.state_dir)
+        progress(f"removed {self.state_dir}")
+
+    def status(self) -> dict[str, str]:
+        """Each component's health in a word or a short phrase."""
+        if not stackfile.stack_file(self.state_dir).exists():
+            return {"stack": f"not created ({self.state_dir})"}
+        data = stackfile.load(self.state_dir)
+        services: dict[str, str] = data.get("services", {})
+        report: dict[str, str] = {}
+        for name in COMPONENTS:
+            if name == OPERATOR and not processes.alive(self.state_dir, name) and name in services:
+                report[name] = services[name]
+                continue
+            report[name] = self._component_status(name)
+        report["nodes"] = self._nodes_status() if report["kube-apiserver"] == "healthy" else "unknown"
+        for name in NOT_YET_PROVIDED:
+            report[name] = services.get(name, "not started")
+        return report
+
+    # --- single components ----------------------------------------------------------------------
+
+    def start_component(self, name: str, progress: Progress = _quiet) -> None:
+        """Start one component if it is not running, and wait until it is healthy."""
+        self._ensure_running(name, progress)
+
+    def stop_component(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> bool:
+        """Stop one component (SIGKILL after ``timeout``). True if it was running."""
+        self._check_name(name)
+        return processes.stop(self.state_dir, name, sig=sig, timeout=timeout)
+
+    def restart_apiserver(self, progress: Progress = _quiet) -> None:
+        self.stop_component("kube-apiserver")
+        self._ensure_running("kube-apiserver", progress)
+
+    def start_operator(self, progress: Progress = _quiet) -> None:
+        """Run the working tree's operator as the chart's ServiceAccount, with a fresh token."""
+        self._ensure_running(OPERATOR, progress)
+
+    def stop_operator(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> bool:
+        """Stop the operator with ``sig`` (SIGKILL after ``timeout``). True if it was running."""
+        return processes.stop(self.state_dir, OPERATOR, sig=sig, timeout=timeout)
+
+    def operator_alive(self) -> bool:
+        return processes.alive(self.state_dir, OPERATOR)
+
+    def log_path(self, name: str) -> Path:
+        return processes.log_path(self.state_dir, name)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One `up`/`down`/`stop` at a time per stack."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _binary(self, name: str) -> Path:
+        # Never builds: only `up` may start a build that takes minutes.
+        if self._binaries is None:
+            self._binaries = building.binary_paths()
+        return self._binaries[name]
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if name not in COMPONENTS:
+            raise StackError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
+
+    def _write_config_files(self) -> None:
+        """Kubeconfigs and config files, rewritten every `up` so they always match stack.json."""
+        pki = self.pki
+        self.paths.audit_policy.write_text(controlplane.AUDIT_POLICY)
+        write_private(self.admin_kubeconfig, self._cert_kubeconfig(pki, "admin"))
+        # Each daemon has its own identity (all system:masters): the audit log tells them apart.
+        for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            user = f"system:{component}" if component.startswith("kube-") else f"keelson:{component}"
+            ensure_client_cert(pki, component, user, ("system:masters",))
+            write_private(self.paths.component_kubeconfig(component), self._cert_kubeconfig(pki, component))
+
+    def _cert_kubeconfig(self, pki: Pki, name: str) -> str:
+        pair = pki.client(name)
+        return render_kubeconfig(
+            server=self.apiserver_url,
+            ca_pem=pki.ca.cert.read_bytes(),
+            user=name,
+            client_cert_pem=pair.cert.read_bytes(),
+            client_key_pem=pair.key.read_bytes(),
+        )
+
+    def _daemon_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
+        no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), "127.0.0.1,localhost"]))
+        return {**env, "NO_PROXY": no_proxy, "no_proxy": no_proxy, **extra}
+
+    def _daemon(self, name: str) -> Daemon:
+        self._check_name(name)
+        chosen, paths, pki = self.ports, self.paths, self.pki
+        if name == "etcd":
+            return Daemon(
+                controlplane.etcd_argv(self._binary("etcd"), paths, chosen),
+                lambda: http_health(f"http://{LOOPBACK}:{chosen['etcd-client']}/health"),
+                env=self._daemon_env(),
+            )
+        if name == "kube-apiserver":
+            admin = pki.client("admin")
+            tls = client_tls(pki.ca.cert, admin.cert, admin.key)
+            return Daemon(
+                controlplane.apiserver_argv(self._binary("kube-apiserver"), paths, pki, chosen),
+                lambda: http_health(f"{self.apiserver_url}/readyz", tls),
+                env=self._daemon_env(),
+            )
+        if name in ("kube-controller-manager", "kube-scheduler"):
+            port = chosen[name]
+            argv = (
+                controlplane.controller_manager_argv(self._binary(name), paths, pki, chosen)
+                if name == "kube-controller-manager"
+                else controlplane.scheduler_argv(self._binary(name), paths, chosen)
+            )
+            return Daemon(
+                argv,
+                lambda: http_health(f"https://{LOOPBACK}:{port}/healthz", unverified_tls()),
+                env=self._daemon_env(),
+            )
+        if name == "kwok":
+            return Daemon(
+                controlplane.kwok_argv(self._binary("kwok"), self._binary(building.KWOK_STAGES), paths, chosen),
+                lambda: http_health(f"http://{LOOPBACK}:{chosen['kwok']}/healthz"),
+                env=self._daemon_env(KWOK_WORKDIR=str(paths.kwok_workdir)),
+            )
+        # The operator: the working tree's code, as the chart's ServiceAccount.
+        return Daemon(
+            [
+                sys.executable,
+                "-m",
+                "keelson",
+                "operator",
+                "run",
+                "--metrics-port",
+                str(chosen["operator-metrics"]),
+                "--health-port",
+                str(chosen["operator-health"]),
+            ],
+            lambda: http_health(f"http://{LOOPBACK}:{chosen['operator-health']}/healthz"),
+            env=self._daemon_env(KUBECONFIG=str(self.operator_kubeconfig), PYTHONUNBUFFERED="1"),
+            cwd=repo_root(),
+            prepare=self._write_operator_kubeconfig,
+        )
+
+    def _write_operator_kubeconfig(self) -> None:
+        # A new token at every start: tokens expire, and a restart is when one is needed.
+        token = cluster.create_operator_token(self.kubectl())
+        write_private(
+            self.operator_kubeconfig,
+            render_kubeconfig(
+                server=self.apiserver_url,
+                ca_pem=self.pki.ca.cert.read_bytes(),
+                user=f"system:serviceaccount:{cluster.KEELSON_NAMESPACE}:{cluster.OPERATOR_SERVICE_ACCOUNT}",
+                token=token,
+            ),
+        )
+
+    def _launch(self, name: str) -> tuple[Daemon, float, bool]:
+        """Start ``name`` unless it is running. Returns its daemon, start time, and whether it was launched."""
+        daemon = self._daemon(name)
+        if processes.alive(self.state_dir, name):
+            return daemon, time.monotonic(), False
+        if daemon.prepare is not None:
+            daemon.prepare()
+        processes.start(self.state_dir, name, daemon.argv, env=daemon.env, cwd=daemon.cwd)
+        return daemon, time.monotonic(), True
+
+    def _await_healthy(self, name: str, launched: tuple[Daemon, float, bool], progress: Progress) -> None:
+        daemon, since, fresh = launched
+        wait_until(
+            daemon.health,
+            what=name,
+            timeout=STARTUP_TIMEOUTS[name],
+            still_running=lambda: processes.alive(self.state_dir, name),
+            diagnostics=lambda: f"last lines of {self.log_path(name)}:\n{processes.log_tail(self.state_dir, name)}",
+        )
+        if fresh:
+            progress(f"{name}: started, healthy after {time.monotonic() - since:.1f}s")
+        else:
+            progress(f"{name}: already running, healthy")
+
+    def _ensure_running(self, name: str, progress: Progress) -> None:
+        self._await_healthy(name, self._launch(name), progress)
+
+    def _stop_all(self, progress: Progress) -> None:
+        # Clients before servers, so nothing logs a storm of connection errors on the way down.
+        known = [OPERATOR, "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+        others = [name for name in processes.running_names(self.state_dir) if name not in known]
+        for name in [*others, *known]:
+            if processes.stop(self.state_dir, name):
+                progress(f"{name}: stopped")
+
+    def _apply_nodes(self, progress: Progress) -> None:
+        self.kubectl().apply(cluster.nodes_yaml())
+        progress(f"nodes: {', '.join(cluster.node_name(i) for i in range(cluster.NODE_COUNT))} applied")
+
+    def _install_chart(self, progress: Progress) -> None:
+        chart = self._chart or default_chart()
+        rendered = cluster.render_chart(self._binary("helm"), chart, KUBERNETES_VERSION)
+        kubectl = self.kubectl()
+        kubectl.apply(cluster.namespace_yaml(cluster.KEELSON_NAMESPACE))
+        kubectl.apply(rendered)
+        # The CRDs must serve before anyone (the operator, a test) uses them.
+        crds = [
+            doc["metadata"]["name"] for doc in _yaml_docs(rendered) if doc.get("kind") == "CustomResourceDefinition"
+        ]
+        if crds:
+            kubectl.run(["wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in crds)])
+        progress(f"chart: {chart} applied (operator.deploy=false, {len(crds)} CRD(s))")
+
+    def _list_nodes(self) -> dict[str, Any]:
+        admin = self.pki.client("admin")
+        tls = client_tls(self.pki.ca.cert, admin.cert, admin.key)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls))
+        with opener.open(f"{self.apiserver_url}/api/v1/nodes", timeout=5) as response:
+            data: dict[str, Any] = json.load(response)
+        return data
+
+    def _nodes_health(self) -> Health:
+        try:
+            ready = cluster.ready_nodes(self._list_nodes())
+        except OSError as error:
+            return Health(False, str(error))
+        return Health(len(ready) >= cluster.NODE_COUNT, f"{len(ready)}/{cluster.NODE_COUNT} Ready")
+
+    def _await_nodes_ready(self, progress: Progress) -> None:
+        health = wait_until(
+            self._nodes_health,
+            what="kwok nodes",
+            timeout=NODES_READY_TIMEOUT,
+            diagnostics=lambda: processes.log_tail(self.state_dir, "kwok"),
+        )
+        progress(f"nodes: {health.detail}")
+
+    def _nodes_status(self) -> str:
+        return self._nodes_health().detail
+
+    def _component_status(self, name: str) -> str:
+        if not processes.alive(self.state_dir, name):
+            return "stopped"
+        health = self._daemon(name).health()
+        return "healthy" if health.ok else f"unhealthy ({health.detail})"
+
+    def _record_services(self, *, kafka: bool, postgres: bool, operator: bool, progress: Progress) -> dict[str, str]:
+        services: dict[str, str] = {}
+        for name, wanted in (("kafka", kafka), ("postgres", postgres)):
+            services[name] = "not started: not part of the local stack yet" if wanted else f"not started (--no-{name})"
+            progress(f"{name}: {services[name]}")
+        if not operator:
+            services[OPERATOR] = "not started (--no-operator)"
+        return services
+
+
+def _yaml_docs(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]

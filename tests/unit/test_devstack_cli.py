@@ -1,0 +1,60 @@
+"""`keelson dev` argument parsing and the commands that need no running stack."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from keelson.devstack import cli, stackfile
+
+
+def test_shell_quote_round_trips_through_sh() -> None:
+    value = "it's a $HOME `x`"
+    out = subprocess.run(
+        ["sh", "-c", f"printf %s {cli.shell_quote(value)}"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout == value
+
+
+def test_env_prints_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stackfile.save(tmp_path, {"ports": {"kube-apiserver": 12345}})
+    assert cli.main(["dev", "env", "--state-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"export KUBECONFIG='{tmp_path.resolve() / 'admin.kubeconfig'}'" in lines
+    assert "export KEELSON_APISERVER_URL='https://127.0.0.1:12345'" in lines
+
+
+def test_env_without_a_stack_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["dev", "env", "--state-dir", str(tmp_path / "none")]) == 1
+    assert "keelson dev up" in capsys.readouterr().err
+
+
+def test_status_without_a_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["dev", "status", "--state-dir", str(tmp_path / "none")]) == 1
+    assert "not created" in capsys.readouterr().out
+
+
+def test_down_refuses_a_directory_that_is_not_a_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert cli.main(["dev", "down", "--state-dir", str(tmp_path)]) == 1
+    assert (tmp_path / "precious.txt").exists()
+    assert "not a keelson stack" in capsys.readouterr().err
+
+
+def test_up_flags_parse() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    cli.add_dev_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["dev", "up", "--state-dir", "/x", "--no-kafka", "--no-postgres", "--no-operator"])
+    assert (args.state_dir, args.no_kafka, args.no_postgres, args.no_operator) == ("/x", True, True, True)
+
+
+def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from keelson.devstack.paths import default_state_dir
+
+    monkeypatch.delenv("KEELSON_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_dir() == tmp_path / "keelson" / "default"
+    monkeypatch.setenv("KEELSON_STATE_DIR", str(tmp_path / "s"))
+    assert default_state_dir() == tmp_path / "s"
