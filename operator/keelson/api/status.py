@@ -48,6 +48,33 @@ class Sizing(_Status):
     partitions: int = Field(description="Derived partitions per topic.")
 
 
+class TopicStatus(_Status):
+    """One Kafka topic of the platform."""
+
+    name: str = Field(description="Topic name.")
+    role: Literal["main", "retry", "dlq", "external"] = Field(
+        description="main; a subscription's retry or dead-letter topic; or external (another domain's, "
+        "expected to exist)."
+    )
+    partitions: int = Field(description="Desired partitions.")
+    replicationFactor: int = Field(description="Desired replication factor.")
+    exists: bool | None = Field(None, description="Whether the topic exists (unknown when it cannot be checked).")
+    dlq: str | None = Field(None, description="For a retry or DLQ topic: the subscription's DLQ.")
+    subscription: str | None = Field(None, description="For retry and DLQ topics: the consuming service.")
+    message: str | None = Field(None, description="Why the topic is not as desired, when it is not.")
+
+
+class DatabaseStatus(_Status):
+    """One service's database."""
+
+    service: str = Field(description="The service that owns the database.")
+    provider: str = Field(description="postgres, cloudnative-pg or external.")
+    database: str | None = Field(None, description="Database name on the server.")
+    secret: str = Field(description="Secret with the service's credentials.")
+    ready: bool = Field(description="Whether the database and its credentials are in place.")
+    message: str | None = Field(None, description="What is wrong, when not ready; or what was retained.")
+
+
 class EffectiveDefaults(_Status):
     """The defaults in force after Keelson's own were applied under the spec's."""
 
@@ -69,3 +96,5 @@ class MicroservicePlatformStatus(_Status):
     services: list[ServiceStatus] | None = Field(None, description="Per-service replica summary.")
     effectiveDefaults: EffectiveDefaults | None = Field(None, description="Effective defaults.")
     sizing: Sizing | None = Field(None, description="Numbers derived from dailyUsers, when given.")
+    topics: list[TopicStatus] | None = Field(None, description="Kafka topics, retry topics and DLQs.")
+    databases: list[DatabaseStatus] | None = Field(None, description="Each service's database.")

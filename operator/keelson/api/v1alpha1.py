@@ -151,6 +151,53 @@ class SecretRef(_Model):
     name: str = Field(max_length=253, description="Name of the Secret.")
 
 
+# Topic-level configs Keelson lets a platform set; anything else is refused at admission, since a
+# misspelt key would otherwise be silently ignored by the brokers.
+TOPIC_CONFIG_KEYS = (
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+)
+_TOPIC_CONFIG_RULE = _cel(
+    "self.all(k, k in [" + ", ".join(f"'{k}'" for k in TOPIC_CONFIG_KEYS) + "])",
+    "unknown topic config key; allowed: " + ", ".join(TOPIC_CONFIG_KEYS),
+)
+TopicConfig = Annotated[
+    dict[str, Annotated[str, Field(max_length=256)]],
+    Field(max_length=32, json_schema_extra={"x-kubernetes-validations": [_TOPIC_CONFIG_RULE]}),
+]
+
+
+def _check_topic_config(config: dict[str, str] | None) -> dict[str, str] | None:
+    unknown = sorted(set(config or {}) - set(TOPIC_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"unknown topic config key(s) {unknown}; allowed: {', '.join(TOPIC_CONFIG_KEYS)}")
+    return config
+
+
+class TopicSettings(_Model):
+    """Settings of one topic, overriding spec.kafka's for it."""
+
+    name: str = Field(
+        max_length=191,
+        pattern=SUBSCRIPTION_PATTERN,
+        description="The event (entity.action of this domain) or full topic name the settings apply to.",
+    )
+    partitions: int | None = Field(None, ge=1, le=10000, description="Partitions of this topic.")
+    config: TopicConfig | None = Field(None, description="Topic configs, e.g. retention.ms, cleanup.policy.")
+
+    _config = field_validator("config")(_check_topic_config)
+
+
 class Kafka(_Model):
     """Where the platform's topics live and how Keelson provisions them."""
 
@@ -178,12 +225,27 @@ class Kafka(_Model):
         None, max_length=253, description="Strimzi Kafka cluster that owns the topics (provider strimzi)."
     )
     partitions: int | None = Field(
-        None, ge=1, le=10000, description="Partitions per topic; derived from dailyUsers when unset."
+        None,
+        ge=1,
+        le=10000,
+        description="Partitions per topic; derived from dailyUsers when unset. Can grow, never shrink.",
+        json_schema_extra={
+            "x-kubernetes-validations": [_cel("self >= oldSelf", "partitions can only grow, never shrink")]
+        },
     )
-    replicationFactor: int | None = Field(None, ge=1, le=10, description="Replication factor per topic.")
+    replicationFactor: int | None = Field(None, ge=1, le=10, description="Replication factor per topic (default 3).")
+    config: TopicConfig | None = Field(None, description="Topic configs applied to every topic of the platform.")
+    topics: list[TopicSettings] | None = Field(
+        None,
+        max_length=MAX_EVENTS,
+        description="Per-topic overrides, keyed by name.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     deletionPolicy: Literal["Retain", "Delete"] | None = Field(
-        None, description="Whether topics are deleted with the platform (default Retain)."
+        None, description="Whether topics are deleted with the platform or when no longer declared (default Retain)."
     )
+
+    _config = field_validator("config")(_check_topic_config)
 
 
 class Databases(_Model):
@@ -198,7 +260,21 @@ class Databases(_Model):
         None, description="Secret with the admin connection (key `uri`, or host/port/user/password)."
     )
     deletionPolicy: Literal["Retain", "Delete"] | None = Field(
-        None, description="Whether databases are dropped with the platform (default Retain)."
+        None, description="Whether databases are dropped with the platform or the service (default Retain)."
+    )
+    cluster: str | None = Field(
+        None,
+        max_length=50,
+        description="cloudnative-pg: an existing CloudNativePG Cluster to use instead of emitting one per platform.",
+    )
+    instances: int | None = Field(
+        None, ge=1, le=9, description="cloudnative-pg: instances of the emitted Cluster (default 3)."
+    )
+    storageSize: str | None = Field(
+        None,
+        max_length=32,
+        pattern=QUANTITY_PATTERN,
+        description="cloudnative-pg: storage per instance of the emitted Cluster (default 10Gi).",
     )
 
 
@@ -363,6 +439,13 @@ class MicroservicePlatformSpec(_Model):
                     ".services",
                 ),
                 _cel(
+                    "!has(self.databases) || !has(self.databases.provider) || "
+                    "self.databases.provider != 'external' || "
+                    "self.services.all(s, !has(s.database) || has(s.database.secretRef))",
+                    "with databases.provider external, every services[].database needs a secretRef",
+                    ".services",
+                ),
+                _cel(
                     "!has(self.gateway) || !has(self.gateway.service) || "
                     "self.services.exists(s, s.name == self.gateway.service)",
                     "gateway.service must be a service of this platform",
@@ -415,6 +498,10 @@ class MicroservicePlatformSpec(_Model):
                     raise ValueError(f"services[{svc.name}].calls: {callee!r} is not a service of this platform")
         if self.gateway and self.gateway.service and self.gateway.service not in names:
             raise ValueError("gateway.service must be a service of this platform")
+        if self.databases and self.databases.provider == "external":
+            for svc in self.services:
+                if svc.database and not svc.database.secretRef:
+                    raise ValueError(f"services[{svc.name}].database: provider external needs a secretRef")
         return self
 
     def service(self, name: str) -> Service:

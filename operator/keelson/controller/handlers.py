@@ -22,6 +22,7 @@ from keelson.controller import metrics
 from keelson.controller.cache import DictCache, snapshot
 from keelson.controller.queue import WorkQueue
 from keelson.controller.reconciler import Reconciler
+from keelson.controller.topic_area import TopicsArea
 from keelson.kube.client import KubeClient
 from keelson.kube.resources import CHILD_KINDS
 from keelson.render import DEFAULT_REFERENCE_IMAGE
@@ -62,7 +63,7 @@ class Controller:
     async def start(self) -> None:
         self.client = KubeClient()
         image = os.environ.get("KEELSON_REFERENCE_IMAGE", DEFAULT_REFERENCE_IMAGE)
-        self.reconciler = Reconciler(self.client, self.cache, reference_image=image)
+        self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=[TopicsArea(self.cache)])
         self.tasks = [asyncio.create_task(self._worker(i)) for i in range(WORKERS)]
         self.tasks.append(asyncio.create_task(self._resync()))
 
@@ -125,6 +126,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True
     # Events are posted by the reconciler on condition transitions only, not for every log line.
     settings.posting.enabled = False
+    # Watch only Keelson's children, filtered by the API server: memory stays flat however many
+    # unrelated Deployments or ConfigMaps the cluster holds.
+    for kind in CHILD_KINDS:
+        settings.watching.label_selectors[kind.group, kind.version, kind.plural] = (
+            "app.kubernetes.io/managed-by=keelson"
+        )
     await CONTROLLER.start()
 
 

@@ -12,6 +12,9 @@ RECONCILE_SECONDS = Histogram(
 RECONCILE_ERRORS = Counter("keelson_reconcile_errors_total", "Reconcile passes that hit an error.")
 OBJECTS_APPLIED = Counter("keelson_objects_applied_total", "Child objects written with server-side apply.", ["kind"])
 OBJECTS_DELETED = Counter("keelson_objects_deleted_total", "Child objects pruned.", ["kind"])
+KAFKA_ADMIN_WRITES = Counter(
+    "keelson_kafka_admin_writes_total", "Create, alter and delete requests sent to Kafka's Admin API."
+)
 PLATFORMS = Gauge("keelson_platforms", "Platforms by readiness.", ["ready"])
 
 _readiness: dict[tuple[str, str], bool] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.controller import metrics
+from keelson.controller.areas import Area, AreaResult
 from keelson.controller.cache import ChildCache, controller_uid
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
 from keelson.controller.drift import needs_apply, with_hash
@@ -39,6 +40,10 @@ from keelson.render import RenderContext, render_platform
 log = logging.getLogger("keelson.reconciler")
 
 PAUSE_ANNOTATION = "keelson.dev/reconcile"
+# Held while an area must clean up outside Kubernetes before the platform may go (Delete policies).
+FINALIZER = "keelson.dev/cleanup"
+# Set to "true" by an admin to let a platform go even though its cleanup keeps failing.
+RELEASE_ANNOTATION = "keelson.dev/release-finalizer"
 ROUTE_KINDS = ("Ingress", "HTTPRoute")
 
 
@@ -73,12 +78,14 @@ class Reconciler:
         cache: ChildCache,
         *,
         reference_image: str,
+        areas: Sequence[Area] = (),
         concurrency: int = 8,
         now: Callable[[], str] = _now,
     ) -> None:
         self.client = client
         self.cache = cache
         self.reference_image = reference_image
+        self.areas = tuple(areas)
         self.now = now
         self._writes = asyncio.Semaphore(concurrency)
 
@@ -95,24 +102,61 @@ class Reconciler:
 
     async def _reconcile(self, platform: dict[str, Any], outcome: Outcome) -> None:
         meta = platform["metadata"]
-        if meta.get("deletionTimestamp"):
-            return  # children go with the platform through their owner references
         name, namespace, generation = meta["name"], meta["namespace"], meta.get("generation", 0)
         try:
             model = MicroservicePlatform.from_object(platform)
         except ValidationError as exc:
+            if meta.get("deletionTimestamp"):
+                await self._set_finalizer(platform, present=False, outcome=outcome)  # nothing to clean by
+                return
             # Admission (CEL) should have refused it; report rather than guess.
             cond = ConditionState(READY, "False", "InvalidSpec", _validation_summary(exc))
-            await self._write_status(platform, None, [cond], outcome)
+            await self._write_status(platform, None, [cond], {}, outcome)
             return
+        if meta.get("deletionTimestamp"):
+            await self._finalize(platform, model, outcome)
+            return  # children go with the platform through their owner references
 
-        ctx = RenderContext(name=name, namespace=namespace, spec=model.spec, reference_image=self.reference_image)
+        paused = meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "paused"
+        live_status = platform.get("status") or {}
+        area_conditions: list[ConditionState] = []
+        fragments: dict[str, Any] = {}
+        pod_annotations: dict[str, dict[str, str]] = {}
+        area_objects: list[dict[str, Any]] = []
+        if paused:
+            # Nothing is touched; what the areas last reported still stands.
+            for area in self.areas:
+                area_conditions.append(_previous_condition(live_status, area.condition_type))
+                if area.status_key in live_status:
+                    fragments[area.status_key] = live_status[area.status_key]
+        else:
+            await self._set_finalizer(
+                platform, present=any(a.needs_cleanup(model) for a in self.areas), outcome=outcome
+            )
+            for result in await self._run_areas(platform, model):
+                area_conditions.append(result.condition)
+                fragments.update(result.status)
+                area_objects.extend(result.objects)
+                for service, annotations in result.pod_annotations.items():
+                    pod_annotations.setdefault(service, {}).update(annotations)
+                outcome.errors.extend(result.errors)
+                outcome.retry |= result.retry
+                for event in result.events:
+                    await self._post_event(platform, event.type, event.reason, event.message)
+
+        ctx = RenderContext(
+            name=name,
+            namespace=namespace,
+            spec=model.spec,
+            reference_image=self.reference_image,
+            pod_annotations=pod_annotations,
+        )
         owner = owner_reference(platform)
-        desired = [with_hash(_owned(obj, owner)) for obj in render_platform(ctx)]
-        obs = Observations(paused=meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "paused")
+        desired = [with_hash(_owned(obj, owner)) for obj in [*render_platform(ctx), *area_objects]]
+        obs = Observations(paused=paused)
         obs.route_desired = any(o["kind"] in ROUTE_KINDS for o in desired)
 
-        if not obs.paused:
+        if not paused:
             await self._apply_all(desired, meta["uid"], obs, outcome)
             await self._prune(desired, meta["uid"], outcome)
 
@@ -125,9 +169,9 @@ class Reconciler:
         route = next((o for o in desired if o["kind"] in ROUTE_KINDS), None)
         if route is not None and obs.route_unavailable is None:
             obs.route = self.cache.get(route["kind"], namespace, route["metadata"]["name"])
-        areas = [workloads_condition(services, obs), routes_condition(obs)]
+        areas = [workloads_condition(services, obs), routes_condition(obs), *area_conditions]
         conditions = [ready_condition(areas), *areas]
-        if obs.paused:
+        if paused:
             conditions.append(
                 ConditionState(
                     PAUSED, "True", "PausedByAnnotation", f"{PAUSE_ANNOTATION}: paused is set; no changes are applied"
@@ -136,7 +180,79 @@ class Reconciler:
         else:
             conditions.append(ConditionState(PAUSED, "False", "Reconciling", "changes are applied"))
         outcome.ready = conditions[0].status == "True"
-        await self._write_status(platform, (model, generation, services), conditions, outcome)
+        await self._write_status(platform, (model, generation, services), conditions, fragments, outcome)
+
+    async def _run_areas(self, platform: dict[str, Any], model: MicroservicePlatform) -> list[AreaResult]:
+        results = await asyncio.gather(*(a.reconcile(platform, model) for a in self.areas), return_exceptions=True)
+        out = []
+        for area, result in zip(self.areas, results, strict=True):
+            if isinstance(result, AreaResult):
+                out.append(result)
+                continue
+            if not isinstance(result, Exception):
+                raise result
+            # An area's bug must not take the workloads down with it: report it and retry.
+            log.error("area %s failed", area.condition_type, exc_info=result)
+            out.append(
+                AreaResult(
+                    condition=ConditionState(area.condition_type, "False", "InternalError", f"{result!s}"[:1024]),
+                    retry=True,
+                    errors=[f"{area.condition_type}: {result}"],
+                )
+            )
+        return out
+
+    async def _finalize(self, platform: dict[str, Any], model: MicroservicePlatform, outcome: Outcome) -> None:
+        meta = platform["metadata"]
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return
+        if meta.get("annotations", {}).get(RELEASE_ANNOTATION) == "true":
+            log.warning("%s/%s: finalizer released by annotation; cleanup skipped", meta["namespace"], meta["name"])
+            await self._set_finalizer(platform, present=False, outcome=outcome)
+            return
+        done = True
+        conditions: list[ConditionState] = []
+        fragments: dict[str, Any] = {}
+        for area in self.areas:
+            if not area.needs_cleanup(model):
+                continue
+            result = await area.cleanup(platform, model)
+            done &= result.done
+            conditions.append(result.condition)
+            fragments.update(result.status)
+            outcome.errors.extend(result.errors)
+        if done:
+            await self._set_finalizer(platform, present=False, outcome=outcome)
+            return
+        outcome.retry = True
+        summary = ConditionState(
+            READY,
+            "False",
+            "CleanupFailed",
+            f"deletion waits for cleanup; set annotation {RELEASE_ANNOTATION}=true to skip it",
+        )
+        await self._write_status(platform, None, [summary, *conditions], fragments, outcome)
+
+    async def _set_finalizer(self, platform: dict[str, Any], *, present: bool, outcome: Outcome) -> None:
+        meta = platform["metadata"]
+        current = list(meta.get("finalizers") or [])
+        if (FINALIZER in current) == present:
+            return
+        wanted = [*current, FINALIZER] if present else [f for f in current if f != FINALIZER]
+        try:
+            # resourceVersion makes this a compare-and-swap: others' finalizers are never lost.
+            await self.client.patch_merge(
+                PLATFORM_KIND,
+                meta["namespace"],
+                meta["name"],
+                {"metadata": {"finalizers": wanted or None, "resourceVersion": meta["resourceVersion"]}},
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                outcome.errors.append(f"finalizer: {exc}")
+                outcome.retry = True
+            return
+        outcome.writes += 1
 
     async def _apply_all(self, desired: list[dict[str, Any]], uid: str, obs: Observations, outcome: Outcome) -> None:
         todo = []
@@ -190,6 +306,7 @@ class Reconciler:
         platform: dict[str, Any],
         parts: tuple[MicroservicePlatform, int, Any] | None,
         conditions: list[ConditionState],
+        fragments: dict[str, Any],
         outcome: Outcome,
     ) -> None:
         meta = platform["metadata"]
@@ -197,10 +314,11 @@ class Reconciler:
         generation = meta.get("generation", 0)
         merged = merge_conditions(live_status.get("conditions"), conditions, generation=generation, now=self.now())
         if parts is None:
-            status: dict[str, Any] = {"observedGeneration": generation, "conditions": merged}
+            status: dict[str, Any] = {**live_status, "observedGeneration": generation, "conditions": merged}
         else:
             model, gen, services = parts
             status = build_status(model.spec, gen, services, merged)
+        status.update(fragments)
         metrics.set_platform_ready(meta["namespace"], meta["name"], merged[0]["status"] == "True")
         if status == live_status:
             return
@@ -215,9 +333,10 @@ class Reconciler:
         outcome.writes += 1
         for cond in transitions(live_status.get("conditions"), merged):
             if cond["type"] == READY:
-                await self._event(platform, cond)
+                kind = "Normal" if cond["status"] == "True" else "Warning"
+                await self._post_event(platform, kind, cond["reason"], cond["message"])
 
-    async def _event(self, platform: dict[str, Any], cond: dict[str, Any]) -> None:
+    async def _post_event(self, platform: dict[str, Any], type_: str, reason: str, message: str) -> None:
         meta = platform["metadata"]
         now = self.now()
         event = {
@@ -231,9 +350,9 @@ class Reconciler:
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],
             },
-            "type": "Normal" if cond["status"] == "True" else "Warning",
-            "reason": cond["reason"],
-            "message": cond["message"][:1024],
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
@@ -244,6 +363,13 @@ class Reconciler:
             await self.client.create(EVENT_KIND, meta["namespace"], event)
         except ApiError as exc:  # an event is best effort; never fail a reconcile over it
             log.warning("could not post event: %s", exc)
+
+
+def _previous_condition(status: dict[str, Any], ctype: str) -> ConditionState:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == ctype:
+            return ConditionState(ctype, cond["status"], cond["reason"], cond["message"])
+    return ConditionState(ctype, "Unknown", "Paused", "not reconciled while paused")
 
 
 def _owned(obj: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:

@@ -125,6 +125,22 @@ class KubeClient:
             headers={"Content-Type": "application/merge-patch+json"},
         )
 
+    async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._request("GET", kind.path(namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_merge(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._request(
+            "PATCH",
+            kind.path(namespace, name),
+            content=json.dumps(body),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
     async def create(self, kind: Kind, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         return await self._request(
             "POST", kind.path(namespace), content=json.dumps(obj), headers={"Content-Type": "application/json"}

@@ -39,6 +39,7 @@ CHILD_KINDS: tuple[Kind, ...] = (
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
     Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+    Kind("kafka.strimzi.io/v1", "KafkaTopic", "kafkatopics"),
 )
 PLATFORM_KIND = Kind(f"{v1alpha1.GROUP}/{v1alpha1.VERSION}", v1alpha1.KIND, v1alpha1.PLURAL)
 EVENT_KIND = Kind("v1", "Event", "events")

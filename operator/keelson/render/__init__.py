@@ -8,6 +8,7 @@ from keelson.render.configmap import render_config_map
 from keelson.render.context import DEFAULT_REFERENCE_IMAGE, RenderContext
 from keelson.render.deployment import render_deployment
 from keelson.render.hpa import render_hpa
+from keelson.render.kafkatopics import render_kafka_topics
 from keelson.render.networkpolicy import render_default_deny, render_network_policy
 from keelson.render.pdb import render_pdb
 from keelson.render.routes import render_route
@@ -31,4 +32,5 @@ def render_platform(ctx: RenderContext) -> list[dict[str, Any]]:
             render_network_policy(ctx, svc),
         ]
     objects.append(render_route(ctx))
+    objects.extend(render_kafka_topics(ctx))
     return [o for o in objects if o is not None]

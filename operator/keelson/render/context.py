@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
@@ -19,6 +20,9 @@ class RenderContext:
     namespace: str
     spec: MicroservicePlatformSpec
     reference_image: str = DEFAULT_REFERENCE_IMAGE
+    # Per-service pod-template annotations from the areas (e.g. a credentials checksum that rolls
+    # the pods when a password is rotated).
+    pod_annotations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @cached_property
     def services(self) -> list[EffectiveService]:

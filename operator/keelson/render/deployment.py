@@ -68,7 +68,10 @@ def render_deployment(ctx: RenderContext, svc: EffectiveService) -> dict[str, An
         "template": {
             "metadata": {
                 "labels": service_labels(ctx, svc.name),
-                "annotations": {"keelson.dev/config-checksum": config_checksum(config_data(ctx, svc))},
+                "annotations": {
+                    "keelson.dev/config-checksum": config_checksum(config_data(ctx, svc)),
+                    **ctx.pod_annotations.get(svc.name, {}),
+                },
             },
             "spec": {
                 "serviceAccountName": svc.name,

@@ -1,0 +1,145 @@
+"""The operator's Kafka Admin API adapter: describe, create, grow and configure topics.
+
+Only this module imports the Kafka client. Every call has a deadline, so an unreachable broker
+turns into a `BrokerUnavailable` within seconds instead of a reconcile that hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+DEADLINE_SECONDS = 10.0
+
+
+class BrokerUnavailable(Exception):
+    """The brokers cannot be reached (or did not answer in time)."""
+
+
+class AdminRequestFailed(Exception):
+    """The brokers answered with an error for a request."""
+
+
+@dataclass(frozen=True)
+class LiveTopic:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]  # only the configs set on the topic itself (not broker defaults)
+
+
+TOPIC_ALREADY_EXISTS = 36
+DYNAMIC_TOPIC_CONFIG = 1
+
+
+def _set_on_topic(entry: tuple[Any, ...]) -> bool:
+    """Whether a described config entry was set on the topic itself rather than inherited.
+    DescribeConfigs v1+ entries are (name, value, read_only, source, sensitive, synonyms);
+    v0 entries are (name, value, read_only, is_default, sensitive)."""
+    if len(entry) >= 6:
+        return bool(entry[3] == DYNAMIC_TOPIC_CONFIG)
+    return not entry[3]
+
+
+def _check(response: Any, what: str, *, benign: tuple[int, ...] = ()) -> None:
+    """Raise on per-topic error codes in an admin response (they do not raise by themselves)."""
+    for entry in getattr(response, "topic_errors", None) or getattr(response, "topic_error_codes", None) or []:
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else ""
+        if code and code not in benign:
+            raise AdminRequestFailed(f"{what} {name}: error {code} {message or ''}".strip())
+
+
+class KafkaAdmin:
+    """One connection to a cluster for the length of a reconcile (`async with`)."""
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str = "keelson-operator") -> None:
+        self._client = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, client_id=client_id, request_timeout_ms=int(DEADLINE_SECONDS * 1000)
+        )
+        self.writes = 0  # create/alter/delete requests sent: idempotency is checked on this
+
+    async def __aenter__(self) -> KafkaAdmin:
+        try:
+            await asyncio.wait_for(self._client.start(), DEADLINE_SECONDS)
+        except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+            await self._close_quietly()
+            raise BrokerUnavailable(f"cannot reach the brokers: {exc or type(exc).__name__}") from exc
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._close_quietly()
+
+    async def _close_quietly(self) -> None:
+        try:
+            await asyncio.wait_for(self._client.close(), DEADLINE_SECONDS)
+        except Exception:  # closing a half-open client must never mask the real error
+            return
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await asyncio.wait_for(awaitable, DEADLINE_SECONDS)
+        except (TimeoutError, KafkaConnectionError, OSError) as exc:
+            raise BrokerUnavailable(f"the brokers did not answer: {exc or type(exc).__name__}") from exc
+        except KafkaError as exc:
+            raise AdminRequestFailed(str(exc)) from exc
+
+    async def describe(self, names: Iterable[str]) -> dict[str, LiveTopic]:
+        """The topics among `names` that exist."""
+        wanted = set(names)
+        existing = wanted & set(await self._call(self._client.list_topics()))
+        if not existing:
+            return {}
+        described = await self._call(self._client.describe_topics(sorted(existing)))
+        shapes: dict[str, tuple[int, int]] = {}
+        for topic in described:
+            if topic.get("error_code"):
+                continue
+            partitions = topic["partitions"]
+            replicas = len(partitions[0]["replicas"]) if partitions else 0
+            shapes[topic["topic"]] = (len(partitions), replicas)
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in sorted(shapes)]
+        configs: dict[str, dict[str, str]] = {name: {} for name in shapes}
+        for response in await self._call(self._client.describe_configs(resources)):
+            for _code, _msg, _type, name, entries in response.resources:
+                for entry in entries:
+                    if _set_on_topic(entry):
+                        configs[name][entry[0]] = entry[1]
+        return {name: LiveTopic(name, p, rf, configs.get(name, {})) for name, (p, rf) in shapes.items()}
+
+    async def create(self, topics: list[tuple[str, int, int, dict[str, str]]]) -> None:
+        if not topics:
+            return
+        new = [NewTopic(n, num_partitions=p, replication_factor=rf, topic_configs=c) for n, p, rf, c in topics]
+        self.writes += 1
+        # Already there means another reconcile won the race: the end state is the same.
+        _check(await self._call(self._client.create_topics(new)), "create", benign=(TOPIC_ALREADY_EXISTS,))
+
+    async def grow(self, partitions: dict[str, int]) -> None:
+        if not partitions:
+            return
+        self.writes += 1
+        request = {name: NewPartitions(total_count=count) for name, count in partitions.items()}
+        _check(await self._call(self._client.create_partitions(request)), "add partitions to")
+
+    async def configure(self, configs: dict[str, dict[str, str]]) -> None:
+        if not configs:
+            return
+        self.writes += 1
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs=c) for name, c in configs.items()]
+        for response in await self._call(self._client.alter_configs(resources)):
+            for code, message, _type, name in response.resources:
+                if code:
+                    raise AdminRequestFailed(f"configure {name}: error {code} {message or ''}".strip())
+
+    async def delete(self, names: list[str]) -> None:
+        if not names:
+            return
+        self.writes += 1
+        _check(await self._call(self._client.delete_topics(names)), "delete")
