@@ -13,7 +13,8 @@ from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.devstack.stack import LocalStack
 from keelson.render import RenderContext, render_platform
-from tests.cases.invalid_platforms import INVALID, example, invalid_platform
+from tests.cases.invalid_platforms import INVALID, invalid_platform
+from tests.cases.invalid_platforms import workloads_example as example
 
 pytestmark = pytest.mark.cluster
 
@@ -64,7 +65,9 @@ def test_example_becomes_ready_with_every_child(kube: Kube, namespace: str) -> N
     status = msp["status"]
     assert status["observedGeneration"] == msp["metadata"]["generation"]
     assert status["readyServices"] == "5/5"
-    assert {c["type"] for c in status["conditions"]} == {"Ready", "WorkloadsReady", "RoutesReady", "Paused"}
+    assert {"Ready", "WorkloadsReady", "RoutesReady", "TopicsReady", "Paused"} <= {
+        c["type"] for c in status["conditions"]
+    }
     assert status["sizing"]["maxReplicas"] == 7 and status["effectiveDefaults"]["resilience"]["timeoutSeconds"] == 5
     children = _children(kube, namespace)
     assert set(children) == _expected(doc, namespace)

@@ -21,6 +21,18 @@ def example() -> dict[str, Any]:
     return doc
 
 
+def workloads_example() -> dict[str, Any]:
+    """The example without Kafka and databases: for tests of the Kubernetes side alone, which must
+    not depend on (or wait for) a broker or a database server."""
+    doc = example()
+    spec = doc["spec"]
+    spec.pop("kafka", None)
+    spec.pop("databases", None)
+    for svc in spec["services"]:
+        svc.pop("database", None)
+    return doc
+
+
 def _svc(spec: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in spec["services"] if s["name"] == name)
 

@@ -1,4 +1,5 @@
-"""Build the stack's binaries from the Go module proxy, once per version, into the cache.
+"""Build the stack's binaries from the Go module proxy (and Kafka's jars from Maven Central),
+once per version, into the cache.
 
 Every build writes into a fresh temporary directory next to its final place and is renamed
 into place only when complete, so a half-finished or interrupted build is never mistaken for
@@ -19,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from keelson.devstack import cache
-from keelson.devstack.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+from keelson.devstack.versions import (
+    ETCD_VERSION,
+    HELM_VERSION,
+    KAFKA_VERSION,
+    KUBERNETES_VERSION,
+    KWOK_VERSION,
+    LOG4J_VERSION,
+    MAVEN_DEPENDENCY_PLUGIN_VERSION,
+)
 
 Progress = Callable[[str], None]
 
@@ -55,7 +64,7 @@ func main() {
 
 
 class BuildError(RuntimeError):
-    """A Go build failed; the message ends with the tail of its log."""
+    """A Go or Maven build failed; the message ends with the tail of its log."""
 
 
 # --- pure helpers (unit-tested) ---------------------------------------------------------------
@@ -133,7 +142,54 @@ def helm_ldflags(helm_version: str, helm_go_mod: str) -> str:
     return " ".join(flags)
 
 
-# --- running Go -------------------------------------------------------------------------------
+KAFKA_GROUP = "org.apache.kafka"
+KAFKA_ARTIFACT = "kafka_2.13"
+LOG4J_GROUP = "org.apache.logging.log4j"
+
+
+def kafka_pom(kafka_version: str, log4j_version: str) -> str:
+    """A throwaway Maven project whose runtime dependencies are everything a broker needs.
+
+    kafka-tools brings the broker's own command-line tools (topics, console producer and
+    consumer) for developers and tests; log4j-slf4j-impl and log4j-core are the logging
+    backend that Kafka's poms leave to the distribution.
+    """
+    dependencies = [
+        (KAFKA_GROUP, KAFKA_ARTIFACT, kafka_version),
+        (KAFKA_GROUP, "kafka-tools", kafka_version),
+        (LOG4J_GROUP, "log4j-slf4j-impl", log4j_version),
+        (LOG4J_GROUP, "log4j-core", log4j_version),
+    ]
+    entries = "".join(
+        "    <dependency>\n"
+        f"      <groupId>{group}</groupId>\n"
+        f"      <artifactId>{artifact}</artifactId>\n"
+        f"      <version>{version}</version>\n"
+        "    </dependency>\n"
+        for group, artifact, version in dependencies
+    )
+    return (
+        '<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
+        "  <modelVersion>4.0.0</modelVersion>\n"
+        "  <groupId>dev.keelson.localstack</groupId>\n"
+        "  <artifactId>kafka-libs</artifactId>\n"
+        f"  <version>{kafka_version}</version>\n"
+        "  <packaging>pom</packaging>\n"
+        f"  <dependencies>\n{entries}  </dependencies>\n"
+        "</project>\n"
+    )
+
+
+def kafka_marker_jars(kafka_version: str, log4j_version: str) -> tuple[str, ...]:
+    """Jars whose presence says the libs directory is this build's (a log4j bump rebuilds it)."""
+    return (
+        f"libs/{KAFKA_ARTIFACT}-{kafka_version}.jar",
+        f"libs/kafka-tools-{kafka_version}.jar",
+        f"libs/log4j-slf4j-impl-{log4j_version}.jar",
+    )
+
+
+# --- running Go and Maven ---------------------------------------------------------------------
 
 
 def _go_env(**extra: str) -> dict[str, str]:
@@ -141,16 +197,18 @@ def _go_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "CGO_ENABLED": "0", **extra}
 
 
-def _run_go(args: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None) -> None:
+def _run_logged(argv: list[str], *, what: str, cwd: Path, log: Path, env: dict[str, str]) -> None:
     with log.open("a") as out:
-        out.write(f"$ go {' '.join(args)}\n")
+        out.write(f"$ {' '.join(argv)}\n")
         out.flush()
-        result = subprocess.run(
-            ["go", *args], cwd=cwd, env=env or _go_env(), stdout=out, stderr=subprocess.STDOUT, check=False
-        )
+        result = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-        raise BuildError(f"go {args[0]} failed (exit {result.returncode}); log {log}:\n{tail}")
+        raise BuildError(f"{what} failed (exit {result.returncode}); log {log}:\n{tail}")
+
+
+def _run_go(args: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    _run_logged(["go", *args], what=f"go {args[0]}", cwd=cwd, log=log, env=env or _go_env())
 
 
 def _download(module: str, version: str, *, cwd: Path, log: Path) -> dict[str, Any]:
@@ -258,6 +316,23 @@ def build_helm(out: Path, version: str = HELM_VERSION) -> None:
     )
 
 
+def build_kafka(out: Path, version: str = KAFKA_VERSION) -> None:
+    """Kafka's jars and their runtime dependencies into ``out/libs``: no Kafka build, just Maven."""
+    work, log = _fresh_work_dir("kafka", version)
+    pom = work / "pom.xml"
+    pom.write_text(kafka_pom(version, LOG4J_VERSION))
+    plugin = f"org.apache.maven.plugins:maven-dependency-plugin:{MAVEN_DEPENDENCY_PLUGIN_VERSION}"
+    _run_logged(
+        [
+            "mvn", "-q", "-B", "-f", str(pom),
+            f"{plugin}:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={out / 'libs'}",
+        ],
+        what="mvn dependency:copy-dependencies", cwd=work, log=log, env=dict(os.environ),
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -268,6 +343,8 @@ class Component:
     expected_duration: str
     # Data files the build leaves next to the binaries.
     files: tuple[str, ...] = ()
+    # What the build runs; checked up front so a cache miss fails with a clear message.
+    tool: str = "go"
 
 
 COMPONENTS: tuple[Component, ...] = (
@@ -276,10 +353,20 @@ COMPONENTS: tuple[Component, ...] = (
     Component("kwok", KWOK_VERSION, ("kwok",), build_kwok, "2-5 min", files=(KWOK_STAGES,)),
     Component("helm", HELM_VERSION, ("helm",), build_helm, "2-5 min"),
 )
+# Not in COMPONENTS: only a stack that runs Kafka needs its jars (see ensure_kafka).
+KAFKA = Component(
+    "kafka",
+    KAFKA_VERSION,
+    (),
+    build_kafka,
+    "under a minute with a warm ~/.m2, a few minutes cold",
+    files=kafka_marker_jars(KAFKA_VERSION, LOG4J_VERSION),
+    tool="mvn",
+)
 
 
 def component(name: str) -> Component:
-    for candidate in COMPONENTS:
+    for candidate in (*COMPONENTS, KAFKA):
         if candidate.name == name:
             return candidate
     raise KeyError(name)
@@ -312,10 +399,10 @@ def ensure_component(comp: Component, progress: Progress) -> Path:
         # Someone else may have finished the build while we waited for the lock.
         if _complete(final, comp):
             return final
-        if shutil.which("go") is None:
-            raise BuildError(f"{comp.name} {comp.version} is not cached in {final} and `go` is not on PATH")
+        if shutil.which(comp.tool) is None:
+            raise BuildError(f"{comp.name} {comp.version} is not cached in {final} and `{comp.tool}` is not on PATH")
         progress(
-            f"building {comp.name} {comp.version} ({', '.join(comp.binaries)}): first time only, "
+            f"building {comp.name} {comp.version} ({', '.join(comp.binaries or ('jars',))}): first time only, "
             f"{comp.expected_duration}; log {cache.work_dir(comp.name, comp.version) / 'build.log'}"
         )
         staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f"{final.name}.building-"))
@@ -361,3 +448,14 @@ def ensure_binaries(progress: Progress) -> dict[str, Path]:
     for comp in COMPONENTS:
         ensure_component(comp, progress)
     return binary_paths()
+
+
+def kafka_libs() -> Path:
+    """Where Kafka's jars are (or would be) cached, without building anything."""
+    return cache.bin_dir(KAFKA.name, KAFKA.version) / "libs"
+
+
+def ensure_kafka(progress: Progress) -> Path:
+    """Kafka's libs directory (a classpath of ``<dir>/*``), fetching the jars on a cache miss."""
+    ensure_component(KAFKA, progress)
+    return kafka_libs()

@@ -11,3 +11,13 @@ KUBERNETES_VERSION: Final = "v1.36.3"
 ETCD_VERSION: Final = "v3.6.16"
 KWOK_VERSION: Final = "v0.8.0"
 HELM_VERSION: Final = "v3.22.0"
+# org.apache.kafka:kafka_2.13 from Maven Central: the newest release; its jars are Java 17 class
+# files, the JDK we have.
+KAFKA_VERSION: Final = "4.4.0"
+# Kafka's poms name slf4j-api 1.7 but no logging backend (the distribution adds one): this is the
+# log4j2 binding for slf4j 1.x, at the log4j version Kafka 4.x's tools already pull in.
+LOG4J_VERSION: Final = "2.24.3"
+# Pinned so a build does not depend on whatever "latest" Maven resolves the plugin prefix to.
+MAVEN_DEPENDENCY_PLUGIN_VERSION: Final = "3.8.1"
+# The PostgreSQL server is not built: it is the machine's, looked up by this major version.
+POSTGRES_MAJOR: Final = "15"

@@ -1,0 +1,200 @@
+"""Kafka topics from the platform spec, against a real broker and a real control plane."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from e2e.kube import Kube, eventually, reconcile_count
+from keelson.api.v1alpha1 import MicroservicePlatform
+from keelson.devstack.stack import LocalStack
+from keelson.topics import plan_topics
+from tests.cases.invalid_platforms import example
+
+pytestmark = pytest.mark.cluster
+
+STRIMZI_CRD = Path(__file__).resolve().parents[2] / "shared" / "crds" / "third-party" / "strimzi-kafkatopic.yaml"
+_domains = itertools.count()
+
+
+def _platform(stack: LocalStack, **kafka: Any) -> dict[str, Any]:
+    doc = example()
+    # A domain of its own per test: the broker is shared, topic names are not.
+    doc["spec"]["domain"] = f"shop{os.getpid() % 1000}x{next(_domains)}"
+    doc["spec"]["kafka"] = {
+        "provider": "admin",
+        "bootstrapServers": stack.kafka_bootstrap,
+        "partitions": 3,
+        "replicationFactor": 1,
+        **kafka,
+    }
+    return doc
+
+
+async def _broker_topics(bootstrap: str, prefix: str) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [n for n in await admin.list_topics() if n.startswith(prefix + ".")]
+        described = await admin.describe_topics(names) if names else []
+        return {t["topic"]: len(t["partitions"]) for t in described}
+    finally:
+        await admin.close()
+
+
+def _planned(doc: dict[str, Any]) -> dict[str, int]:
+    spec = MicroservicePlatform.from_object(doc).spec
+    return {t.name: t.partitions for t in plan_topics(spec) if t.managed}
+
+
+def _condition(kube: Kube, namespace: str, ctype: str) -> dict[str, Any]:
+    return kube.condition("shop", namespace, ctype) or {}
+
+
+def _admin_writes(port: int) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("keelson_kafka_admin_writes_total"):
+                return float(line.split()[-1])
+    return 0.0
+
+
+async def test_topics_created_once_added_and_retained(kube: Kube, namespace: str, stack: LocalStack) -> None:
+    doc = _platform(stack)
+    domain = doc["spec"]["domain"]
+    kube.apply(namespace, doc)
+    eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=90, what="Ready")
+    assert await _broker_topics(stack.kafka_bootstrap, domain) == _planned(doc)
+    status = kube.get("msp", "shop", namespace)["status"]  # type: ignore[index]
+    assert all(t["exists"] for t in status["topics"] if t["role"] != "external")
+    assert _condition(kube, namespace, "TopicsReady")["reason"] == "TopicsReady"
+
+    # A reconcile of the unchanged platform sends no admin request.
+    port = stack.ports["operator-metrics"]
+    writes, passes = _admin_writes(port), reconcile_count(port)
+    kube.run("annotate", "msp", "shop", "-n", namespace, "example.com/poke=1")
+    eventually(lambda: reconcile_count(port) > passes, timeout=30, what="a reconcile")
+    assert _admin_writes(port) == writes
+
+    # Adding an event creates its topic; removing one keeps it (deletionPolicy Retain).
+    changed = copy.deepcopy(doc)
+    orders = next(s for s in changed["spec"]["services"] if s["name"] == "orders")
+    orders["publishes"] = ["order.created", "order.paid", "order.shipped"]  # order.cancelled removed
+    notifications = next(s for s in changed["spec"]["services"] if s["name"] == "notifications")
+    notifications["subscribes"] = [e for e in notifications["subscribes"] if e != "order.cancelled"]
+    kube.apply(namespace, changed)
+    eventually(
+        lambda: (
+            f"{domain}.order.shipped" in {t["name"] for t in kube.get("msp", "shop", namespace)["status"]["topics"]}
+        ),  # type: ignore[index]
+        timeout=30,
+        what="status lists the new topic",
+    )
+    live = await _broker_topics(stack.kafka_bootstrap, domain)
+    assert f"{domain}.order.shipped" in live
+    assert f"{domain}.order.cancelled" in live and f"{domain}.order.cancelled.notifications.dlq" in live
+    events = kube.list("events", namespace)
+    assert any(e["reason"] == "TopicsRetained" and "order.cancelled" in e["message"] for e in events)
+
+
+async def test_partitions_grow_and_decrease_is_refused(kube: Kube, namespace: str, stack: LocalStack) -> None:
+    doc = _platform(stack)
+    domain = doc["spec"]["domain"]
+    kube.apply(namespace, doc)
+    eventually(lambda: _condition(kube, namespace, "TopicsReady").get("status") == "True", timeout=90, what="ready")
+    doc["spec"]["kafka"]["partitions"] = 4
+    kube.apply(namespace, doc)
+    eventually(
+        lambda: (
+            _condition(kube, namespace, "TopicsReady").get("status") == "True"
+            and kube.get("msp", "shop", namespace)["status"]["observedGeneration"] == 2
+        ),  # type: ignore[index]
+        timeout=60,
+        what="grown",
+    )
+    assert set((await _broker_topics(stack.kafka_bootstrap, domain)).values()) == {4}
+    doc["spec"]["kafka"]["partitions"] = 2
+    proc = kube.apply(namespace, doc, check=False)
+    assert proc.returncode != 0 and "partitions can only grow" in proc.stderr
+
+
+def test_broker_down_then_back(kube: Kube, namespace: str, stack: LocalStack) -> None:
+    doc = _platform(stack)
+    kube.apply(namespace, doc)
+    eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=90, what="Ready")
+    stack.stop_component("kafka")
+    try:
+        kube.run("annotate", "msp", "shop", "-n", namespace, "example.com/poke=1")  # reconcile now, not at resync
+        eventually(
+            lambda: _condition(kube, namespace, "Ready").get("reason") == "BrokerUnreachable",
+            timeout=60,
+            what="Ready=False BrokerUnreachable",
+        )
+        assert _condition(kube, namespace, "WorkloadsReady")["status"] == "True"  # the rest still reconciles
+    finally:
+        stack.start_component("kafka")
+    # Recovers by itself: the failed reconcile is retried with backoff.
+    eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=120, what="recovered")
+
+
+async def test_delete_policy_deletes_topics_with_the_platform(kube: Kube, namespace: str, stack: LocalStack) -> None:
+    doc = _platform(stack, deletionPolicy="Delete")
+    domain = doc["spec"]["domain"]
+    kube.apply(namespace, doc)
+    eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=90, what="Ready")
+    assert "keelson.dev/cleanup" in kube.get("msp", "shop", namespace)["metadata"]["finalizers"]  # type: ignore[index]
+    kube.run("delete", "msp", "shop", "-n", namespace, "--timeout=60s")
+    assert await _broker_topics(stack.kafka_bootstrap, domain) == {}
+
+
+def test_finalizer_never_wedges_when_the_broker_is_gone(kube: Kube, namespace: str, stack: LocalStack) -> None:
+    doc = _platform(stack, deletionPolicy="Delete", bootstrapServers="127.0.0.1:1")  # nothing listens there
+    kube.apply(namespace, doc)
+    eventually(
+        lambda: (
+            "keelson.dev/cleanup"
+            in (kube.get("msp", "shop", namespace) or {}).get("metadata", {}).get("finalizers", [])
+        ),
+        timeout=30,
+        what="finalizer added",
+    )
+    kube.run("delete", "msp", "shop", "-n", namespace, "--wait=false")
+    eventually(
+        lambda: _condition(kube, namespace, "Ready").get("reason") == "CleanupFailed",
+        timeout=60,
+        what="cleanup failure reported",
+    )
+    kube.run("annotate", "msp", "shop", "-n", namespace, "keelson.dev/release-finalizer=true")
+    eventually(lambda: kube.get("msp", "shop", namespace) is None, timeout=30, what="released")
+
+
+def test_strimzi_topics_are_accepted_by_the_real_crd(kube: Kube, namespace: str, stack: LocalStack) -> None:
+    kube.run("apply", "--server-side", "-f", str(STRIMZI_CRD))
+    kube.run("wait", "--for=condition=Established", "crd/kafkatopics.kafka.strimzi.io", "--timeout=30s")
+    doc = _platform(stack)
+    doc["spec"]["kafka"] = {
+        "provider": "strimzi",
+        "strimziCluster": "my-cluster",
+        "partitions": 6,
+        "replicationFactor": 3,
+    }
+    kube.apply(namespace, doc)
+    expected = _planned(doc)
+    eventually(lambda: len(kube.list("kafkatopics", namespace)) == len(expected), timeout=60, what="KafkaTopics")
+    topics = {t["spec"]["topicName"]: t for t in kube.list("kafkatopics", namespace)}
+    assert {n: t["spec"]["partitions"] for n, t in topics.items()} == expected
+    assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == "my-cluster" for t in topics.values())
+    assert all(t["metadata"]["ownerReferences"][0]["kind"] == "MicroservicePlatform" for t in topics.values())
+    eventually(
+        lambda: _condition(kube, namespace, "TopicsReady").get("reason") == "KafkaTopicsApplied",
+        timeout=30,
+        what="TopicsReady",
+    )

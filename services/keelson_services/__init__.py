@@ -1,0 +1,1 @@
+"""The shared library of Keelson's reference services (settings, messaging, ...)."""

@@ -1,0 +1,163 @@
+"""The reconcile pass against an in-memory API (the real API server is exercised in e2e/)."""
+
+from typing import Any
+
+from keelson.controller.cache import DictCache
+from keelson.controller.reconciler import FINALIZER, Reconciler
+from keelson.kube.client import ApiError
+from keelson.kube.resources import Kind
+from tests.cases.invalid_platforms import example
+
+
+class FakeApi:
+    """Stores applied objects in the cache the reconciler reads, like a watch would."""
+
+    def __init__(self, cache: DictCache, fail_kind: str | None = None) -> None:
+        self.cache = cache
+        self.fail_kind = fail_kind
+        self.calls: list[tuple[str, str, str]] = []
+        self.status: dict[str, Any] | None = None
+
+    def _store(self, kind: str) -> dict[tuple[str, str], Any]:
+        return self.cache.stores.setdefault(kind, {})  # type: ignore[return-value]
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", obj["kind"], obj["metadata"]["name"]))
+        if obj["kind"] == self.fail_kind:
+            raise ApiError(422, "Invalid", f"{obj['kind']} is invalid")
+        live = {**obj, "metadata": {**obj["metadata"], "uid": f"uid-{obj['metadata']['name']}"}}
+        if obj["kind"] == "Deployment":
+            live["spec"] = {**obj["spec"], "replicas": 3}
+            live["status"] = {"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}
+        self._store(obj["kind"])[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = live
+        return live
+
+    async def delete(self, kind: Kind, namespace: str, name: str, *, uid: str | None = None) -> None:
+        self.calls.append(("delete", kind.kind, name))
+        self._store(kind.kind).pop((namespace, name), None)
+
+    async def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.calls.append(("status", kind.kind, name))
+        self.status = status
+
+    async def patch_merge(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch", kind.kind, name))
+        return {}
+
+    async def create(self, kind: Kind, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create", kind.kind, obj["reason"]))
+        return obj
+
+
+def _platform() -> dict[str, Any]:
+    doc = example()
+    doc["metadata"].update(namespace="ns", uid="p-uid", generation=1, resourceVersion="1")
+    return doc
+
+
+def _reconciler(api: FakeApi, cache: DictCache) -> Reconciler:
+    return Reconciler(api, cache, reference_image="img:1", now=lambda: "2026-01-01T00:00:00Z")  # type: ignore[arg-type]
+
+
+async def test_converges_then_writes_nothing() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    first = await rec.reconcile(platform)
+    assert first.ready and first.writes == 37 + 1  # every child, then the status
+    assert ("create", "Event", "Ready") in api.calls
+    platform["status"] = api.status
+    api.calls.clear()
+    second = await rec.reconcile(platform)
+    assert second.ready and second.writes == 0 and api.calls == []
+
+
+async def test_drift_and_removal_are_repaired() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    await rec.reconcile(platform)
+    platform["status"] = api.status
+    cache.stores["Service"][("ns", "orders")]["spec"]["selector"] = {"hijacked": "yes"}  # type: ignore[index]
+    del cache.stores["ConfigMap"][("ns", "users-config")]  # type: ignore[attr-defined]
+    api.calls.clear()
+    await rec.reconcile(platform)
+    assert sorted(api.calls) == [("apply", "ConfigMap", "users-config"), ("apply", "Service", "orders")]
+
+
+async def test_removed_service_is_pruned() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    await rec.reconcile(platform)
+    platform["status"] = api.status
+    platform["spec"]["services"] = [s for s in platform["spec"]["services"] if s["name"] != "notifications"]
+    platform["spec"]["services"][0]["calls"] = ["users", "orders"]
+    api.calls.clear()
+    await rec.reconcile(platform)
+    deleted = sorted(c[1] for c in api.calls if c[0] == "delete")
+    assert deleted == sorted(
+        [
+            "ServiceAccount",
+            "ConfigMap",
+            "Service",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+        ]
+    )
+
+
+async def test_api_errors_are_reported_and_retried_not_raised() -> None:
+    cache = DictCache()
+    api = FakeApi(cache, fail_kind="PodDisruptionBudget")
+    outcome = await _reconciler(api, cache).reconcile(_platform())
+    assert outcome.retry and not outcome.ready
+    ready = next(c for c in api.status["conditions"] if c["type"] == "Ready")  # type: ignore[index]
+    assert (ready["status"], ready["reason"]) == ("False", "ApplyFailed")
+    assert "PodDisruptionBudget" in ready["message"]
+
+
+async def test_paused_platform_is_left_alone() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    platform = _platform()
+    platform["metadata"]["annotations"] = {"keelson.dev/reconcile": "paused"}
+    await _reconciler(api, cache).reconcile(platform)
+    assert [c[0] for c in api.calls if c[0] != "create"] == ["status"]
+    paused = next(c for c in api.status["conditions"] if c["type"] == "Paused")  # type: ignore[index]
+    assert paused["status"] == "True"
+
+
+async def test_objects_of_another_owner_are_not_taken_over() -> None:
+    cache = DictCache(
+        {
+            "Deployment": {
+                ("ns", "orders"): {
+                    "kind": "Deployment",
+                    "metadata": {
+                        "name": "orders",
+                        "namespace": "ns",
+                        "ownerReferences": [{"uid": "someone-else", "controller": True}],
+                    },
+                }
+            }
+        }
+    )
+    api = FakeApi(cache)
+    await _reconciler(api, cache).reconcile(_platform())
+    assert ("apply", "Deployment", "orders") not in api.calls
+    workloads = next(c for c in api.status["conditions"] if c["type"] == "WorkloadsReady")  # type: ignore[index]
+    assert workloads["reason"] == "NameConflict"
+
+
+async def test_no_finalizer_without_a_delete_policy() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    await _reconciler(api, cache).reconcile(_platform())
+    assert not any(c[0] == "patch" for c in api.calls)
+    assert FINALIZER == "keelson.dev/cleanup"
