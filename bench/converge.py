@@ -59,7 +59,7 @@ def is_ready(kube: Kube, namespace: str) -> bool:
 
 
 def operator_rss_peak_mb(stack: LocalStack) -> float:
-    pid = int((stack.state_dir / "pids" / "operator.pid").read_text().split()[0])
+    pid = int(json.loads((stack.state_dir / "pids" / "operator.pid").read_text())["pid"])
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -127,7 +127,10 @@ def main() -> int:
     stack.stop_operator()
     stack.start_operator()  # a fresh process, so peak RSS is this run's
     kube = Kube(stack.admin_kubeconfig)
-    rows = [run_size(stack, kube, n, args.idle_seconds) for n in args.sizes]
+    rows = []
+    for n in args.sizes:
+        rows.append(run_size(stack, kube, n, args.idle_seconds))
+        print(f"# {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
 
     print(
         f"converge benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "

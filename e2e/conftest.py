@@ -24,7 +24,7 @@ def stack() -> Iterator[LocalStack]:
     reuse = os.environ.get("KEELSON_E2E_STATE_DIR")
     state = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="keelson-e2e-"))
     local = LocalStack(state)
-    local.up(kafka=False, postgres=False, operator=True, progress=print)
+    local.up(kafka=True, postgres=True, operator=True, progress=print)
     yield local
     if not reuse:
         local.down()

@@ -15,7 +15,7 @@ from e2e.kube import Kube, eventually, reconcile_count
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.devstack.stack import LocalStack
 from keelson.topics import plan_topics
-from tests.cases.invalid_platforms import example
+from tests.cases.invalid_platforms import workloads_example
 
 pytestmark = pytest.mark.cluster
 
@@ -24,7 +24,7 @@ _domains = itertools.count()
 
 
 def _platform(stack: LocalStack, **kafka: Any) -> dict[str, Any]:
-    doc = example()
+    doc = workloads_example()  # no databases: these tests are about topics alone
     # A domain of its own per test: the broker is shared, topic names are not.
     doc["spec"]["domain"] = f"shop{os.getpid() % 1000}x{next(_domains)}"
     doc["spec"]["kafka"] = {

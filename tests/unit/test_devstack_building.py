@@ -141,3 +141,48 @@ def test_a_failed_build_leaves_nothing_that_looks_cached(monkeypatch: pytest.Mon
         building.ensure_component(_fake_component(calls, fail=True), lambda _: None)
     assert not (tmp_path / "bin" / "tool-v1.0.0").exists()
     assert not calls[0].exists()
+
+
+def test_kafka_pom_asks_for_the_broker_its_tools_and_a_logging_backend() -> None:
+    import xml.etree.ElementTree as ET
+
+    text = building.kafka_pom("4.4.0", "2.24.3")
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    root = ET.fromstring(text)
+    assert root.findtext("m:packaging", namespaces=ns) == "pom"
+    deps = {
+        (d.findtext("m:groupId", namespaces=ns), d.findtext("m:artifactId", namespaces=ns)): d.findtext(
+            "m:version", namespaces=ns
+        )
+        for d in root.iterfind("m:dependencies/m:dependency", ns)
+    }
+    assert deps == {
+        ("org.apache.kafka", "kafka_2.13"): "4.4.0",
+        ("org.apache.kafka", "kafka-tools"): "4.4.0",
+        ("org.apache.logging.log4j", "log4j-slf4j-impl"): "2.24.3",
+        ("org.apache.logging.log4j", "log4j-core"): "2.24.3",
+    }
+
+
+def test_kafka_is_cached_by_its_marker_jars_and_fetched_with_maven() -> None:
+    assert building.KAFKA.tool == "mvn"
+    assert building.KAFKA.binaries == ()
+    assert "libs/kafka_2.13-4.4.0.jar" in building.kafka_marker_jars("4.4.0", "2.24.3")
+    # A log4j bump changes the markers, so the cached directory no longer counts as complete.
+    assert "libs/log4j-slf4j-impl-2.99.0.jar" in building.kafka_marker_jars("4.4.0", "2.99.0")
+    # Only a stack that runs Kafka fetches it.
+    assert building.KAFKA not in building.COMPONENTS
+    assert building.component("kafka") is building.KAFKA
+
+
+def test_kafka_libs_live_in_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KEELSON_CACHE_DIR", str(tmp_path))
+    assert building.kafka_libs() == tmp_path / "bin" / f"kafka-{building.KAFKA.version}" / "libs"
+
+
+def test_a_missing_build_tool_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KEELSON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    comp = building.Component("jars", "1.0", (), lambda out, version: None, "no time", files=("x.jar",), tool="mvn")
+    with pytest.raises(building.BuildError, match="`mvn` is not on PATH"):
+        building.ensure_component(comp, lambda _: None)

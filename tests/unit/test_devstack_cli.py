@@ -1,5 +1,6 @@
 """`keelson dev` argument parsing and the commands that need no running stack."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,53 @@ def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_state_dir() == tmp_path / "keelson" / "default"
     monkeypatch.setenv("KEELSON_STATE_DIR", str(tmp_path / "s"))
     assert default_state_dir() == tmp_path / "s"
+
+
+def test_env_points_at_kafka_and_postgres(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stackfile.save(tmp_path, {"ports": {"kube-apiserver": 1, "kafka": 19092, "postgres": 5433}})
+    password = tmp_path / "postgres" / "admin-password"
+    password.parent.mkdir()
+    password.write_text("s3cret\n")
+    assert cli.main(["dev", "env", "--state-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "export KEELSON_KAFKA_BOOTSTRAP='127.0.0.1:19092'" in lines
+    assert "export KEELSON_POSTGRES_ADMIN_URI='postgresql://keelson_admin:s3cret@127.0.0.1:5433/postgres'" in lines
+
+
+def test_env_leaves_out_what_up_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    services = {"kafka": "not started (--no-kafka)", "postgres": "not started (--no-postgres)"}
+    stackfile.save(tmp_path, {"ports": {"kube-apiserver": 1, "kafka": 2, "postgres": 3}, "services": services})
+    (tmp_path / "postgres").mkdir()
+    (tmp_path / "postgres" / "admin-password").write_text("s3cret\n")
+    assert cli.main(["dev", "env", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "KEELSON_KAFKA_BOOTSTRAP" not in out
+    assert "s3cret" not in out
+
+
+def test_status_says_what_up_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    services = {"kafka": "not started (--no-kafka)"}
+    stackfile.save(tmp_path, {"ports": {"kube-apiserver": 1, "kafka": 2, "postgres": 3}, "services": services})
+    assert cli.main(["dev", "status", "--state-dir", str(tmp_path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["kafka"] == "not started (--no-kafka)"
+    assert report["postgres"] == "stopped"
+    assert report["etcd"] == "stopped"
+    assert list(report)[-2:] == ["kafka", "postgres"]
+
+
+def test_stack_helpers_for_tests(tmp_path: Path) -> None:
+    from keelson.devstack.stack import STOP_SIGNALS, LocalStack, StackError
+
+    stackfile.save(tmp_path, {"ports": {"kafka": 19092, "postgres": 5433}})
+    stack = LocalStack(tmp_path)
+    assert stack.kafka_bootstrap == "127.0.0.1:19092"
+    with pytest.raises(StackError, match="no PostgreSQL"):
+        _ = stack.postgres_admin_uri
+    # Stopping what is not running is fine, for the data services too.
+    assert stack.stop_component("kafka") is False
+    assert stack.stop_component("postgres") is False
+    # PostgreSQL's fast shutdown: its SIGTERM would wait for every client to disconnect.
+    import signal
+
+    assert STOP_SIGNALS["postgres"] == signal.SIGINT

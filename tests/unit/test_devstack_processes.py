@@ -1,9 +1,12 @@
 """Detached processes: pid files, logs, stop with a deadline, pid reuse."""
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 from keelson.devstack import processes
 
@@ -66,3 +69,13 @@ def test_garbage_pid_file(tmp_path: Path) -> None:
     path.write_text("not json")
     assert processes.read_record(tmp_path, "x") is None
     assert not processes.alive(tmp_path, "x")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may start a process as another user")
+def test_start_as_another_user(tmp_path: Path) -> None:
+    # PostgreSQL's way: root starts it as an unprivileged account.
+    tmp_path.chmod(0o755)
+    processes.start(tmp_path, "whoami", ["/bin/sh", "-c", "id -u; id -G"], user=65534, group=65534)
+    assert processes.wait_exit(tmp_path, "whoami", timeout=10)
+    lines = processes.log_path(tmp_path, "whoami").read_text().splitlines()
+    assert lines[-2:] == ["65534", "65534"]

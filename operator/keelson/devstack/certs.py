@@ -13,7 +13,7 @@ from pathlib import Path
 
 DAYS = "3650"
 # What the apiserver is reached as: on loopback, and as the `kubernetes` Service's first IP of
-# --service-cluster-ip-range=10.0.0.0/24 (what in-cluster clients would dial).
+# --service-cluster-ip-range=10.0.0.0/16 (what in-cluster clients would dial).
 APISERVER_SANS = (
     "DNS:localhost",
     "DNS:kubernetes",

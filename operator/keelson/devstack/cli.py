@@ -11,11 +11,23 @@ from pathlib import Path
 
 from keelson.devstack.building import BuildError
 from keelson.devstack.cluster import KubectlError
+from keelson.devstack.kafkabroker import FormatError, JavaNotFoundError
 from keelson.devstack.paths import default_state_dir
+from keelson.devstack.pgserver import PostgresSetupError
 from keelson.devstack.probes import NotReadyError
-from keelson.devstack.stack import CONTROL_PLANE, LocalStack, StackError
+from keelson.devstack.stack import CONTROL_PLANE, DATA_SERVICES, LocalStack, StackError
 
-_FAILURES = (StackError, NotReadyError, BuildError, KubectlError, subprocess.TimeoutExpired, OSError)
+_FAILURES = (
+    StackError,
+    NotReadyError,
+    BuildError,
+    KubectlError,
+    FormatError,
+    JavaNotFoundError,
+    PostgresSetupError,
+    subprocess.TimeoutExpired,
+    OSError,
+)
 
 
 def _progress(message: str) -> None:
@@ -55,6 +67,12 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_apply(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+    _stack(args).apply_manifest(text, args.namespace, progress=_progress)
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     report = _stack(args).status()
     if args.json:
@@ -63,8 +81,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         width = max(len(name) for name in report)
         for name, state in report.items():
             print(f"{name:<{width}}  {state}")
-    # Scriptable: success only when the whole control plane is healthy.
-    return 0 if all(report.get(name) == "healthy" for name in CONTROL_PLANE) else 1
+    # Scriptable: success only when the control plane is healthy, and so is every data service
+    # the last `up` started (one it left out says "not started (--no-...)").
+    healthy = all(report.get(name) == "healthy" for name in CONTROL_PLANE) and all(
+        report.get(name) == "healthy" or report.get(name, "").startswith("not started") for name in DATA_SERVICES
+    )
+    return 0 if healthy else 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -100,6 +122,13 @@ def add_dev_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
 
     env = dev_sub.add_parser("env", parents=[state], help='print `export` lines: eval "$(keelson dev env)"')
     env.set_defaults(dev_func=_cmd_env)
+
+    apply = dev_sub.add_parser(
+        "apply", parents=[state], help="apply a platform manifest adapted to this stack's Kafka and PostgreSQL"
+    )
+    apply.add_argument("filename", help="manifest file, or - for stdin")
+    apply.add_argument("-n", "--namespace", default="default", help="namespace to apply into (default: default)")
+    apply.set_defaults(dev_func=_cmd_apply)
 
     status = dev_sub.add_parser("status", parents=[state], help="each component's health")
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -11,7 +11,7 @@ from keelson.devstack.certs import Pki
 from keelson.devstack.paths import StackPaths
 from keelson.devstack.ports import LOOPBACK
 
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 POD_CIDR = "10.244.0.1/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 

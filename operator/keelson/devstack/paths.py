@@ -63,3 +63,32 @@ class StackPaths:
     def apiserver_cert_dir(self) -> Path:
         # kube-apiserver writes generated certs to /var/run/kubernetes unless told otherwise.
         return self.root / "apiserver-certs"
+
+    @property
+    def kafka(self) -> Path:
+        return self.root / "kafka"
+
+    @property
+    def kafka_data(self) -> Path:
+        # Kafka's "log dirs": the partitions and the KRaft metadata log.
+        return self.kafka / "data"
+
+    @property
+    def kafka_config(self) -> Path:
+        return self.kafka / "server.properties"
+
+    @property
+    def kafka_log4j(self) -> Path:
+        return self.kafka / "log4j2.properties"
+
+    @property
+    def kafka_tools_log4j(self) -> Path:
+        return self.kafka / "tools-log4j2.properties"
+
+    @property
+    def postgres(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def postgres_password(self) -> Path:
+        return self.postgres / "admin-password"

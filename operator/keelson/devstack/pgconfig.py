@@ -109,8 +109,8 @@ def admin_conninfo(port: int) -> str:
     return f"host={LOOPBACK} port={port} user={ADMIN_ROLE} dbname={ADMIN_DATABASE} sslmode=disable"
 
 
-def admin_secret_manifest(password: str, port: int) -> str:
-    """Secret default/pg-admin: the admin URI and its parts, for the operator to read."""
+def admin_secret_manifest(password: str, port: int, namespace: str = ADMIN_SECRET_NAMESPACE) -> str:
+    """Secret <namespace>/pg-admin: the admin URI and its parts, for the operator to read."""
     values = {
         "uri": admin_uri(password, port),
         "host": LOOPBACK,
@@ -123,7 +123,7 @@ def admin_secret_manifest(password: str, port: int) -> str:
         "kind": "Secret",
         "metadata": {
             "name": ADMIN_SECRET_NAME,
-            "namespace": ADMIN_SECRET_NAMESPACE,
+            "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "keelson-dev"},
         },
         "type": "Opaque",

@@ -1,14 +1,13 @@
 """The machine's PostgreSQL server, set up for one stack: OS account, directories, initdb, health.
 
 PostgreSQL refuses to run as root, so when the stack runs as root the server runs as an
-unprivileged system user (the distribution's ``postgres``, else ``keelson-pg``, created on
-first use). That user must be able to reach the data directory; a state directory below a
+unprivileged system user: ``keelson-pg`` if it exists, else the distribution's ``postgres``,
+else ``keelson-pg``, created on first use. That user must be able to reach the data directory; a state directory below a
 0700 one (``/root/...``, a ``mkdtemp`` directory) is out of its reach, so the server's
 directories then live under /var/tmp and ``<state>/postgres/data`` is a symlink to them.
 """
 
 import contextlib
-import grp
 import hashlib
 import os
 import pwd
@@ -97,15 +96,28 @@ def ensure_account(owner_uid: int | None = None) -> Account:
     for name in (SYSTEM_USER, DISTRIBUTION_USER):
         with contextlib.suppress(KeyError):
             return _account(pwd.getpwnam(name))
-    subprocess.run(
+    result = subprocess.run(
         [
             "useradd", "--system", "--user-group", "--no-create-home",
             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
             "--comment", "keelson dev stack PostgreSQL", SYSTEM_USER,
         ],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
+    if result.returncode != 0:
+        raise PostgresSetupError(f"useradd {SYSTEM_USER} failed: {result.stderr.strip()}")
     return _account(pwd.getpwnam(SYSTEM_USER))
+
+
+def may_enter(info: os.stat_result, uid: int, groups: set[int]) -> bool:
+    """Whether a directory's mode bits let ``uid`` (in ``groups``) search it."""
+    if uid == 0:
+        return True
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid in groups:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
 
 
 def first_unsearchable(path: Path, account: Account) -> Path | None:
@@ -116,16 +128,7 @@ def first_unsearchable(path: Path, account: Account) -> Path | None:
     """
     groups = account.groups()
     for directory in [*reversed(path.parents), path]:
-        mode = directory.stat()
-        if account.uid == 0:
-            continue
-        if mode.st_uid == account.uid:
-            allowed = mode.st_mode & stat.S_IXUSR
-        elif mode.st_gid in groups:
-            allowed = mode.st_mode & stat.S_IXGRP
-        else:
-            allowed = mode.st_mode & stat.S_IXOTH
-        if not allowed:
+        if not may_enter(directory.stat(), account.uid, groups):
             return directory
     return None
 
@@ -146,35 +149,42 @@ def _owned_dir(path: Path, account: Account, mode: int = 0o700) -> None:
         os.chown(path, account.uid, account.gid)
 
 
-def server_dirs(base: Path) -> ServerDirs:
-    """The data and socket directories behind ``<state>/postgres`` (following a relocation)."""
+def plan_dirs(base: Path, state_dir: Path, account: Account, port: int) -> ServerDirs:
+    """Where the server's data and socket directories are, or will be once created.
+
+    Decided once, at the first start, and remembered by the filesystem: a relocated stack
+    has a ``<state>/postgres/data`` symlink, a local one a real directory.
+    """
     link = base / "data"
     if link.is_symlink():
         home = link.resolve().parent
         return ServerDirs(home / "data", home / "run")
-    return ServerDirs(link, base / "run")
+    local = ServerDirs(link, base / "run")
+    if link.exists():
+        return local
+    too_long = len(str(pgconfig.socket_path(local.sockets, port))) > pgconfig.MAX_SOCKET_PATH
+    # base itself is made enter-only for others by ensure_dirs, so the state dir decides.
+    if too_long or first_unsearchable(state_dir, account) is not None:
+        home = relocation_home(state_dir)
+        return ServerDirs(home / "data", home / "run")
+    return local
 
 
-def ensure_dirs(base: Path, state_dir: Path, account: Account, port: int) -> ServerDirs:
-    """Create the server's directories, owned by ``account``, somewhere it can reach."""
+def ensure_dirs(base: Path, dirs: ServerDirs, account: Account) -> None:
+    """Create the planned directories, owned by ``account``; link them in if relocated."""
     base.mkdir(parents=True, exist_ok=True)
     # Enter-only for others: the account passes through to data/ and run/, and lists nothing.
     base.chmod(0o711)
     link = base / "data"
-    if not link.is_symlink() and not link.exists():
-        local = ServerDirs(link, base / "run")
-        too_long = len(str(pgconfig.socket_path(local.sockets, port))) > pgconfig.MAX_SOCKET_PATH
-        if too_long or first_unsearchable(base, account) is not None:
-            home = relocation_home(state_dir)
-            home.parent.mkdir(parents=True, exist_ok=True)
-            home.parent.chmod(0o711)
-            _owned_dir(home, account)
-            _owned_dir(home / "data", account)
-            link.symlink_to(home / "data")
-    dirs = server_dirs(base)
-    for directory in (dirs.data, dirs.sockets):
-        _owned_dir(directory, account)
-    return dirs
+    if dirs.data != link:
+        home = dirs.data.parent
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.parent.chmod(0o711)
+        _owned_dir(home, account)
+        if not link.is_symlink():
+            link.symlink_to(dirs.data)
+    _owned_dir(dirs.data, account)
+    _owned_dir(dirs.sockets, account)
 
 
 def remove_relocated(base: Path) -> Path | None:
@@ -206,11 +216,6 @@ def initialized(dirs: ServerDirs) -> bool:
     return (dirs.data / "PG_VERSION").is_file()
 
 
-def _as(account: Account) -> dict[str, object]:
-    """subprocess arguments that run a child as ``account`` (nothing to do when we are it)."""
-    return {} if account.is_me else {"user": account.uid, "group": account.gid, "extra_groups": []}
-
-
 def initdb(binaries: Path, dirs: ServerDirs, account: Account, password: str) -> None:
     """Create the cluster with the admin role; a half-made data directory is started over."""
     for leftover in dirs.data.iterdir():
@@ -231,12 +236,15 @@ def initdb(binaries: Path, dirs: ServerDirs, account: Account, password: str) ->
             timeout=120,
             cwd=dirs.sockets,
             check=False,
-            **_as(account),  # type: ignore[arg-type]
+            user=None if account.is_me else account.uid,
+            group=None if account.is_me else account.gid,
+            extra_groups=None if account.is_me else [],
         )
     finally:
         password_file.unlink(missing_ok=True)
     if result.returncode != 0:
-        raise PostgresSetupError(f"initdb failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()}")
+        detail = (result.stderr or result.stdout).strip()
+        raise PostgresSetupError(f"initdb failed (exit {result.returncode}): {detail}")
 
 
 def write_config(dirs: ServerDirs, account: Account) -> None:
@@ -248,17 +256,25 @@ def write_config(dirs: ServerDirs, account: Account) -> None:
             os.chown(path, account.uid, account.gid)
 
 
+def prepare(binaries: Path, base: Path, dirs: ServerDirs, account: Account, password_file: Path) -> None:
+    """Everything before a start: directories, the cluster on the first start, config files."""
+    ensure_dirs(base, dirs, account)
+    if not initialized(dirs):
+        initdb(binaries, dirs, account, ensure_password(password_file))
+    elif not password_file.is_file():
+        raise PostgresSetupError(
+            f"{dirs.data} holds a cluster but {password_file} is gone, and with it the admin password: "
+            "`keelson dev down` and `up` again to start over"
+        )
+    write_config(dirs, account)
+
+
 def data_owner(base: Path) -> int | None:
     """The uid that owns an existing data directory (the server must keep running as it)."""
     try:
-        return server_dirs(base).data.stat().st_uid
+        return (base / "data").stat().st_uid
     except FileNotFoundError:
         return None
-
-
-def run_as(account: Account) -> tuple[int | None, int | None]:
-    """The (uid, gid) to start the server with, or (None, None) to keep ours."""
-    return (None, None) if account.is_me else (account.uid, account.gid)
 
 
 def admin_health(binaries: Path, port: int, password: str, timeout: float = 3.0) -> Health:
@@ -283,10 +299,3 @@ def admin_health(binaries: Path, port: int, password: str, timeout: float = 3.0)
         return Health(True, "accepting admin logins")
     lines = (result.stderr or result.stdout).strip().splitlines()
     return Health(False, lines[-1] if lines else f"psql exited {result.returncode}")
-
-
-def group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)

@@ -104,8 +104,14 @@ def start(
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    user: int | None = None,
+    group: int | None = None,
 ) -> ProcessRecord:
-    """Start ``argv`` detached; its output is appended to its log. Returns its record."""
+    """Start ``argv`` detached; its output is appended to its log. Returns its record.
+
+    ``user``/``group`` run it as another OS account (with no supplementary groups), which
+    only root may ask for: PostgreSQL refuses to run as root.
+    """
     log = log_path(state_dir, name)
     log.parent.mkdir(parents=True, exist_ok=True)
     pid_file = pid_path(state_dir, name)
@@ -121,6 +127,9 @@ def start(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
+            user=user,
+            group=group,
+            extra_groups=[] if user is not None else None,
         )
     _children[child.pid] = child
     record = ProcessRecord(pid=child.pid, start_time=_start_time(child.pid), argv=list(argv))

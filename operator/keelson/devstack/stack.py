@@ -21,21 +21,43 @@ from typing import Any
 
 import yaml
 
-from keelson.devstack import building, cluster, controlplane, ports, processes, stackfile
+from keelson.devstack import (
+    building,
+    cluster,
+    controlplane,
+    kafkabroker,
+    kafkaprobe,
+    pgconfig,
+    pgserver,
+    ports,
+    processes,
+    stackfile,
+)
 from keelson.devstack.certs import Pki, ensure_client_cert, ensure_pki
 from keelson.devstack.kubeconfig import render_kubeconfig, write_private
+from keelson.devstack.localize import localize
 from keelson.devstack.paths import StackPaths, repo_root
 from keelson.devstack.ports import LOOPBACK
 from keelson.devstack.probes import Health, client_tls, http_health, unverified_tls, wait_until
-from keelson.devstack.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+from keelson.devstack.versions import ETCD_VERSION, HELM_VERSION, KAFKA_VERSION, KUBERNETES_VERSION, KWOK_VERSION
 
 Progress = Callable[[str], None]
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 OPERATOR = "operator"
-COMPONENTS = (*CONTROL_PLANE, OPERATOR)
-# Later work; `up` says so instead of pretending.
-NOT_YET_PROVIDED = ("kafka", "postgres")
+KAFKA = "kafka"
+POSTGRES = "postgres"
+# What the platforms the operator manages use; each can be left out (`up --no-kafka`...).
+DATA_SERVICES = (KAFKA, POSTGRES)
+COMPONENTS = (*CONTROL_PLANE, *DATA_SERVICES, OPERATOR)
+# PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client (the operator's pool)
+# to disconnect; SIGINT is its fast shutdown. Everything else stops cleanly on SIGTERM.
+STOP_SIGNALS = {POSTGRES: signal.SIGINT}
+
+
+def stop_signal(name: str) -> signal.Signals:
+    return STOP_SIGNALS.get(name, signal.SIGTERM)
+
 
 # Cold first start of the apiserver bootstraps RBAC, priority levels, etc.: give it time.
 STARTUP_TIMEOUTS = {
@@ -44,6 +66,8 @@ STARTUP_TIMEOUTS = {
     "kube-controller-manager": 60.0,
     "kube-scheduler": 60.0,
     "kwok": 30.0,
+    KAFKA: 60.0,
+    POSTGRES: 60.0,
     OPERATOR: 90.0,
 }
 NODES_READY_TIMEOUT = 60.0
@@ -64,6 +88,9 @@ class Daemon:
     cwd: Path | None = None
     # Runs before each start (e.g. to issue a fresh token).
     prepare: Callable[[], None] | None = None
+    # Another OS account to run as (PostgreSQL's, when we are root).
+    user: int | None = None
+    group: int | None = None
 
 
 class StackError(RuntimeError):
@@ -103,15 +130,50 @@ class LocalStack:
     def pki(self) -> Pki:
         return Pki(self.paths.pki)
 
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``127.0.0.1:<port>``: the broker's bootstrap address."""
+        return f"{LOOPBACK}:{self.ports[KAFKA]}"
+
+    @property
+    def postgres_admin_uri(self) -> str:
+        """``postgresql://keelson_admin:<password>@127.0.0.1:<port>/postgres``: a secret, never log it."""
+        port = self.ports[POSTGRES]
+        try:
+            password = self.paths.postgres_password.read_text().strip()
+        except FileNotFoundError:
+            raise StackError(f"no PostgreSQL in {self.state_dir}: run `keelson dev up` without --no-postgres") from None
+        return pgconfig.admin_uri(password, port)
+
     def env(self) -> dict[str, str]:
         """Variables that point clients (kubectl, tests, ``keelson dev``) at this stack."""
-        return {
+        variables = {
             "KUBECONFIG": str(self.admin_kubeconfig),
             "KEELSON_STATE_DIR": str(self.state_dir),
             "KEELSON_APISERVER_URL": self.apiserver_url,
             "KEELSON_OPERATOR_KUBECONFIG": str(self.operator_kubeconfig),
             "KEELSON_AUDIT_LOG": str(self.audit_log),
         }
+        # Only what the last `up` ran (a stack from an older keelson may lack the ports too).
+        offered = set(self.ports) - set(stackfile.load(self.state_dir).get("services", {}))
+        if KAFKA in offered:
+            variables["KEELSON_KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
+        if POSTGRES in offered and self.paths.postgres_password.is_file():
+            variables["KEELSON_POSTGRES_ADMIN_URI"] = self.postgres_admin_uri
+        return variables
+
+    def kafka_tool_argv(self, main_class: str, *args: str) -> list[str]:
+        """A command line for one of Kafka's own tools against this stack's jars, e.g.
+        ``kafka_tool_argv("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", ...)``."""
+        libs = building.kafka_libs()
+        if not libs.is_dir():
+            raise StackError(f"Kafka's jars are not in {libs}: run `keelson dev up` (without --no-kafka)")
+        if not self.paths.kafka_tools_log4j.is_file():
+            self.paths.kafka.mkdir(parents=True, exist_ok=True)
+            self.paths.kafka_tools_log4j.write_text(kafkabroker.TOOLS_LOG4J)
+        return kafkabroker.tool_argv(
+            kafkabroker.java_binary(), libs, self.paths.kafka_tools_log4j, main_class, list(args)
+        )
 
     def kubectl(self) -> cluster.Kubectl:
         return cluster.Kubectl(self._binary("kubectl"), self.admin_kubeconfig)
@@ -125,8 +187,15 @@ class LocalStack:
             progress(f"state dir {self.state_dir}")
             ports.ensure_ports(self.state_dir)
             self._binaries = building.ensure_binaries(progress)
+            if kafka:
+                building.ensure_kafka(progress)
             ensure_pki(self.paths.pki)
             self._write_config_files()
+
+            # Independent of the control plane: started first and waited for last, so their
+            # start-up overlaps the apiserver's.
+            wanted = [name for name, on in ((KAFKA, kafka), (POSTGRES, postgres)) if on]
+            services = {name: self._launch(name) for name in wanted}
 
             self._ensure_running("etcd", progress)
             self._ensure_running("kube-apiserver", progress)
@@ -140,21 +209,24 @@ class LocalStack:
             self._install_chart(progress)
             self._await_nodes_ready(progress)
 
-            services = self._record_services(kafka=kafka, postgres=postgres, operator=operator, progress=progress)
+            for name in wanted:
+                self._await_healthy(name, services[name], progress)
+            if postgres:
+                self._apply_admin_secret(progress)
+            skipped = self._skip_unwanted(kafka=kafka, postgres=postgres, operator=operator, progress=progress)
             if operator:
                 self.start_operator(progress)
-            elif processes.stop(self.state_dir, OPERATOR):
-                progress("operator: stopped (--no-operator)")
-            stackfile.update(
-                self.state_dir,
-                services=services,
-                versions={
-                    "kubernetes": KUBERNETES_VERSION,
-                    "etcd": ETCD_VERSION,
-                    "kwok": KWOK_VERSION,
-                    "helm": HELM_VERSION,
-                },
-            )
+            versions = {
+                "kubernetes": KUBERNETES_VERSION,
+                "etcd": ETCD_VERSION,
+                "kwok": KWOK_VERSION,
+                "helm": HELM_VERSION,
+            }
+            if kafka:
+                versions[KAFKA] = KAFKA_VERSION
+            if postgres:
+                versions[POSTGRES] = pgserver.server_version(pgserver.bin_dir())
+            stackfile.update(self.state_dir, services=skipped, versions=versions)
         progress(f"stack ready in {time.monotonic() - started:.1f}s (KUBECONFIG={self.admin_kubeconfig})")
 
     def stop(self, progress: Progress = _quiet) -> None:
@@ -172,6 +244,9 @@ class LocalStack:
             raise StackError(f"{self.state_dir} has no {stackfile.STACK_FILE}: not a keelson stack, not removing it")
         with self._lock():
             self._stop_all(progress)
+            relocated = pgserver.remove_relocated(self.paths.postgres)
+            if relocated is not None:
+                progress(f"removed {relocated}")
             ports.release_ports(self.state_dir)
             shutil.rmtree(self.state_dir)
         progress(f"removed {self.state_dir}")
@@ -181,16 +256,15 @@ class LocalStack:
         if not stackfile.stack_file(self.state_dir).exists():
             return {"stack": f"not created ({self.state_dir})"}
         data = stackfile.load(self.state_dir)
-        services: dict[str, str] = data.get("services", {})
+        skipped: dict[str, str] = data.get("services", {})
         report: dict[str, str] = {}
-        for name in COMPONENTS:
-            if name == OPERATOR and not processes.alive(self.state_dir, name) and name in services:
-                report[name] = services[name]
-                continue
-            report[name] = self._component_status(name)
-        report["nodes"] = self._nodes_status() if report["kube-apiserver"] == "healthy" else "unknown"
-        for name in NOT_YET_PROVIDED:
-            report[name] = services.get(name, "not started")
+        for name in (*CONTROL_PLANE, OPERATOR, "nodes", *DATA_SERVICES):
+            if name == "nodes":
+                report[name] = self._nodes_status() if report["kube-apiserver"] == "healthy" else "unknown"
+            elif name in skipped and not processes.alive(self.state_dir, name):
+                report[name] = skipped[name]
+            else:
+                report[name] = self._component_status(name)
         return report
 
     # --- single components ----------------------------------------------------------------------
@@ -199,10 +273,14 @@ class LocalStack:
         """Start one component if it is not running, and wait until it is healthy."""
         self._ensure_running(name, progress)
 
-    def stop_component(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> bool:
-        """Stop one component (SIGKILL after ``timeout``). True if it was running."""
+    def stop_component(self, name: str, sig: signal.Signals | None = None, timeout: float = 15.0) -> bool:
+        """Stop one component (its clean-stop signal by default; SIGKILL after ``timeout``).
+
+        True if it was running. Kafka's and PostgreSQL's data stay: ``start_component`` brings
+        them back as they were.
+        """
         self._check_name(name)
-        return processes.stop(self.state_dir, name, sig=sig, timeout=timeout)
+        return processes.stop(self.state_dir, name, sig=sig or stop_signal(name), timeout=timeout)
 
     def restart_apiserver(self, progress: Progress = _quiet) -> None:
         self.stop_component("kube-apiserver")
@@ -301,6 +379,10 @@ class LocalStack:
                 lambda: http_health(f"https://{LOOPBACK}:{port}/healthz", unverified_tls()),
                 env=self._daemon_env(),
             )
+        if name == KAFKA:
+            return self._kafka_daemon(chosen)
+        if name == POSTGRES:
+            return self._postgres_daemon(chosen[POSTGRES])
         if name == "kwok":
             return Daemon(
                 controlplane.kwok_argv(self._binary("kwok"), self._binary(building.KWOK_STAGES), paths, chosen),
@@ -326,6 +408,68 @@ class LocalStack:
             prepare=self._write_operator_kubeconfig,
         )
 
+    def _kafka_daemon(self, chosen: dict[str, int]) -> Daemon:
+        paths, port = self.paths, chosen[KAFKA]
+        java, libs = kafkabroker.java_binary(), building.kafka_libs()
+        if not libs.is_dir():
+            raise StackError(f"Kafka's jars are not in {libs}: run `keelson dev up` (without --no-kafka)")
+        return Daemon(
+            kafkabroker.server_argv(java, libs, paths.kafka_log4j, paths.kafka_config),
+            lambda: kafkaprobe.broker_health(LOOPBACK, port),
+            env=self._daemon_env(),
+            cwd=paths.kafka,
+            prepare=lambda: kafkabroker.prepare(paths, chosen, java, libs),
+        )
+
+    def _postgres_daemon(self, port: int) -> Daemon:
+        binaries, base, password_file = pgserver.bin_dir(), self.paths.postgres, self.paths.postgres_password
+        account = pgserver.ensure_account(pgserver.data_owner(base))
+        dirs = pgserver.plan_dirs(base, self.state_dir, account, port)
+
+        def health() -> Health:
+            try:
+                password = password_file.read_text().strip()
+            except FileNotFoundError:
+                return Health(False, f"no {password_file}")
+            return pgserver.admin_health(binaries, port, password)
+
+        return Daemon(
+            pgconfig.server_argv(binaries, dirs.data, dirs.sockets, port),
+            health,
+            env=self._daemon_env(),
+            # Somewhere the account may be, whatever the state dir's modes are.
+            cwd=dirs.sockets,
+            prepare=lambda: pgserver.prepare(binaries, base, dirs, account, password_file),
+            user=None if account.is_me else account.uid,
+            group=None if account.is_me else account.gid,
+        )
+
+    def apply_manifest(self, text: str, namespace: str, progress: Progress = _quiet) -> None:
+        """`keelson dev apply`: apply manifests adapted to this stack (its Kafka and PostgreSQL,
+        see localize.py) into a namespace, with the admin Secret the platforms refer to there."""
+        status = self.status()
+        kafka = self.kafka_bootstrap if status.get(KAFKA) == "healthy" else None
+        postgres = status.get(POSTGRES) == "healthy"
+        docs = [localize(d, kafka_bootstrap=kafka, postgres=postgres) for d in _yaml_docs(text)]
+        kubectl = self.kubectl()
+        kubectl.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+        if postgres:
+            password = self.paths.postgres_password.read_text().strip()
+            kubectl.apply(pgconfig.admin_secret_manifest(password, self.ports[POSTGRES], namespace))
+            progress(f"postgres: Secret {namespace}/{pgconfig.ADMIN_SECRET_NAME} applied")
+        for doc in docs:
+            doc.setdefault("metadata", {})["namespace"] = namespace
+        progress(kubectl.apply(yaml.safe_dump_all(docs, sort_keys=False)).strip())
+
+    def _apply_admin_secret(self, progress: Progress) -> None:
+        # Through stdin, never argv: the manifest holds the password.
+        password = self.paths.postgres_password.read_text().strip()
+        self.kubectl().apply(pgconfig.admin_secret_manifest(password, self.ports[POSTGRES]))
+        progress(
+            f"postgres: Secret {pgconfig.ADMIN_SECRET_NAMESPACE}/{pgconfig.ADMIN_SECRET_NAME} applied "
+            "(uri, host, port, user, password)"
+        )
+
     def _write_operator_kubeconfig(self) -> None:
         # A new token at every start: tokens expire, and a restart is when one is needed.
         token = cluster.create_operator_token(self.kubectl())
@@ -346,7 +490,9 @@ class LocalStack:
             return daemon, time.monotonic(), False
         if daemon.prepare is not None:
             daemon.prepare()
-        processes.start(self.state_dir, name, daemon.argv, env=daemon.env, cwd=daemon.cwd)
+        processes.start(
+            self.state_dir, name, daemon.argv, env=daemon.env, cwd=daemon.cwd, user=daemon.user, group=daemon.group
+        )
         return daemon, time.monotonic(), True
 
     def _await_healthy(self, name: str, launched: tuple[Daemon, float, bool], progress: Progress) -> None:
@@ -368,10 +514,10 @@ class LocalStack:
 
     def _stop_all(self, progress: Progress) -> None:
         # Clients before servers, so nothing logs a storm of connection errors on the way down.
-        known = [OPERATOR, "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+        known = [OPERATOR, *DATA_SERVICES, *reversed(CONTROL_PLANE)]
         others = [name for name in processes.running_names(self.state_dir) if name not in known]
         for name in [*others, *known]:
-            if processes.stop(self.state_dir, name):
+            if processes.stop(self.state_dir, name, sig=stop_signal(name)):
                 progress(f"{name}: stopped")
 
     def _apply_nodes(self, progress: Progress) -> None:
@@ -425,14 +571,18 @@ class LocalStack:
         health = self._daemon(name).health()
         return "healthy" if health.ok else f"unhealthy ({health.detail})"
 
-    def _record_services(self, *, kafka: bool, postgres: bool, operator: bool, progress: Progress) -> dict[str, str]:
-        services: dict[str, str] = {}
-        for name, wanted in (("kafka", kafka), ("postgres", postgres)):
-            services[name] = "not started: not part of the local stack yet" if wanted else f"not started (--no-{name})"
-            progress(f"{name}: {services[name]}")
-        if not operator:
-            services[OPERATOR] = "not started (--no-operator)"
-        return services
+    def _skip_unwanted(self, *, kafka: bool, postgres: bool, operator: bool, progress: Progress) -> dict[str, str]:
+        """Stop what this `up` leaves out (its data stays); what status says about each."""
+        skipped: dict[str, str] = {}
+        for name, wanted in ((KAFKA, kafka), (POSTGRES, postgres), (OPERATOR, operator)):
+            if wanted:
+                continue
+            skipped[name] = f"not started (--no-{name})"
+            if processes.stop(self.state_dir, name, sig=stop_signal(name)):
+                progress(f"{name}: stopped (--no-{name})")
+            elif name != OPERATOR:
+                progress(f"{name}: {skipped[name]}")
+        return skipped
 
 
 def _yaml_docs(text: str) -> list[dict[str, Any]]:

@@ -1,0 +1,35 @@
+"""Adapting a platform manifest to the local stack, for `keelson dev apply`. Pure.
+
+An example written for a real cluster names a Kafka at `kafka.kafka:9092` with three replicas and
+an admin Secret of its own; on the local stack there is one broker on loopback and one
+PostgreSQL server. This rewrites only those addresses, so any example runs locally unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from keelson.api.v1alpha1 import GROUP, KIND
+
+LOCAL_ADMIN_SECRET = "pg-admin"
+
+
+def localize(doc: dict[str, Any], *, kafka_bootstrap: str | None, postgres: bool) -> dict[str, Any]:
+    if doc.get("kind") != KIND or not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
+        return doc
+    out = copy.deepcopy(doc)
+    spec = out.setdefault("spec", {})
+    kafka = spec.get("kafka")
+    if kafka is not None:
+        if kafka_bootstrap and kafka.get("provider", "none") in ("admin", "strimzi"):
+            kafka.update(provider="admin", bootstrapServers=kafka_bootstrap, replicationFactor=1)
+            kafka.pop("strimziCluster", None)
+        elif not kafka_bootstrap:
+            kafka["provider"] = "none"
+    databases = spec.get("databases")
+    if databases is not None and postgres and databases.get("provider", "postgres") != "external":
+        databases.update(provider="postgres", adminSecretRef={"name": LOCAL_ADMIN_SECRET})
+        for key in ("cluster", "instances", "storageSize"):
+            databases.pop(key, None)
+    return out
