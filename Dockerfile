@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for the operator and the reference services; the first argument picks which:
 #   docker run IMAGE operator run        (the operator)
-#   docker run IMAGE gateway|users|...   (a reference service, once services/ provides them)
+#   docker run IMAGE gateway|users|...   (a reference service)
 
 # --- build: wheels for the project and all its dependencies -----------------------------------
 FROM python:3.11-slim AS build
@@ -9,6 +9,7 @@ WORKDIR /src
 RUN pip install --no-cache-dir --upgrade pip wheel
 COPY pyproject.toml README.md ./
 COPY operator ./operator
+COPY services ./services
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- runtime: slim, non-root, read-only friendly ------------------------------------------------

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from keelson.api.crd import crd_yaml
+from keelson.api.v1alpha1 import REFERENCE_SERVICES
 from keelson.manifests import load_platforms
 from keelson.render import DEFAULT_REFERENCE_IMAGE, RenderContext, render_platform
 
@@ -49,6 +50,13 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return run(metrics_port=args.metrics_port, health_port=args.health_port, namespaces=args.namespace)
 
 
+def _cmd_service(args: argparse.Namespace) -> int:
+    # The image's command for a reference service is its name (see render/deployment.py).
+    from keelson_services.run import main as run_service
+
+    return run_service([args.command, *args.service_args])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keelson", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_dev_commands(sub)
+    for service in REFERENCE_SERVICES:
+        svc = sub.add_parser(service, help=f"run the {service} reference service")
+        svc.add_argument("service_args", nargs=argparse.REMAINDER, help="an administrative command, if any")
+        svc.set_defaults(func=_cmd_service)
+    try:
+        from keelson_services.messaging.dlq_cli import add_dlq_commands
+    except ImportError:  # pragma: no cover - the services' library ships in the same distribution
+        pass
+    else:
+        add_dlq_commands(sub)
     return parser
 
 

@@ -1,0 +1,25 @@
+"""String field types for the public API.
+
+Text is stored verbatim (quotes, semicolons and SQL keywords included: every query binds its
+parameters), with one exception the database forces: PostgreSQL text cannot hold NUL, so NUL
+is refused with a 422 here instead of failing as a 500 at the database.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+# ECMA-262 and Rust regex both read \u0000, so the pattern means the same in the OpenAPI
+# document as in pydantic's validation.
+_NO_NUL = r"^[^\u0000]*$"
+_EMAIL = r"^[^@\s\u0000]+@[^@\s\u0000]+\.[^@\s\u0000]+$"
+
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=254, pattern=_EMAIL, examples=["ada@example.com"], description="An email address."),
+]
+Password = Annotated[str, Field(min_length=8, max_length=128, pattern=_NO_NUL, description="8 to 128 characters.")]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_NUL, examples=["Ada Lovelace"])]
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL, examples=["SKU-1234"])]

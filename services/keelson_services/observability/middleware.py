@@ -1,0 +1,101 @@
+"""The ASGI middleware every service runs outermost: it continues or starts the request's trace,
+makes it (and the caller's identity, behind the gateway) current for the request's task, answers
+with the trace in `traceparent` and `X-Trace-Id`, writes the access log and the HTTP metrics, and
+turns an unhandled exception into a logged 500 in the one error format.
+
+Plain ASGI rather than Starlette's BaseHTTPMiddleware: it adds no task or stream per request,
+which matters on the gateway's hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keelson_services import identity
+from keelson_services.errors import error_response
+from keelson_services.observability import tracing
+from keelson_services.observability.metrics import server_metrics
+
+log = logging.getLogger("keelson.access")
+
+# Probes and scrapes: frequent, and uninteresting unless something is wrong.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "other"
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, *, service: str, trust_identity_headers: bool = True) -> None:
+        """`trust_identity_headers`: False on the gateway, whose callers are the public."""
+        self.app = app
+        self.service = service
+        self.trust_identity_headers = trust_identity_headers
+        self.metrics = server_metrics()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        context = tracing.continue_or_start(headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE))
+        caller = identity.Identity.from_headers(headers) if self.trust_identity_headers else None
+        trace_headers = [
+            (b"traceparent", context.header().encode()),
+            (b"x-trace-id", context.trace_id.encode()),
+        ]
+        status = 500
+        started = False
+
+        async def send_traced(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+                message["headers"] = [*message.get("headers", ()), *trace_headers]
+            await send(message)
+
+        begin = time.perf_counter()
+        self.metrics.in_flight.labels(self.service).inc()
+        with tracing.activated(context), identity.activated(caller):
+            try:
+                await self.app(scope, receive, send_traced)
+            except Exception:
+                log.exception("unhandled error", extra=self._fields(scope, 500, begin))
+                if not started:
+                    response = error_response(500, "internal_error", "An unexpected error occurred")
+                    await response(scope, receive, send_traced)
+                    return
+                raise
+            finally:
+                self.metrics.in_flight.labels(self.service).dec()
+                self._record(scope, status, begin)
+
+    def _fields(self, scope: Scope, status: int, begin: float) -> dict[str, Any]:
+        return {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round((time.perf_counter() - begin) * 1000, 2),
+        }
+
+    def _record(self, scope: Scope, status: int, begin: float) -> None:
+        elapsed = time.perf_counter() - begin
+        route = _route(scope)
+        self.metrics.requests.labels(self.service, scope["method"], route, str(status)).inc()
+        self.metrics.duration.labels(self.service, scope["method"], route).observe(elapsed)
+        quiet = scope["path"] in QUIET_PATHS and status < 400
+        level = logging.DEBUG if quiet else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "%s %s %s", scope["method"], scope["path"], status, extra=self._fields(scope, status, begin))

@@ -1,0 +1,106 @@
+"""The users service's part of the public API: everything under `/users`, `/auth` and `/admin`
+belongs to the service the platform exposes at `/users`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from keelson_services.contracts.users import (
+    AdminUserUpdate,
+    ProfileUpdate,
+    RefreshRequest,
+    RegisterRequest,
+    SigningKeyInfo,
+    TokenRequest,
+    TokenResponse,
+    UserList,
+    UserProfile,
+)
+from keelson_services.services.gateway.api.routes.documented import answers
+from keelson_services.services.gateway.deps import Admin, Anonymous, Caller, Gateway
+from keelson_services.services.gateway.proxy import forward
+
+AREA = "/users"
+router = APIRouter(prefix="/api/v1")
+
+
+async def _to_users(gateway: Gateway, request: Request, caller: Caller | None = None) -> Response:
+    return await forward(gateway.client, request, service=gateway.routes.for_area(AREA).service, caller=caller)
+
+
+@router.post(
+    "/users", tags=["users"], summary="Register", status_code=201, response_model=None,
+    responses=answers(201, UserProfile, "The new account"),
+)  # fmt: skip
+async def register(body: RegisterRequest, request: Request, gateway: Gateway, _: Anonymous) -> Response:
+    return await _to_users(gateway, request)
+
+
+@router.post("/auth/token", tags=["auth"], summary="Log in", response_model=None, responses=answers(200, TokenResponse))
+async def login(body: TokenRequest, request: Request, gateway: Gateway, _: Anonymous) -> Response:
+    return await _to_users(gateway, request)
+
+
+@router.post(
+    "/auth/refresh", tags=["auth"], summary="Refresh tokens", response_model=None,
+    responses=answers(200, TokenResponse),
+)  # fmt: skip
+async def refresh(body: RefreshRequest, request: Request, gateway: Gateway, _: Anonymous) -> Response:
+    return await _to_users(gateway, request)
+
+
+@router.get("/users/me", tags=["users"], summary="My profile", response_model=None, responses=answers(200, UserProfile))
+async def read_profile(request: Request, gateway: Gateway, caller: Caller) -> Response:
+    return await _to_users(gateway, request, caller)
+
+
+@router.patch(
+    "/users/me", tags=["users"], summary="Change my name or password", response_model=None,
+    responses=answers(200, UserProfile),
+)  # fmt: skip
+async def update_profile(body: ProfileUpdate, request: Request, gateway: Gateway, caller: Caller) -> Response:
+    return await _to_users(gateway, request, caller)
+
+
+@router.delete(
+    "/users/me", tags=["users"], summary="Deactivate my account", status_code=204, response_model=None,
+    responses=answers(204, None, "Deactivated"),
+)  # fmt: skip
+async def deactivate(request: Request, gateway: Gateway, caller: Caller) -> Response:
+    return await _to_users(gateway, request, caller)
+
+
+@router.get(
+    "/admin/users", tags=["admin"], summary="List accounts (admin)", response_model=None,
+    responses=answers(200, UserList),
+)  # fmt: skip
+async def list_users(
+    request: Request,
+    gateway: Gateway,
+    caller: Admin,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> Response:
+    return await _to_users(gateway, request, caller)
+
+
+@router.patch(
+    "/admin/users/{user_id}", tags=["admin"], summary="Change an account's roles or activation (admin)",
+    response_model=None, responses=answers(200, UserProfile),
+)  # fmt: skip
+async def update_user(
+    user_id: UUID, body: AdminUserUpdate, request: Request, gateway: Gateway, caller: Admin
+) -> Response:
+    return await _to_users(gateway, request, caller)
+
+
+@router.post(
+    "/admin/keys/rotate", tags=["admin"], summary="Rotate the token signing key (admin)", response_model=None,
+    responses=answers(200, SigningKeyInfo),
+)  # fmt: skip
+async def rotate_signing_key(request: Request, gateway: Gateway, caller: Admin) -> Response:
+    return await _to_users(gateway, request, caller)

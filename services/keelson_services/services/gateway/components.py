@@ -1,0 +1,65 @@
+"""Everything the gateway's routes work with, built once per app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from keelson_services.auth import JWKS_PATH, JwksCache, TokenVerifier
+from keelson_services.http import DownstreamUnreachableError, ServiceClient
+from keelson_services.http.breaker import MonotonicClock
+from keelson_services.services.gateway.config import GatewayConfig
+from keelson_services.services.gateway.ratelimit import TokenBucketLimiter
+from keelson_services.services.gateway.routing import RouteTable
+from keelson_services.settings import Settings
+
+
+@dataclass(frozen=True)
+class GatewayComponents:
+    config: GatewayConfig
+    client: ServiceClient
+    routes: RouteTable
+    verifier: TokenVerifier
+    limiter: TokenBucketLimiter
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        config: GatewayConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: MonotonicClock | None = None,
+    ) -> GatewayComponents:
+        """`transport` and `clock` are for tests: in-process services and a controllable time."""
+        timing: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        client = ServiceClient.from_settings(settings, transport=transport, **timing)
+
+        async def fetch_jwks() -> Mapping[str, Any]:
+            response = await client.get(config.auth_service, JWKS_PATH)
+            if response.status_code != 200:
+                raise DownstreamUnreachableError(config.auth_service, f"JWKS answered {response.status_code}")
+            document: Mapping[str, Any] = response.json()
+            return document
+
+        keys = JwksCache(
+            fetch_jwks,
+            ttl_seconds=config.jwks_ttl_seconds,
+            refresh_cooldown_seconds=config.jwks_refresh_cooldown_seconds,
+            **timing,
+        )
+        return cls(
+            config=config,
+            client=client,
+            routes=RouteTable(settings.routes),
+            verifier=TokenVerifier(keys, issuer=config.issuer, audience=config.audience),
+            limiter=TokenBucketLimiter(
+                rate=config.rate_per_second,
+                burst=config.rate_burst,
+                max_clients=config.rate_limit_clients,
+                **timing,
+            ),
+        )

@@ -1,0 +1,58 @@
+"""The gateway: the platform's only public entry. It authenticates callers (JWTs from the users
+service, verified against its JWKS), rate-limits them, validates requests against the public
+API, forwards them with identity and trace headers, and documents the public API in its OpenAPI
+document (`/openapi.json`, `/docs`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from keelson_services.app import create_app as create_service_app
+from keelson_services.http.breaker import MonotonicClock
+from keelson_services.services.gateway.api.routes import ROUTERS
+from keelson_services.services.gateway.components import GatewayComponents
+from keelson_services.services.gateway.config import GatewayConfig
+from keelson_services.settings import Settings
+
+DESCRIPTION = """The public API of the platform. Errors are always
+`{"error": {"code", "message", "details"}}`. Authenticate with `Authorization: Bearer <access token>`
+from `POST /api/v1/auth/token`; requests are rate-limited per user (per address when anonymous),
+answering 429 with `Retry-After`."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    config: GatewayConfig | None = None,
+    env: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: MonotonicClock | None = None,
+    configure_logs: bool = True,
+) -> FastAPI:
+    settings = settings or Settings.from_env(env)
+    config = config or GatewayConfig.from_env(settings, env)
+    parts = GatewayComponents.build(settings, config, transport=transport, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await parts.client.aclose()
+
+    app = create_service_app(
+        settings,
+        title="Keelson platform API",
+        description=DESCRIPTION,
+        routers=ROUTERS,
+        lifespan=lifespan,
+        trust_identity_headers=False,  # the public sends these; only verified tokens count
+        max_body_bytes=config.max_body_bytes,
+        configure_logs=configure_logs,
+    )
+    app.state.gateway = parts
+    return app

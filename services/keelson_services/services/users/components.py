@@ -1,0 +1,53 @@
+"""Everything the users service's routes work with, built once per app from its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from keelson_services.db import Database
+from keelson_services.services.users.access_tokens import AccessTokens
+from keelson_services.services.users.config import UsersConfig
+from keelson_services.services.users.passwords import Passwords
+from keelson_services.services.users.refresh_tokens import RefreshTokens
+from keelson_services.services.users.repository import UserRepository
+from keelson_services.services.users.signing_keys import KeyRing
+
+# Clock skew the gateway tolerates; a retired key stays published this much longer.
+VERIFY_LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class UsersComponents:
+    config: UsersConfig
+    db: Database
+    users: UserRepository
+    passwords: Passwords
+    keys: KeyRing
+    access_tokens: AccessTokens
+    refresh_tokens: RefreshTokens
+
+    @classmethod
+    def build(cls, config: UsersConfig, database_uri: str) -> UsersComponents:
+        db = Database(database_uri, application_name="users")
+        keys = KeyRing(
+            db,
+            rotation_period=config.key_rotation_period,
+            verify_window=config.access_token_ttl + timedelta(seconds=VERIFY_LEEWAY_SECONDS),
+        )
+        return cls(
+            config=config,
+            db=db,
+            users=UserRepository(db),
+            passwords=Passwords(
+                time_cost=config.argon2_time_cost,
+                memory_kib=config.argon2_memory_kib,
+                parallelism=config.argon2_parallelism,
+                concurrency=config.hash_concurrency,
+            ),
+            keys=keys,
+            access_tokens=AccessTokens(
+                keys, issuer=config.issuer, audience=config.audience, ttl=config.access_token_ttl
+            ),
+            refresh_tokens=RefreshTokens(db, ttl=config.refresh_token_ttl),
+        )

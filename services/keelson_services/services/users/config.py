@@ -1,0 +1,57 @@
+"""The users service's own settings, each optional with the default shown:
+
+| variable                                   | default        |                                   |
+| ---                                        | ---            | ---                               |
+| `KEELSON_JWT_ISSUER` / `KEELSON_JWT_AUDIENCE` | from the platform name | see `keelson_services.auth.config` |
+| `KEELSON_USERS_ACCESS_TOKEN_TTL_SECONDS`   | 900 (15 min)   | short: roles and deactivation take effect within it |
+| `KEELSON_USERS_REFRESH_TOKEN_TTL_SECONDS`  | 2592000 (30 d) |                                   |
+| `KEELSON_USERS_KEY_ROTATION_SECONDS`       | 2592000 (30 d) | age at which a new signing key takes over |
+| `KEELSON_USERS_ARGON2_TIME_COST`           | 2              | OWASP's Argon2id minimum: t=2,    |
+| `KEELSON_USERS_ARGON2_MEMORY_KIB`          | 19456          | m=19 MiB, p=1, which keeps a few  |
+| `KEELSON_USERS_ARGON2_PARALLELISM`         | 1              | concurrent hashes inside a 256 MiB container |
+| `KEELSON_USERS_HASH_CONCURRENCY`           | 4              | hashes computed at once (memory bound) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from keelson_services import envconfig
+from keelson_services.auth import config as auth_config
+from keelson_services.settings import Settings
+
+
+@dataclass(frozen=True)
+class UsersConfig:
+    issuer: str
+    audience: str
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    refresh_token_ttl: timedelta = timedelta(days=30)
+    key_rotation_period: timedelta = timedelta(days=30)
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    hash_concurrency: int = 4
+
+    @classmethod
+    def from_env(cls, settings: Settings, env: Mapping[str, str] | None = None) -> UsersConfig:
+        env = os.environ if env is None else env
+        seconds = envconfig.number
+        return cls(
+            issuer=auth_config.issuer(env, settings.platform),
+            audience=auth_config.audience(env, settings.platform),
+            access_token_ttl=timedelta(seconds=seconds(env, "KEELSON_USERS_ACCESS_TOKEN_TTL_SECONDS", 900, minimum=1)),
+            refresh_token_ttl=timedelta(
+                seconds=seconds(env, "KEELSON_USERS_REFRESH_TOKEN_TTL_SECONDS", 30 * 86400, minimum=1)
+            ),
+            key_rotation_period=timedelta(
+                seconds=seconds(env, "KEELSON_USERS_KEY_ROTATION_SECONDS", 30 * 86400, minimum=60)
+            ),
+            argon2_time_cost=envconfig.whole(env, "KEELSON_USERS_ARGON2_TIME_COST", 2, minimum=1),
+            argon2_memory_kib=envconfig.whole(env, "KEELSON_USERS_ARGON2_MEMORY_KIB", 19456, minimum=8),
+            argon2_parallelism=envconfig.whole(env, "KEELSON_USERS_ARGON2_PARALLELISM", 1, minimum=1),
+            hash_concurrency=envconfig.whole(env, "KEELSON_USERS_HASH_CONCURRENCY", 4, minimum=1),
+        )

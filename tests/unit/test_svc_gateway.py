@@ -1,0 +1,229 @@
+"""The gateway against stand-in services (httpx.MockTransport): authentication, identity and
+trace forwarding, routing, rate limits, validation, and its public OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from keelson_services.services.gateway.config import GatewayConfig
+from keelson_services.services.gateway.main import create_app
+from tests.unit.svc_helpers import AUDIENCE, ISSUER, FakeClock, HostRouter, Signer, gateway_settings
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@dataclass
+class Downstream:
+    """A stand-in service that records what reached it and echoes it back."""
+
+    jwks: dict[str, Any] = field(default_factory=dict)
+    seen: list[httpx.Request] = field(default_factory=list)
+    down: bool = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("refused", request=request)
+        if request.url.path == "/.well-known/jwks.json":
+            return httpx.Response(200, json=self.jwks)
+        self.seen.append(request)
+        return httpx.Response(
+            200,
+            json={"path": request.url.path, "query": request.url.query.decode()},
+            headers={"x-internal": "secret", "retry-after": "3"},
+        )
+
+
+@dataclass
+class Gateway:
+    app: FastAPI
+    http: httpx.AsyncClient
+    users: Downstream
+    orders: Downstream
+    signer: Signer
+    clock: FakeClock
+
+    def token(self, **claims: Any) -> dict[str, str]:
+        now = int(time.time())
+        values = {"sub": "11111111-1111-1111-1111-111111111111", "iat": now, "exp": now + 600} | claims
+        return {"Authorization": f"Bearer {self.signer.token(**values)}"}
+
+
+async def start(**config: Any) -> AsyncIterator[Gateway]:
+    signer, clock = Signer(), FakeClock()
+    users, orders = Downstream(jwks={"keys": [signer.jwk]}), Downstream()
+    options = {"issuer": ISSUER, "audience": AUDIENCE, "rate_per_second": 1000.0, "rate_burst": 1000.0} | config
+    app = create_app(
+        gateway_settings(retry_backoff_seconds=(0,)),
+        config=GatewayConfig(**options),
+        transport=HostRouter(users=httpx.MockTransport(users), orders=httpx.MockTransport(orders)),
+        clock=clock,
+        configure_logs=False,
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http,
+    ):
+        yield Gateway(app, http, users, orders, signer, clock)
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[Gateway]:
+    async for gateway in start():
+        yield gateway
+
+
+def code_of(response: httpx.Response) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+async def test_public_operations_are_forwarded_unchanged_and_without_client_identity_headers(gw: Gateway) -> None:
+    body = {"email": "ada@example.com", "password": "correct horse", "name": "Ada"}
+    response = await gw.http.post("/api/v1/users", json=body, headers={"X-User-Id": "admin-1", "X-User-Roles": "admin"})
+    assert response.status_code == 200
+    sent = gw.users.seen[-1]
+    assert sent.url.path == "/api/v1/users" and json.loads(sent.content) == body
+    assert "x-user-id" not in sent.headers and "x-user-roles" not in sent.headers
+    assert "x-internal" not in response.headers and response.headers["retry-after"] == "3"
+
+
+async def test_an_authenticated_request_carries_the_tokens_identity_and_the_trace(gw: Gateway) -> None:
+    headers = gw.token(roles=["customer"]) | {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01", "X-User-Id": "forged"}
+    response = await gw.http.get("/api/v1/users/me", headers=headers)
+    assert response.status_code == 200 and response.headers["x-trace-id"] == TRACE
+    sent = gw.users.seen[-1]
+    assert sent.headers["x-user-id"] == "11111111-1111-1111-1111-111111111111"
+    assert sent.headers["x-user-roles"] == "customer"
+    assert sent.headers["traceparent"].split("-")[1] == TRACE
+    assert "authorization" not in sent.headers
+
+
+async def test_requests_without_a_valid_token_are_401(gw: Gateway) -> None:
+    assert (await gw.http.get("/api/v1/users/me")).status_code == 401
+    assert (await gw.http.get("/api/v1/users/me", headers={"X-User-Id": "someone"})).status_code == 401
+    for headers in (
+        gw.token(exp=1_000_000_000, iat=999_999_000),
+        gw.token(aud="urn:keelson:elsewhere:api"),
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic dXNlcjpwdw=="},
+    ):
+        response = await gw.http.get("/api/v1/users/me", headers=headers)
+        assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Bearer")
+        assert code_of(response) in {"invalid_token", "unauthorized"}
+    assert gw.users.seen == []
+
+
+async def test_admin_operations_need_the_admin_role(gw: Gateway) -> None:
+    response = await gw.http.get("/api/v1/admin/users", headers=gw.token(roles=["customer"]))
+    assert response.status_code == 403 and code_of(response) == "forbidden" and gw.users.seen == []
+    response = await gw.http.get("/api/v1/admin/users?limit=5", headers=gw.token(roles=["admin"]))
+    assert response.status_code == 200 and response.json() == {"path": "/api/v1/admin/users", "query": "limit=5"}
+
+
+async def test_requests_are_validated_against_the_public_api(gw: Gateway) -> None:
+    auth = gw.token()
+    order = {"items": [{"sku": "A-1", "quantity": 1, "unit_price_cents": 250}], "currency": "EUR"}
+    missing_key = await gw.http.post("/api/v1/orders", json=order, headers=auth)
+    assert missing_key.status_code == 422 and missing_key.json()["error"]["details"]["errors"][0]["location"] == [
+        "header",
+        "Idempotency-Key",
+    ]
+    bad = await gw.http.post(
+        "/api/v1/orders", json={**order, "currency": "euro"}, headers=auth | {"Idempotency-Key": "k1"}
+    )
+    assert bad.status_code == 422
+    unknown_field = await gw.http.post(
+        "/api/v1/users", json={"email": "a@b.co", "password": "x" * 8, "name": "A", "admin": True}
+    )
+    assert unknown_field.status_code == 422
+    assert (await gw.http.get(f"/api/v1/orders/{'not-a-uuid'}", headers=auth)).status_code == 422
+    huge = await gw.http.post(
+        "/api/v1/users", content=b"{" + b" " * 70_000 + b"}", headers={"content-type": "application/json"}
+    )
+    assert huge.status_code == 413
+    assert gw.orders.seen == []
+    ok = await gw.http.post("/api/v1/orders", json=order, headers=auth | {"Idempotency-Key": "k1"})
+    assert ok.status_code == 200 and gw.orders.seen[-1].headers["idempotency-key"] == "k1"
+
+
+async def test_paths_outside_the_public_api_go_to_the_longest_matching_route(gw: Gateway) -> None:
+    order_id = uuid.uuid4()
+    response = await gw.http.get(f"/api/v1/orders/{order_id}/items", headers=gw.token())
+    assert response.status_code == 200 and gw.orders.seen[-1].url.path == f"/api/v1/orders/{order_id}/items"
+    assert (await gw.http.get(f"/api/v1/orders/{order_id}/items")).status_code == 401
+
+
+async def test_paths_no_service_serves_are_404(gw: Gateway) -> None:
+    response = await gw.http.get("/api/v1/notifications", headers=gw.token())  # no route to notifications
+    assert response.status_code == 404 and code_of(response) == "not_found"
+    assert (await gw.http.get("/api/v1/ordersx", headers=gw.token())).status_code == 404
+
+
+async def test_over_the_rate_limit_is_429_with_retry_after() -> None:
+    async for gw in start(rate_per_second=1.0, rate_burst=2.0):
+        alice, bob = gw.token(sub="alice"), gw.token(sub="bob")
+        assert [(await gw.http.get("/api/v1/users/me", headers=alice)).status_code for _ in range(2)] == [200, 200]
+        limited = await gw.http.get("/api/v1/users/me", headers=alice)
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "1"
+        assert code_of(limited) == "rate_limited"
+        assert (await gw.http.get("/api/v1/users/me", headers=bob)).status_code == 200  # a bucket per user
+        gw.clock.advance(1)
+        assert (await gw.http.get("/api/v1/users/me", headers=alice)).status_code == 200
+        login = {"email": "a@b.co", "password": "x"}
+        statuses = [(await gw.http.post("/api/v1/auth/token", json=login)).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]  # anonymous callers are limited by address
+
+
+async def test_a_failing_service_opens_its_breaker_and_the_gateway_answers_503_with_retry_after(gw: Gateway) -> None:
+    auth = gw.token()
+    await gw.http.get("/api/v1/users/me", headers=auth)  # JWKS fetched while users is up
+    gw.users.down = True
+    first = await gw.http.get("/api/v1/users/me", headers=auth)  # 1 try + 3 retries: the breaker opens at 3
+    assert first.status_code == 503 and code_of(first) == "service_unavailable"
+    assert first.headers["retry-after"] == "30"
+    assert (await gw.http.get("/api/v1/orders", headers=auth)).status_code == 200  # other services unaffected
+    gw.clock.advance(30)
+    gw.users.down = False
+    assert (await gw.http.get("/api/v1/users/me", headers=auth)).status_code == 200
+
+
+def test_the_openapi_document_describes_the_public_api(gw_app: FastAPI) -> None:
+    document = gw_app.openapi()
+    paths = document["paths"]
+    assert set(paths) == {
+        "/api/v1/users",
+        "/api/v1/auth/token",
+        "/api/v1/auth/refresh",
+        "/api/v1/users/me",
+        "/api/v1/admin/users",
+        "/api/v1/admin/users/{user_id}",
+        "/api/v1/admin/keys/rotate",
+        "/api/v1/orders",
+        "/api/v1/orders/{order_id}",
+        "/api/v1/orders/{order_id}/cancel",
+        "/api/v1/notifications",
+    }
+    assert "security" not in paths["/api/v1/users"]["post"] and "security" not in paths["/api/v1/auth/token"]["post"]
+    assert paths["/api/v1/users/me"]["get"]["security"] == [{"HTTPBearer": []}]
+    register = paths["/api/v1/users"]["post"]
+    assert register["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RegisterRequest"
+    }
+    assert register["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/UserProfile"
+    }
+    assert document["components"]["schemas"]["RegisterRequest"]["additionalProperties"] is False
+
+
+@pytest.fixture
+def gw_app() -> FastAPI:
+    return create_app(gateway_settings(), config=GatewayConfig(issuer=ISSUER, audience=AUDIENCE), configure_logs=False)
