@@ -81,7 +81,7 @@ def run_size(stack: LocalStack, kube: Kube, services: int, idle_seconds: float) 
         text=True,
     ).stdout
     start = time.monotonic()
-    kube.run("apply", "--server-side", "-f", "-", stdin=rendered)
+    kube.run("apply", "--server-side", "-f", "-", stdin=rendered, timeout=timeout)
     eventually(lambda: deployments_available(kube, plain_ns, services), timeout=timeout, interval=0.25)
     plain = time.monotonic() - start
 

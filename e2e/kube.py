@@ -22,14 +22,16 @@ class Kube:
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
 
-    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
             check=False,
             input=stdin,
             text=True,
             capture_output=True,
-            timeout=120,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")

@@ -19,7 +19,9 @@ import kopf
 
 from keelson.api import v1alpha1
 from keelson.controller import metrics
+from keelson.controller.areas import Area
 from keelson.controller.cache import DictCache, snapshot
+from keelson.controller.database_area import DatabasesArea
 from keelson.controller.queue import WorkQueue
 from keelson.controller.reconciler import Reconciler
 from keelson.controller.topic_area import TopicsArea
@@ -63,7 +65,8 @@ class Controller:
     async def start(self) -> None:
         self.client = KubeClient()
         image = os.environ.get("KEELSON_REFERENCE_IMAGE", DEFAULT_REFERENCE_IMAGE)
-        self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=[TopicsArea(self.cache)])
+        areas: list[Area] = [DatabasesArea(self.client, self.cache), TopicsArea(self.cache)]
+        self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas)
         self.tasks = [asyncio.create_task(self._worker(i)) for i in range(WORKERS)]
         self.tasks.append(asyncio.create_task(self._resync()))
 

@@ -36,6 +36,7 @@ from keelson.controller.status import (
 from keelson.kube.client import ApiError, KubeClient
 from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, key_of, kind_of
 from keelson.render import RenderContext, render_platform
+from keelson.render.cnpg import OUTLIVES_PLATFORM
 
 log = logging.getLogger("keelson.reconciler")
 
@@ -221,6 +222,8 @@ class Reconciler:
             conditions.append(result.condition)
             fragments.update(result.status)
             outcome.errors.extend(result.errors)
+            for event in result.events:  # e.g. what was dropped: the platform's last word
+                await self._post_event(platform, event.type, event.reason, event.message)
         if done:
             await self._set_finalizer(platform, present=False, outcome=outcome)
             return
@@ -373,6 +376,11 @@ def _previous_condition(status: dict[str, Any], ctype: str) -> ConditionState:
 
 
 def _owned(obj: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
+    # An object that holds data the platform's deletion must not take with it (a retained
+    # database Cluster) gets no owner reference: garbage collection never deletes it, and
+    # pruning, which only considers owned objects, never does either.
+    if obj["metadata"].get("annotations", {}).get(OUTLIVES_PLATFORM) == "true":
+        return obj
     return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [owner]}}
 
 

@@ -40,9 +40,15 @@ CHILD_KINDS: tuple[Kind, ...] = (
     Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
     Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
     Kind("kafka.strimzi.io/v1", "KafkaTopic", "kafkatopics"),
+    # Database credentials (only Keelson's own: the watch selects managed-by=keelson) and the
+    # CloudNativePG objects of provider cloudnative-pg.
+    Kind("v1", "Secret", "secrets"),
+    Kind("postgresql.cnpg.io/v1", "Cluster", "clusters"),
+    Kind("postgresql.cnpg.io/v1", "Database", "databases"),
 )
 PLATFORM_KIND = Kind(f"{v1alpha1.GROUP}/{v1alpha1.VERSION}", v1alpha1.KIND, v1alpha1.PLURAL)
 EVENT_KIND = Kind("v1", "Event", "events")
+SECRET_KIND = next(k for k in CHILD_KINDS if k.kind == "Secret")
 
 _BY_KIND = {k.kind: k for k in (*CHILD_KINDS, PLATFORM_KIND, EVENT_KIND)}
 

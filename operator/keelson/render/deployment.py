@@ -7,6 +7,7 @@ from typing import Any
 from keelson.effective import EffectiveService
 from keelson.render.configmap import config_checksum, config_data
 from keelson.render.context import RenderContext
+from keelson.render.databases import database_env
 from keelson.render.labels import config_map_name, metadata, selector_labels, service_labels
 
 RUN_AS = 10001
@@ -55,8 +56,10 @@ def _container(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
     if svc.reference:
         # One image for all reference services; the first argument picks the service.
         container["args"] = [svc.reference]
-    if svc.env:
-        container["env"] = [e.model_dump(exclude_none=True) for e in svc.env]
+    # The database's variables first: a variable of the same name in the service's own env wins.
+    env = [*database_env(ctx, svc), *(e.model_dump(exclude_none=True) for e in svc.env)]
+    if env:
+        container["env"] = env
     return container
 
 

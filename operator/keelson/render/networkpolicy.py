@@ -3,8 +3,11 @@
 A platform-wide policy denies all ingress and egress to the platform's pods; each service then
 gets one policy that allows exactly its declared edges: from its callers (and from the gateway
 when exposed, and from the ingress controller for the gateway itself), to DNS, to the services it
-calls, to Kafka when it has topics and to its database when it has one. Policies are additive,
-so nothing else talks to anything.
+calls, to Kafka when it has topics and, with CloudNativePG, to its database cluster's pods.
+Egress to any other database server depends on its address, which only the databases area knows
+(from the admin or the user's Secret): it adds a policy `<service>.database` of its own
+(`render.databases.render_database_egress`). Policies are additive, so nothing else talks to
+anything.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from keelson.effective import EffectiveService
+from keelson.render import cnpg
 from keelson.render.context import RenderContext
+from keelson.render.databases import provider
 from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL, metadata, selector_labels
 
-POSTGRES_PORT = 5432
+CNPG_CLUSTER_LABEL = "cnpg.io/cluster"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
@@ -90,8 +95,9 @@ def _egress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
         rules.append({"to": [_pods(ctx, [name])], "ports": [_tcp(ctx.service(name).port)]})
     if ctx.kafka_bootstrap and (svc.publishes or svc.subscribes):
         rules.extend(_kafka_egress(ctx.kafka_bootstrap))
-    if svc.has_database:
-        rules.append({"ports": [_tcp(POSTGRES_PORT)]})
+    if svc.has_database and provider(ctx) == "cloudnative-pg":
+        pods = {"podSelector": {"matchLabels": {CNPG_CLUSTER_LABEL: cnpg.cluster_name(ctx)}}}
+        rules.append({"to": [pods], "ports": [_tcp(cnpg.PORT)]})
     return rules
 
 
