@@ -28,22 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from e2e.kube import Kube, eventually, operator_writes, utcnow  # noqa: E402
 from keelson.devstack.stack import LocalStack  # noqa: E402
-
-
-def platform_doc(services: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "keelson.dev/v1alpha1",
-        "kind": "MicroservicePlatform",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "domain": "bench",
-            "defaults": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}},
-            "services": [
-                {"name": f"svc-{i:03d}", "image": "registry.example/app:1", "calls": [f"svc-{(i + 1) % services:03d}"]}
-                for i in range(services)
-            ],
-        },
-    }
+from tests.cases.invalid_platforms import big_platform  # noqa: E402
 
 
 def deployments_available(kube: Kube, namespace: str, expected: int) -> bool:
@@ -67,7 +52,7 @@ def operator_rss_peak_mb(stack: LocalStack) -> float:
 
 
 def run_size(stack: LocalStack, kube: Kube, services: int, idle_seconds: float) -> dict[str, Any]:
-    doc = platform_doc(services)
+    doc = big_platform(services, name="bench")
     timeout = 60 + services * 3
 
     # Baseline: the same objects, applied by kubectl server-side, no operator involved.
@@ -85,6 +70,9 @@ def run_size(stack: LocalStack, kube: Kube, services: int, idle_seconds: float) 
     eventually(lambda: deployments_available(kube, plain_ns, services), timeout=timeout, interval=0.25)
     plain = time.monotonic() - start
 
+    # The nodes' pod capacity (3 x 110) holds one run at a time: clear the baseline away first.
+    kube.run("delete", "namespace", plain_ns, "--wait=true", timeout=timeout)
+
     # The operator.
     ns = kube.namespace(f"op-{services}-{int(time.time())}")
     since = utcnow()
@@ -97,8 +85,7 @@ def run_size(stack: LocalStack, kube: Kube, services: int, idle_seconds: float) 
     idle_since = utcnow()
     time.sleep(idle_seconds)  # the measurement window itself
     idle = len(operator_writes(stack.audit_log, since=idle_since))
-    for namespace in (plain_ns, ns):
-        kube.run("delete", "namespace", namespace, "--wait=false")
+    kube.run("delete", "namespace", ns, "--wait=true", timeout=timeout)
     return {
         "services": services,
         "objects": rendered.count("\nkind: ") + rendered.startswith("kind: "),

@@ -200,6 +200,13 @@ def test_removing_a_database_under_retain_keeps_it_with_its_data(
     # Deleting the platform under Retain keeps every database.
     kube.run("delete", "msp", "shop", "-n", namespace, "--wait=true", "--timeout=60s")
     assert all(_exists(stack, identifier(namespace, "shop", s)) == (True, True) for s in DB_SERVICES)
+    # ... and says where they are, in an Event that outlives the platform.
+    kept = eventually(
+        lambda: next((e for e in kube.list("events", namespace) if e["reason"] == "Retained"), None),
+        timeout=30,
+        what="Retained event",
+    )
+    assert all(identifier(namespace, "shop", s) in kept["message"] for s in DB_SERVICES if s != "orders")
 
 
 def test_delete_policy_drops_a_removed_database_and_all_at_platform_deletion(

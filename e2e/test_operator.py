@@ -13,7 +13,7 @@ from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.devstack.stack import LocalStack
 from keelson.render import RenderContext, render_platform
-from tests.cases.invalid_platforms import INVALID, invalid_platform
+from tests.cases.invalid_platforms import INVALID, big_platform, invalid_platform
 from tests.cases.invalid_platforms import workloads_example as example
 
 pytestmark = pytest.mark.cluster
@@ -249,24 +249,8 @@ def test_platform_deletion_collects_children(kube: Kube, namespace: str) -> None
     eventually(lambda: not _children(kube, namespace), timeout=60, what="children garbage-collected")
 
 
-def _big_platform(services: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "keelson.dev/v1alpha1",
-        "kind": "MicroservicePlatform",
-        "metadata": {"name": "big"},
-        "spec": {
-            "domain": "bench",
-            "defaults": {"autoscaling": {"minReplicas": 1, "maxReplicas": 2}},
-            "services": [
-                {"name": f"svc-{i:03d}", "image": "registry.example/app:1", "calls": [f"svc-{(i + 1) % services:03d}"]}
-                for i in range(services)
-            ],
-        },
-    }
-
-
 def test_sigkill_mid_converge_then_recover(kube: Kube, namespace: str, stack: LocalStack) -> None:
-    doc = _big_platform(50)
+    doc = big_platform(50)
     kube.apply(namespace, doc)
     eventually(lambda: len(kube.list("deployments", namespace)) >= 5, timeout=60, what="converging started")
     assert stack.stop_operator(sig=signal.SIGKILL)

@@ -33,6 +33,24 @@ def workloads_example() -> dict[str, Any]:
     return doc
 
 
+def big_platform(services: int, name: str = "big", domain: str = "bench") -> dict[str, Any]:
+    """A platform of `services` custom-image services calling each other in a ring: the shape of
+    the scale tests and of bench/converge."""
+    return {
+        "apiVersion": "keelson.dev/v1alpha1",
+        "kind": "MicroservicePlatform",
+        "metadata": {"name": name},
+        "spec": {
+            "domain": domain,
+            "defaults": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}},
+            "services": [
+                {"name": f"svc-{i:03d}", "image": "registry.example/app:1", "calls": [f"svc-{(i + 1) % services:03d}"]}
+                for i in range(services)
+            ],
+        },
+    }
+
+
 def _svc(spec: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in spec["services"] if s["name"] == name)
 

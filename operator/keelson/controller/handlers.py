@@ -157,8 +157,12 @@ def platform_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) 
 
 
 @kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
-def platform_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+async def platform_changed(namespace: str | None, name: str, type: str | None, body: kopf.Body, **kwargs: Any) -> None:
     CONTROLLER.attach(kwargs)
+    if type == "DELETED" and CONTROLLER.reconciler is not None:
+        # Gone for good: say what outlives it (Retain) while its last status is still at hand.
+        await CONTROLLER.reconciler.report_retained(snapshot(body))
+        return
     CONTROLLER.queue.add((namespace or "", name))
 
 

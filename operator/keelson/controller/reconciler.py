@@ -183,6 +183,25 @@ class Reconciler:
         outcome.ready = conditions[0].status == "True"
         await self._write_status(platform, (model, generation, services), conditions, fragments, outcome)
 
+    async def report_retained(self, platform: dict[str, Any]) -> None:
+        """After a platform is deleted: an Event naming the data that was kept (Retain policies).
+        There is no finalizer for Retain, so a deletion never waits on a broker or a server; the
+        last status is what tells where the data lives."""
+        status = platform.get("status") or {}
+        spec = platform.get("spec") or {}
+        kept = []
+        if (spec.get("databases") or {}).get("deletionPolicy", "Retain") == "Retain":
+            names = [d["database"] for d in status.get("databases") or [] if d.get("database")]
+            where = _previous_condition(status, "DatabasesReady").message
+            if names:
+                kept.append(f"databases {', '.join(names)} ({where})")
+        if (spec.get("kafka") or {}).get("deletionPolicy", "Retain") == "Retain":
+            topics = [t["name"] for t in status.get("topics") or [] if t.get("role") != "external" and t.get("exists")]
+            if topics:
+                kept.append(f"{len(topics)} Kafka topics with their data on {spec['kafka'].get('bootstrapServers')}")
+        if kept:
+            await self._post_event(platform, "Normal", "Retained", "deletionPolicy Retain kept " + "; ".join(kept))
+
     async def _run_areas(self, platform: dict[str, Any], model: MicroservicePlatform) -> list[AreaResult]:
         results = await asyncio.gather(*(a.reconcile(platform, model) for a in self.areas), return_exceptions=True)
         out = []
