@@ -82,6 +82,8 @@ def run_size(stack: LocalStack, kube: Kube, services: int, idle_seconds: float) 
     converge = time.monotonic() - start
     writes = len(operator_writes(stack.audit_log, since=since, namespace=ns))
 
+    # The Ready Event is posted just after the status flips: start the idle window after it.
+    eventually(lambda: any(e["reason"] == "Ready" for e in kube.list("events", ns)), timeout=30, what="the Ready event")
     idle_since = utcnow()
     time.sleep(idle_seconds)  # the measurement window itself
     idle = len(operator_writes(stack.audit_log, since=idle_since))

@@ -18,6 +18,9 @@ from typing import Any
 SERVICES = {
     "users": "keelson_services.services.users.main:create_app",
     "gateway": "keelson_services.services.gateway.main:create_app",
+    "orders": "keelson_services.services.orders.main:create_app",
+    "payments": "keelson_services.services.payments.main:create_app",
+    "notifications": "keelson_services.services.notifications.main:create_app",
 }
 # Service name -> "module:function(argv) -> exit code" for its administrative commands.
 COMMANDS = {

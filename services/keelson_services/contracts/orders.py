@@ -5,7 +5,7 @@ status and total. The orders service implements these and may extend them."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,13 +30,23 @@ class CreateOrderRequest(BaseModel):
     currency: Currency
 
 
+OrderStatus = Literal["pending", "paid", "payment_failed", "cancelled"]
+
+
 class Order(BaseModel):
     id: UUID
-    status: str = Field(examples=["pending", "paid", "cancelled"])
+    status: OrderStatus = Field(
+        description="pending until the payment's verdict; then paid or payment_failed; cancelled on request "
+        "(a paid order is refunded)."
+    )
     items: list[OrderItem]
     currency: str
     total_cents: int
+    payment_id: UUID | None = Field(None, description="The payment that settled the order, once there is one.")
+    refunded_cents: int = 0
+    failure_code: str | None = Field(None, description="Why the payment failed, for payment_failed orders.")
     created_at: datetime
+    updated_at: datetime | None = None
 
 
 class OrderList(BaseModel):

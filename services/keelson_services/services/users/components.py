@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from keelson_services.db import Database
+from keelson_services.events import Outbox, OutboxRelay
+from keelson_services.messaging import EventProducer
 from keelson_services.services.users.access_tokens import AccessTokens
 from keelson_services.services.users.config import UsersConfig
 from keelson_services.services.users.passwords import Passwords
 from keelson_services.services.users.refresh_tokens import RefreshTokens
 from keelson_services.services.users.repository import UserRepository
 from keelson_services.services.users.signing_keys import KeyRing
+from keelson_services.settings import Settings
 
 # Clock skew the gateway tolerates; a retired key stays published this much longer.
 VERIFY_LEEWAY_SECONDS = 30
@@ -26,10 +29,19 @@ class UsersComponents:
     keys: KeyRing
     access_tokens: AccessTokens
     refresh_tokens: RefreshTokens
+    relay: OutboxRelay | None  # publishes user.registered, when the platform declares it
 
     @classmethod
-    def build(cls, config: UsersConfig, database_uri: str) -> UsersComponents:
+    def build(cls, config: UsersConfig, database_uri: str, settings: Settings | None = None) -> UsersComponents:
         db = Database(database_uri, application_name="users")
+        outbox = relay = None
+        if settings is not None and "user.registered" in {t.split(".", 1)[-1] for t in settings.publishes}:
+            outbox = Outbox(domain=settings.domain, publishes=settings.publishes)
+            relay = OutboxRelay(
+                db,
+                (lambda: EventProducer.from_settings(settings)) if settings.kafka_bootstrap else None,
+                service=settings.service,
+            )
         keys = KeyRing(
             db,
             rotation_period=config.key_rotation_period,
@@ -38,7 +50,7 @@ class UsersComponents:
         return cls(
             config=config,
             db=db,
-            users=UserRepository(db),
+            users=UserRepository(db, outbox=outbox),
             passwords=Passwords(
                 time_cost=config.argon2_time_cost,
                 memory_kib=config.argon2_memory_kib,
@@ -50,4 +62,5 @@ class UsersComponents:
                 keys, issuer=config.issuer, audience=config.audience, ttl=config.access_token_ttl
             ),
             refresh_tokens=RefreshTokens(db, ttl=config.refresh_token_ttl),
+            relay=relay,
         )

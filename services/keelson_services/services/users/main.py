@@ -1,7 +1,8 @@
 """The users service: accounts, passwords, tokens and their signing keys.
 
 Start-up opens the database pool, applies the service's migrations and makes sure a signing key
-exists before the replica reports ready.
+exists before the replica reports ready. When the platform declares `user.registered` among its
+publishes, registration writes that event to the transactional outbox and a relay publishes it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from keelson_services import events
 from keelson_services.app import create_app as create_service_app
 from keelson_services.db import load_migrations, migrate
 from keelson_services.observability.health import Readiness
@@ -29,7 +31,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings.from_env(env)
     config = config or UsersConfig.from_env(settings, env)
-    parts = UsersComponents.build(config, settings.require_database())
+    parts = UsersComponents.build(config, settings.require_database(), settings)
     readiness = Readiness()
     readiness.add("database", parts.db.ping)
 
@@ -37,9 +39,18 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await parts.db.open()
         try:
-            await migrate(parts.db, load_migrations("keelson_services.services.users", "users"))
+            migrations = load_migrations("keelson_services.services.users", "users")
+            if parts.relay is not None:
+                migrations += events.migrations()
+            await migrate(parts.db, migrations)
             await parts.keys.signing_key()
-            yield
+            if parts.relay is not None:
+                parts.relay.start()
+            try:
+                yield
+            finally:
+                if parts.relay is not None:
+                    await parts.relay.stop()
         finally:
             await parts.db.close()
 

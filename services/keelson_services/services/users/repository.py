@@ -13,6 +13,7 @@ from psycopg import errors as pg_errors
 
 from keelson_services.db import Connection, Database
 from keelson_services.errors import ApiError
+from keelson_services.events import Outbox
 
 _COLUMNS = "id, email, name, password_hash, roles, active, created_at"
 
@@ -57,8 +58,11 @@ class EmailTakenError(ApiError):
 
 
 class UserRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, outbox: Outbox | None = None) -> None:
+        """`outbox`: where `user.registered` is written, in the registration's transaction (None:
+        the platform declares no such event)."""
         self.db = db
+        self.outbox = outbox
 
     async def create(self, *, email: str, name: str, password_hash: str) -> User:
         try:
@@ -67,7 +71,11 @@ class UserRepository:
                     f"INSERT INTO users (email, name, password_hash) VALUES (%s, %s, %s) RETURNING {_COLUMNS}",
                     [email, name, password_hash],
                 )
-                return User.of(_one(await cursor.fetchone()))
+                user = User.of(_one(await cursor.fetchone()))
+                if self.outbox is not None:
+                    data = {"user_id": str(user.id), "email": user.email, "name": user.name}
+                    await self.outbox.add(conn, "user.registered", data, key=str(user.id))
+                return user
         except pg_errors.UniqueViolation:
             raise EmailTakenError() from None
 

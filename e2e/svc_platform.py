@@ -1,0 +1,206 @@
+"""Shared by the reference services' end-to-end tests: settings as the operator renders them for
+the e-commerce example (under a domain of each test's own, so topics never collide), the
+example's topics created on the real broker exactly as the operator plans them, reading topics,
+a local SMTP sink, and polling with deadlines (no test sleeps to wait)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from keelson.api.v1alpha1 import MicroservicePlatformSpec
+from keelson.render import RenderContext
+from keelson.render.configmap import config_data
+from keelson.topics import plan_topics
+from keelson_services.settings import Settings
+
+EXAMPLE_SERVICES: list[dict[str, Any]] = [
+    {"name": "gateway", "reference": "gateway", "calls": ["users", "orders", "notifications"]},
+    {
+        "name": "users",
+        "reference": "users",
+        "database": {"engine": "postgres"},
+        "publishes": ["user.registered"],
+        "expose": {"path": "/users"},
+    },
+    {
+        "name": "orders",
+        "reference": "orders",
+        "database": {"engine": "postgres"},
+        "calls": ["payments"],
+        "publishes": ["order.created", "order.paid", "order.cancelled"],
+        "subscribes": ["payment.completed", "payment.failed"],
+        "expose": {"path": "/orders"},
+    },
+    {
+        "name": "payments",
+        "reference": "payments",
+        "database": {"engine": "postgres"},
+        "publishes": ["payment.completed", "payment.failed"],
+    },
+    {
+        "name": "notifications",
+        "reference": "notifications",
+        "database": {"engine": "postgres"},
+        "subscribes": [
+            "user.registered", "order.created", "order.paid", "order.cancelled", "payment.completed", "payment.failed",
+        ],
+        "expose": {"path": "/notifications"},
+    },
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    explicit = os.environ.get("KEELSON_E2E_KAFKA_BOOTSTRAP") or os.environ.get("KEELSON_KAFKA_BOOTSTRAP")
+    if explicit:
+        return explicit
+    stack = request.getfixturevalue("stack")
+    return str(stack.kafka_bootstrap)
+
+
+@dataclass
+class Shop:
+    """The e-commerce example's platform, its Kafka at `bootstrap` (or none), on a domain of its own."""
+
+    bootstrap: str | None = None
+    domain: str = field(default_factory=lambda: f"shop{uuid.uuid4().hex[:8]}")
+    resilience: dict[str, Any] | None = None
+
+    @property
+    def spec(self) -> MicroservicePlatformSpec:
+        doc: dict[str, Any] = {"domain": self.domain, "gateway": {"service": "gateway"}, "services": EXAMPLE_SERVICES}
+        if self.bootstrap:
+            doc["kafka"] = {"provider": "admin", "bootstrapServers": self.bootstrap, "partitions": 2}
+            doc["kafka"]["replicationFactor"] = 1
+        if self.resilience:
+            doc["defaults"] = {"resilience": self.resilience}
+        return MicroservicePlatformSpec.model_validate(doc)
+
+    def env(self, service: str) -> dict[str, str]:
+        ctx = RenderContext(name="shop", namespace="shop", spec=self.spec)
+        return config_data(ctx, ctx.service(service))
+
+    def settings(self, service: str, **overrides: Any) -> Settings:
+        settings = Settings.from_env(self.env(service))
+        if overrides:
+            settings = Settings(**(settings.__dict__ | overrides))
+        return settings
+
+    def topic(self, event: str) -> str:
+        return f"{self.domain}.{event}"
+
+    async def create_topics(self) -> None:
+        assert self.bootstrap
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            planned = [t for t in plan_topics(self.spec) if t.managed]
+            await admin.create_topics([NewTopic(t.name, t.partitions, 1) for t in planned])
+            names = {t.name for t in planned}
+
+            async def ready() -> bool:
+                if not names <= set(await admin.list_topics()):
+                    return False
+                described = await admin.describe_topics(sorted(names))
+                return all(not t["error_code"] and all(p["leader"] >= 0 for p in t["partitions"]) for t in described)
+
+            await wait_for(ready, within=30)
+        finally:
+            await admin.close()
+
+
+async def wait_for(condition: Callable[[], Any], *, within: float, interval: float = 0.05) -> Any:
+    """Poll `condition` (sync or async) until it is truthy; its value, or AssertionError at the deadline."""
+    deadline = time.monotonic() + within
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within} s")
+        await asyncio.sleep(interval)
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of a topic now, in partition and offset order (no consumer group)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        partitions = [p["partition"] for p in described["partitions"]]
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        end = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records += [r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)]]
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()
+
+
+class SmtpSink:
+    """A local SMTP server (aiosmtpd) that keeps every message it accepts."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.messages: list[Message] = []
+        self._controller: Any = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+        return "250 OK"
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def env(self) -> dict[str, str]:
+        return {"KEELSON_SMTP_HOST": "127.0.0.1", "KEELSON_SMTP_PORT": str(self.port)}
+
+
+@contextmanager
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()

@@ -1,0 +1,171 @@
+"""The customer journey through the gateway, with all five reference services in one process
+(httpx.ASGITransport between them), each on its own PostgreSQL database, a real Kafka broker and
+a local SMTP sink: register, log in, order, pay, get notified. Every hop is asserted (rows,
+events, email) and carries one trace id, the one the client started."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, ExitStack
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from e2e.svc_platform import Shop, kafka_bootstrap, read_topic, smtp_sink, wait_for
+from e2e.svc_postgres import fresh_database
+from keelson_services.services.gateway.config import GatewayConfig
+from keelson_services.services.gateway.main import create_app as create_gateway
+from keelson_services.services.notifications.config import NotificationsConfig
+from keelson_services.services.notifications.main import create_app as create_notifications
+from keelson_services.services.orders.main import create_app as create_orders
+from keelson_services.services.payments.main import create_app as create_payments
+from keelson_services.services.users.main import create_app as create_users
+from tests.unit.svc_helpers import HostRouter
+
+__all__ = ["kafka_bootstrap"]
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+FAST_HASHING = {"KEELSON_USERS_ARGON2_TIME_COST": "1", "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024"}
+
+
+def rows(uri: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(uri) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def trace_of(traceparent: str | bytes | None) -> str:
+    value = traceparent.decode() if isinstance(traceparent, bytes) else str(traceparent)
+    return value.split("-")[1]
+
+
+@pytest.fixture
+async def shop(kafka_bootstrap: str) -> AsyncIterator[dict[str, Any]]:
+    platform = Shop(kafka_bootstrap)
+    await platform.create_topics()
+    names = ("users", "orders", "payments", "notifications")
+    with ExitStack() as dbs, smtp_sink() as sink:
+        uris = {name: dbs.enter_context(fresh_database(name)) for name in names}
+        apps: dict[str, FastAPI] = {}
+        transport = HostRouter()
+        apps["users"] = create_users(
+            platform.settings("users", database_uri=uris["users"]), env=FAST_HASHING, configure_logs=False
+        )
+        apps["payments"] = create_payments(
+            platform.settings("payments", database_uri=uris["payments"]), env={}, configure_logs=False
+        )
+        apps["orders"] = create_orders(
+            platform.settings("orders", database_uri=uris["orders"]), env={}, transport=transport, configure_logs=False
+        )
+        settings = platform.settings("notifications", database_uri=uris["notifications"])
+        apps["notifications"] = create_notifications(
+            settings, config=NotificationsConfig.from_env(settings, sink.env()), configure_logs=False
+        )
+        gateway_settings = platform.settings("gateway")
+        apps["gateway"] = create_gateway(
+            gateway_settings,
+            config=GatewayConfig.from_env(gateway_settings, {}),
+            transport=transport,
+            configure_logs=False,
+        )
+        transport.by_service.update({name: httpx.ASGITransport(app=app) for name, app in apps.items()})
+        async with AsyncExitStack() as running:
+            for name in names:  # the gateway's lifespan last: it calls the others
+                await running.enter_async_context(apps[name].router.lifespan_context(apps[name]))
+            await running.enter_async_context(apps["gateway"].router.lifespan_context(apps["gateway"]))
+            client = await running.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=apps["gateway"]), base_url="http://gateway")
+            )
+            yield {"platform": platform, "client": client, "uris": uris, "sink": sink, "apps": apps}
+
+
+async def test_register_log_in_order_pay_and_be_notified_under_one_trace(shop: dict[str, Any]) -> None:
+    platform: Shop = shop["platform"]
+    client: httpx.AsyncClient = shop["client"]
+    uris: dict[str, str] = shop["uris"]
+    sink = shop["sink"]
+    bootstrap = platform.bootstrap
+    assert bootstrap
+
+    registered = await client.post(
+        "/api/v1/users", json={"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}
+    )
+    assert registered.status_code == 201, registered.text
+    user_id = registered.json()["id"]
+    login = await client.post(
+        "/api/v1/auth/token", json={"email": "ada@example.com", "password": "correct horse battery"}
+    )
+    assert login.status_code == 200, login.text
+    auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    await wait_for(lambda: len(sink.messages) == 1, within=30)  # the welcome email
+    assert sink.messages[0]["Subject"] == "Welcome to shop, Ada"
+
+    trace = uuid.uuid4().hex
+    placed = await client.post(
+        "/api/v1/orders",
+        json={"items": [{"sku": "SKU-1", "quantity": 3, "unit_price_cents": 1999}], "currency": "EUR"},
+        headers=auth | {"Idempotency-Key": str(uuid.uuid4()), "traceparent": f"00-{trace}-{'a' * 16}-01"},
+    )
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    assert (order["status"], order["total_cents"]) == ("paid", 5997)
+    assert placed.headers["x-trace-id"] == trace
+
+    # The email, sent by notifications from order.paid.
+    await wait_for(lambda: len(sink.messages) == 2, within=30)
+    email = sink.messages[1]
+    assert email["To"] == "ada@example.com" and email["Subject"] == f"Your order {order['id'][:8]} is paid"
+    assert email["X-Trace-Id"] == trace
+
+    # Orders: the row, its transitions, its events (published, with the trace).
+    assert rows(uris["orders"], "SELECT user_id, status, payment_id::text FROM orders") == [
+        (user_id, "paid", order["payment_id"])
+    ]
+    await wait_for(
+        lambda: rows(uris["orders"], "SELECT count(*) FROM outbox WHERE published_at IS NULL") == [(0,)], within=20
+    )
+    order_events = rows(uris["orders"], "SELECT event, traceparent FROM outbox ORDER BY id")
+    assert [(e, trace_of(t)) for e, t in order_events] == [("order.created", trace), ("order.paid", trace)]
+    # Payments: one charge, its event.
+    assert rows(uris["payments"], "SELECT id::text, order_id::text, status, amount_cents FROM payments") == [
+        (order["payment_id"], order["id"], "succeeded", 5997)
+    ]
+    assert rows(uris["payments"], "SELECT count(*) FROM fake_provider_operations") == [(1,)]
+    ((payment_event, payment_trace),) = rows(uris["payments"], "SELECT event, traceparent FROM outbox")
+    assert (payment_event, trace_of(payment_trace)) == ("payment.completed", trace)
+    # The topics: each event once, with the trace.
+    for event in ("order.created", "order.paid", "payment.completed"):
+        (record,) = await wait_for(lambda e=event: read_topic(bootstrap, platform.topic(e)), within=10)
+        assert trace_of(dict(record.headers)["traceparent"]) == trace, event
+        assert json.loads(record.value)["data"]["order_id"] == order["id"]
+    # Orders consumed payment.completed too (a no-op: the answer had settled the order).
+    await wait_for(lambda: rows(uris["orders"], "SELECT count(*) FROM processed_events") == [(1,)], within=20)
+    # Notifications: what it sent for this order, under the same trace.
+    await wait_for(
+        lambda: rows(uris["notifications"], "SELECT count(*) FROM notifications WHERE status = 'sent'") == [(4,)],
+        within=20,
+    )
+    sent = rows(
+        uris["notifications"],
+        "SELECT event_type, channel, trace_id FROM notifications WHERE trace_id = %s ORDER BY event_type, channel",
+        trace,
+    )
+    assert [(e.rsplit(".", 2)[-2:], c) for e, c, _ in sent] == [
+        (["order", "created"], "push"), (["order", "paid"], "email"), (["order", "paid"], "push"),
+    ]  # fmt: skip
+
+    # What the customer sees through the gateway.
+    read = await client.get(f"/api/v1/orders/{order['id']}", headers=auth)
+    assert read.status_code == 200 and read.json()["status"] == "paid"
+    history = await client.get("/api/v1/notifications", headers=auth)
+    assert history.status_code == 200
+    assert {(n["channel"], n["template"]) for n in history.json()["items"]} == {
+        ("email", "welcome"), ("push", "order_received"), ("email", "order_paid"), ("push", "order_paid"),
+    }  # fmt: skip
+    cancelled = await client.post(f"/api/v1/orders/{order['id']}/cancel", headers=auth)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    await wait_for(lambda: len(sink.messages) == 3, within=30)
+    assert sink.messages[2]["Subject"] == f"Your order {order['id'][:8]} is cancelled"

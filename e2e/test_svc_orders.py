@@ -1,0 +1,257 @@
+"""Orders and payments together over real HTTP (payments served by uvicorn on a loopback port,
+so it can be stopped and made to hang), each on its own PostgreSQL database: orders paid,
+replayed, cancelled and refunded; the circuit breaker towards payments with short real settings;
+and recovery without a second charge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from e2e.svc_platform import Shop, free_port, wait_for
+from e2e.svc_postgres import fresh_database
+from keelson_services.contracts.payments import Payment
+from keelson_services.messaging import Envelope
+from keelson_services.services.orders.handlers import handlers
+from keelson_services.services.orders.main import create_app as create_orders
+from keelson_services.services.orders.payments_client import charge_key
+from keelson_services.services.payments.charges import event_data
+from keelson_services.services.payments.config import PaymentsConfig
+from keelson_services.services.payments.main import create_app as create_payments
+
+pytestmark = pytest.mark.postgres
+ORDERS_URL = "http://orders.shop.svc:8080"
+CUSTOMER = {"X-User-Id": "user-1", "X-User-Roles": "customer"}
+# Short real settings: a 0.5 s timeout, 3 failures open the breaker for 2 s; no retries, so that
+# every order request is one attempt at payments.
+TIMEOUT, OPEN_SECONDS = 0.5, 2.0
+
+
+@asynccontextmanager
+async def serve(app: FastAPI, port: int) -> AsyncIterator[uvicorn.Server]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: server.started or task.done(), within=30)
+    assert server.started, "payments did not start"
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def hanging(port: int) -> AsyncIterator[list[int]]:
+    """A 'payments' that accepts connections and never answers; yields the connection count."""
+    connections: list[int] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", port)
+    try:
+        yield connections
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@dataclass
+class Stack:
+    orders: httpx.AsyncClient
+    orders_uri: str
+    payments_uri: str
+    payments_port: int
+    payments_app: Callable[[], FastAPI]  # a new payments process, as a restart makes one
+    orders_app: FastAPI
+
+    async def order(self, key: str, **extra: Any) -> httpx.Response:
+        body = {"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}], "currency": "EUR"} | extra
+        return await self.orders.post("/api/v1/orders", json=body, headers=CUSTOMER | {"Idempotency-Key": key})
+
+    def charges(self) -> int:
+        with psycopg.connect(self.payments_uri) as conn:
+            row = conn.execute("SELECT count(*) FROM fake_provider_operations WHERE kind = 'charge'").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.orders_uri) as conn:
+            return conn.execute(query, params).fetchall()
+
+
+@asynccontextmanager
+async def stack(**payments_config: Any) -> AsyncIterator[Stack]:
+    shop = Shop()
+    port = free_port()
+    with fresh_database("orders") as orders_uri, fresh_database("payments") as payments_uri:
+
+        def payments_app() -> FastAPI:
+            return create_payments(
+                shop.settings("payments", database_uri=payments_uri),
+                config=PaymentsConfig(**payments_config),
+                configure_logs=False,
+            )
+
+        orders_app = create_orders(
+            shop.settings(
+                "orders",
+                database_uri=orders_uri,
+                http_timeout_seconds=TIMEOUT,
+                breaker_open_seconds=OPEN_SECONDS,
+                retry_max=0,
+                service_urls={"payments": f"http://127.0.0.1:{port}"},
+            ),
+            configure_logs=False,
+        )
+        async with (
+            orders_app.router.lifespan_context(orders_app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=orders_app), base_url=ORDERS_URL) as orders,
+        ):
+            yield Stack(orders, orders_uri, payments_uri, port, payments_app, orders_app)
+
+
+async def test_an_order_is_paid_replayed_and_cancelled_with_a_refund() -> None:
+    async with stack() as s, serve(s.payments_app(), s.payments_port):
+        placed = await s.order("key-1")
+        assert placed.status_code == 201, placed.text
+        order = placed.json()
+        assert (order["status"], order["total_cents"], order["currency"]) == ("paid", 2500, "EUR")
+        assert placed.headers["location"] == f"/api/v1/orders/{order['id']}"
+
+        replay = await s.order("key-1")
+        assert replay.content == placed.content and replay.headers["idempotent-replayed"] == "true"
+        reused = await s.order("key-1", currency="USD")
+        assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
+        other_user = await s.orders.post(
+            "/api/v1/orders",
+            json={"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}], "currency": "EUR"},
+            headers={"X-User-Id": "user-2", "Idempotency-Key": "key-1"},
+        )
+        assert other_user.status_code == 201 and other_user.json()["id"] != order["id"]  # keys are per customer
+        assert s.charges() == 2
+
+        mine = (await s.orders.get("/api/v1/orders", headers=CUSTOMER)).json()["items"]
+        assert [o["id"] for o in mine] == [order["id"]]
+        theirs = await s.orders.get(f"/api/v1/orders/{other_user.json()['id']}", headers=CUSTOMER)
+        assert theirs.status_code == 404
+        anonymous = await s.orders.get("/api/v1/orders")
+        assert anonymous.status_code == 401
+
+        cancelled = await s.orders.post(f"/api/v1/orders/{order['id']}/cancel", headers=CUSTOMER)
+        assert cancelled.status_code == 200, cancelled.text
+        assert (cancelled.json()["status"], cancelled.json()["refunded_cents"]) == ("cancelled", 2500)
+        twice = await s.orders.post(f"/api/v1/orders/{order['id']}/cancel", headers=CUSTOMER)
+        assert twice.status_code == 200 and twice.json()["status"] == "cancelled"
+        with psycopg.connect(s.payments_uri) as conn:
+            row = conn.execute("SELECT status, refunded_cents FROM payments WHERE order_id = %s", [order["id"]])
+            assert row.fetchall() == [("refunded", 2500)]
+        events = s.rows("SELECT event FROM outbox WHERE key = %s ORDER BY id", order["id"])
+        assert [e for (e,) in events] == ["order.created", "order.paid", "order.cancelled"]
+        transitions = s.rows(
+            "SELECT from_status, to_status FROM order_transitions WHERE order_id = %s ORDER BY id", order["id"]
+        )
+        assert transitions == [(None, "pending"), ("pending", "paid"), ("paid", "cancelled")]
+
+
+async def test_a_declined_payment_fails_the_order_which_then_cannot_be_cancelled() -> None:
+    async with stack(fake_failure_rate=1.0) as s, serve(s.payments_app(), s.payments_port):
+        placed = await s.order("key-declined")
+        assert placed.status_code == 201
+        assert (placed.json()["status"], placed.json()["failure_code"]) == ("payment_failed", "card_declined")
+        cancel = await s.orders.post(f"/api/v1/orders/{placed.json()['id']}/cancel", headers=CUSTOMER)
+        assert cancel.status_code == 409 and cancel.json()["error"]["code"] == "invalid_transition"
+
+
+async def test_payments_down_opens_the_circuit_then_orders_fail_fast_and_recover() -> None:
+    async with stack() as s:
+        async with serve(s.payments_app(), s.payments_port):
+            assert (await s.order("before")).json()["status"] == "paid"
+
+        timed: list[tuple[int, float, dict[str, Any]]] = []
+        async with hanging(s.payments_port) as attempts:
+            for n in range(6):
+                began = time.monotonic()
+                answer = await s.order(f"down-{n}")
+                timed.append((answer.status_code, time.monotonic() - began, answer.json()["error"]))
+                if n >= 3:
+                    assert answer.headers["retry-after"] in ("1", "2")
+            assert len(attempts) == 3  # only the first three calls reached payments
+
+        print("\npayments hanging:", [(status, round(seconds, 3), e["code"]) for status, seconds, e in timed])
+        for status, seconds, error in timed[:3]:  # each waited out the timeout, no longer
+            assert status == 504 and error["code"] == "downstream_timeout"
+            assert TIMEOUT <= seconds < TIMEOUT + 0.5
+        for status, seconds, error in timed[3:]:  # then fail fast, creating nothing
+            assert status == 503 and error["code"] == "service_unavailable" and seconds < 0.1
+        pending = s.rows("SELECT idempotency_key FROM orders WHERE status = 'pending' ORDER BY created_at")
+        assert pending == [("down-0",), ("down-1",), ("down-2",)]
+
+        async with serve(s.payments_app(), s.payments_port):
+            # After the open period, a probe goes through and closes the circuit again.
+            recovered = await wait_for(lambda: _paid(s, "after"), within=OPEN_SECONDS + 5, interval=0.2)
+            assert recovered["status"] == "paid"
+            # A timed-out order, retried with its key, resumes: paid once.
+            resumed = await s.order("down-0")
+            assert resumed.status_code == 201 and resumed.json()["status"] == "paid"
+            assert resumed.json()["id"] == timed[0][2]["details"]["order_id"]
+        assert s.charges() == 3  # before, after, down-0
+
+
+async def _paid(s: Stack, key: str) -> dict[str, Any] | None:
+    answer = await s.order(key)
+    return answer.json() if answer.status_code == 201 else None
+
+
+async def test_a_payment_completed_after_the_order_was_cancelled_is_refunded_once() -> None:
+    async with stack() as s:
+        async with hanging(s.payments_port):
+            timed_out = await s.order("late")
+        order_id = timed_out.json()["error"]["details"]["order_id"]
+        cancelled = await s.orders.post(f"/api/v1/orders/{order_id}/cancel", headers=CUSTOMER)
+        assert (cancelled.json()["status"], cancelled.json()["refunded_cents"]) == ("cancelled", 0)
+
+        async with serve(s.payments_app(), s.payments_port):
+            await wait_for(lambda: s.orders_app.state.orders.client.breaker("payments").state == 0, within=1)
+            # The charge had gone through after all (payments answered too late): its event arrives.
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.payments_port}") as payments:
+                body = {"order_id": order_id, "customer_id": "user-1", "amount_cents": 2500, "currency": "EUR"}
+                paid = await payments.post(
+                    "/api/v1/payments", json=body, headers={"Idempotency-Key": charge_key(order_id)}
+                )
+            assert paid.json()["status"] == "succeeded"
+            event = Envelope(
+                id=str(uuid.uuid4()),
+                type="shop.payment.completed",
+                time=datetime.now(UTC),
+                source="payments",
+                data=event_data(Payment.model_validate(paid.json())),
+            )
+            parts = s.orders_app.state.orders
+            handle = handlers(parts.flows, parts.orders)["payment.completed"]
+            await handle(event)
+            await handle(event)  # redelivered: skipped
+
+        order = (await s.orders.get(f"/api/v1/orders/{order_id}", headers=CUSTOMER)).json()
+        assert (order["status"], order["refunded_cents"], order["payment_id"]) == ("cancelled", 2500, paid.json()["id"])
+        with psycopg.connect(s.payments_uri) as conn:
+            refunds = conn.execute("SELECT count(*) FROM fake_provider_operations WHERE kind = 'refund'").fetchone()
+        assert refunds == (1,)
+        assert s.rows("SELECT event_type FROM processed_events") == [("shop.payment.completed",)]
+        events = s.rows("SELECT event FROM outbox WHERE key = %s ORDER BY id", order_id)
+        assert [e for (e,) in events] == ["order.created", "order.cancelled"]  # never order.paid

@@ -1,0 +1,5 @@
+"""The notifications service's routes."""
+
+from keelson_services.services.notifications.api.routes import history
+
+ROUTERS = [history.router]

@@ -1,0 +1,22 @@
+"""Which event is announced on which channels, with which template. An event's recipient is the
+user its data names (`user_id`); a channel for which the recipient has no address (an SMS without
+a phone number) is left out.
+"""
+
+from __future__ import annotations
+
+from keelson_services.services.notifications.rendering import Channel
+
+CATALOGUE: dict[str, tuple[tuple[Channel, str], ...]] = {
+    "user.registered": (("email", "welcome"),),
+    "order.created": (("push", "order_received"),),
+    "order.paid": (("email", "order_paid"), ("push", "order_paid")),
+    "order.cancelled": (("email", "order_cancelled"), ("sms", "order_cancelled")),
+    "payment.completed": (),  # order.paid says it to the customer
+    "payment.failed": (("email", "payment_failed"), ("sms", "payment_failed"), ("push", "payment_failed")),
+}
+
+
+def routes(event: str) -> tuple[tuple[Channel, str], ...]:
+    """The (channel, template) pairs of `event` (`entity.action`, or a full topic name)."""
+    return CATALOGUE.get(".".join(event.split(".")[-2:]), ())

@@ -1,0 +1,120 @@
+"""The consumer's handlers: each event becomes one notification per channel of its catalogue
+entry (`catalogue.py`), rendered, sent through the channel's adapter, and recorded.
+
+Idempotent by event id: a notification is claimed in the database under the unique (event id,
+channel) before it is sent, so a redelivered, retried or replayed event never sends one twice;
+a retry sends only the channels whose last attempt failed. `user.registered` also teaches the
+service the user's address. Failures go the Kafka library's way: a send that fails, or a
+recipient not known yet (their `user.registered` may still be on its way), raises and is retried
+on the subscription's schedule, then dead-lettered; a template that does not fit its event is a
+`PermanentError` (to the DLQ at once: fix the template, then `keelson dlq replay`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+from keelson_services.events import traced
+from keelson_services.messaging import Envelope, Handler, PermanentError
+from keelson_services.messaging.headers import describe_error
+from keelson_services.observability import tracing
+from keelson_services.services.notifications.catalogue import CATALOGUE, routes
+from keelson_services.services.notifications.rendering import Channel, Renderer, TemplateMissingError
+from keelson_services.services.notifications.repository import NotificationRepository
+from keelson_services.services.notifications.senders import Outgoing, Sender
+
+log = logging.getLogger("keelson.notifications")
+
+
+class RecipientNotKnownError(RuntimeError):
+    """No address for the user yet: retried, since their `user.registered` may come later."""
+
+
+class SendFailedError(RuntimeError):
+    pass
+
+
+class Notifier:
+    def __init__(
+        self, repo: NotificationRepository, renderer: Renderer, senders: Mapping[Channel, Sender], *, platform: str
+    ) -> None:
+        self.repo = repo
+        self.renderer = renderer
+        self.senders = senders
+        self.platform = platform
+
+    async def handle(self, event: Envelope) -> None:
+        data = event.data
+        user_id = data.get("user_id")
+        if not isinstance(user_id, str) or not user_id:
+            raise PermanentError(f"{event.type} {event.id} names no user_id")
+        if event.type.endswith(".user.registered"):
+            await self.repo.remember(
+                user_id, email=_text(data.get("email")), name=_text(data.get("name")), phone=_text(data.get("phone"))
+            )
+        wanted = routes(event.type)
+        if not wanted:
+            return
+        recipient = await self.repo.recipient(user_id)
+        if recipient is None:
+            raise RecipientNotKnownError(f"no address known for user {user_id} (no user.registered seen yet)")
+        context = {
+            "data": data,
+            "recipient": recipient.context(),
+            "event": {"id": event.id, "type": event.type},
+            "platform": self.platform,
+        }
+        trace = tracing.current()
+        failures: list[str] = []
+        for channel, template in wanted:
+            address = recipient.address(channel)
+            if not address or channel not in self.senders:
+                continue
+            if await self.repo.status(event.id, channel) == "sent":
+                continue
+            try:
+                rendered = self.renderer.render(channel, template, context)
+            except (jinja2.TemplateError, TemplateMissingError) as exc:
+                raise PermanentError(f"template {channel}/{template}: {describe_error(exc)}") from exc
+            notification = await self.repo.claim(
+                event_id=event.id,
+                event_type=event.type,
+                channel=channel,
+                template=template,
+                user_id=user_id,
+                recipient=address,
+                subject=rendered.subject,
+                body=rendered.body,
+                trace_id=trace.trace_id if trace else None,
+            )
+            if notification is None:
+                if await self.repo.status(event.id, channel) != "sent":
+                    failures.append(f"{channel}: being sent by another consumer")
+                continue
+            try:
+                provider_id = await self.senders[channel].send(
+                    Outgoing(notification, address, rendered, trace.trace_id if trace else None)
+                )
+            except Exception as exc:
+                await self.repo.failed(notification, describe_error(exc))
+                log.warning("%s %s: %s not sent: %s", event.type, event.id, channel, describe_error(exc))
+                failures.append(f"{channel}: {describe_error(exc)}")
+                continue
+            await self.repo.sent(notification, provider_id)
+            log.info("%s %s: %s sent", event.type, event.id, channel, extra={"template": template})
+        if failures:
+            raise SendFailedError("; ".join(failures))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def handlers(notifier: Notifier) -> dict[str, Handler]:
+    """A handler for each event of the catalogue (the subscriptions name which are consumed)."""
+    handle = traced(notifier.handle)
+    return dict.fromkeys(CATALOGUE, handle)

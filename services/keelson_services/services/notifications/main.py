@@ -1,0 +1,65 @@
+"""The notifications service: consumes user, order and payment events with the retrying consumer,
+renders them per channel (jinja2), sends email over SMTP and SMS and push through adapters,
+records every notification and serves each user's history.
+
+Start-up opens the pool, applies its migrations and starts the consumer (in the background: the
+HTTP API serves even while the brokers are away)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from keelson_services.app import create_app as create_service_app
+from keelson_services.db import load_migrations, migrate
+from keelson_services.observability.health import Readiness
+from keelson_services.services.notifications.api.routes import ROUTERS
+from keelson_services.services.notifications.components import NotificationsComponents
+from keelson_services.services.notifications.config import NotificationsConfig
+from keelson_services.services.notifications.rendering import Channel
+from keelson_services.services.notifications.senders import Sender
+from keelson_services.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    config: NotificationsConfig | None = None,
+    env: Mapping[str, str] | None = None,
+    senders: Mapping[Channel, Sender] | None = None,
+    configure_logs: bool = True,
+) -> FastAPI:
+    settings = settings or Settings.from_env(env)
+    config = config or NotificationsConfig.from_env(settings, env)
+    parts = NotificationsComponents.build(settings, config, senders=senders)
+    readiness = Readiness()
+    readiness.add("database", parts.db.ping)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await parts.db.open()
+        try:
+            await migrate(parts.db, load_migrations("keelson_services.services.notifications", "notifications"))
+            if parts.consumer is not None:
+                parts.consumer.start()
+            try:
+                yield
+            finally:
+                if parts.consumer is not None:
+                    await parts.consumer.stop()
+        finally:
+            await parts.db.close()
+
+    app = create_service_app(
+        settings,
+        title="Keelson notifications",
+        description="Emails, SMS and pushes for order, payment and user events; each user's history.",
+        routers=ROUTERS,
+        lifespan=lifespan,
+        readiness=readiness,
+        configure_logs=configure_logs,
+    )
+    app.state.notifications = parts
+    return app

@@ -1,0 +1,114 @@
+"""The orders tables. Every query binds its values as parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from keelson_services.contracts.orders import CreateOrderRequest, Order
+from keelson_services.db import Connection, Database
+from keelson_services.services.orders.states import OrderStatus, check
+
+
+def order_of(row: dict[str, Any]) -> Order:
+    return Order.model_validate(row)
+
+
+class OrderRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, conn: Connection, *, user_id: str, key: str, body: CreateOrderRequest) -> Order | None:
+        """A new pending order; None when this user's `key` already made one."""
+        total = sum(item.quantity * item.unit_price_cents for item in body.items)
+        cursor = await conn.execute(
+            """
+            INSERT INTO orders (user_id, idempotency_key, currency, total_cents, items)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (user_id, idempotency_key) DO NOTHING
+            RETURNING *
+            """,
+            [user_id, key, body.currency, total, Jsonb([item.model_dump() for item in body.items])],
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        await self._record(conn, row["id"], None, OrderStatus.PENDING, "created")
+        return order_of(row)
+
+    async def by_key(self, conn: Connection, *, user_id: str, key: str) -> Order | None:
+        cursor = await conn.execute("SELECT * FROM orders WHERE user_id = %s AND idempotency_key = %s", [user_id, key])
+        row = await cursor.fetchone()
+        return order_of(row) if row else None
+
+    async def get(self, order_id: UUID, *, user_id: str | None = None) -> Order | None:
+        """The order; with `user_id`, only if it is that user's."""
+        async with self.db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT * FROM orders WHERE id = %s AND (%s::text IS NULL OR user_id = %s)",
+                [order_id, user_id, user_id],
+            )
+            row = await cursor.fetchone()
+        return order_of(row) if row else None
+
+    async def lock(self, conn: Connection, order_id: UUID) -> tuple[Order, str] | None:
+        """The order, locked for the rest of `conn`'s transaction, and its owner."""
+        cursor = await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", [order_id])
+        row = await cursor.fetchone()
+        return (order_of(row), row["user_id"]) if row else None
+
+    async def page(self, *, user_id: str, limit: int, offset: int) -> list[Order]:
+        async with self.db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT * FROM orders WHERE user_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
+                [user_id, limit, offset],
+            )
+            return [order_of(r) for r in await cursor.fetchall()]
+
+    async def move(self, conn: Connection, order: Order, to: OrderStatus, *, cause: str, **changes: Any) -> Order:
+        """Apply a transition the state machine allows (`InvalidTransitionError` otherwise),
+        with column `changes`, to an order locked in `conn`'s transaction."""
+        check(order.status, to)
+        columns = {"status": str(to), **changes}
+        assignments = ", ".join(f"{name} = %s" for name in columns)  # names are ours, never input
+        cursor = await conn.execute(
+            f"UPDATE orders SET {assignments}, updated_at = now() WHERE id = %s RETURNING *",
+            [*columns.values(), order.id],
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        await self._record(conn, order.id, OrderStatus(order.status), to, cause)
+        return order_of(row)
+
+    async def update(self, conn: Connection, order_id: UUID, **changes: Any) -> Order:
+        """Change columns other than the status (which only `move` changes)."""
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+        cursor = await conn.execute(
+            f"UPDATE orders SET {assignments}, updated_at = now() WHERE id = %s RETURNING *",
+            [*changes.values(), order_id],
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return order_of(row)
+
+    async def _record(
+        self, conn: Connection, order_id: UUID, from_status: OrderStatus | None, to: OrderStatus, cause: str
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO order_transitions (order_id, from_status, to_status, cause) VALUES (%s, %s, %s, %s)",
+            [order_id, str(from_status) if from_status else None, str(to), cause],
+        )
+
+    async def seen(self, event_id: str) -> bool:
+        async with self.db.connection() as conn:
+            cursor = await conn.execute("SELECT 1 FROM processed_events WHERE event_id = %s", [event_id])
+            return await cursor.fetchone() is not None
+
+    async def mark_seen(self, event_id: str, event_type: str) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO processed_events (event_id, event_type) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [event_id, event_type],
+            )

@@ -1,0 +1,188 @@
+"""The notifications service without I/O: templates per channel, the catalogue, the handlers'
+idempotency by event id (with an in-memory stand-in for its tables), email building, settings."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import jinja2
+import pytest
+
+from keelson_services.messaging import Envelope, PermanentError
+from keelson_services.observability import tracing
+from keelson_services.services.notifications.catalogue import CATALOGUE, routes
+from keelson_services.services.notifications.config import NotificationsConfig, SmtpConfig
+from keelson_services.services.notifications.handlers import Notifier, RecipientNotKnownError, SendFailedError
+from keelson_services.services.notifications.rendering import CHANNELS, SMS_LENGTH, Renderer, money
+from keelson_services.services.notifications.repository import Recipient
+from keelson_services.services.notifications.senders import Outgoing, RecordingSender, SmtpSender
+from keelson_services.settings import SettingsError
+from tests.unit.svc_helpers import settings
+
+ORDER = "3f1c2b9a-0000-4000-8000-000000000000"
+
+
+def context(**data: Any) -> dict[str, Any]:
+    return {
+        "data": {"order_id": ORDER, "user_id": "u-1", "currency": "EUR", "total_cents": 123456} | data,
+        "recipient": {"user_id": "u-1", "email": "ada@example.com", "name": "Ada", "phone": "+15550100"},
+        "event": {"id": "e-1", "type": "ecommerce.order.paid"},
+        "platform": "shop",
+    }
+
+
+def test_every_catalogue_entry_has_its_templates_and_renders() -> None:
+    renderer = Renderer()
+    data = {"amount_cents": 100, "refunded_cents": 50, "failure_message": "declined"}
+    for event, pairs in CATALOGUE.items():
+        for channel, template in pairs:
+            assert channel in CHANNELS and renderer.has(channel, template), (event, channel, template)
+            rendered = renderer.render(channel, template, context(**data))
+            assert rendered.body.strip() and "None" not in rendered.body
+            assert (rendered.subject is None) == (channel == "sms")
+
+
+def test_an_email_has_a_subject_text_and_escaped_html() -> None:
+    rendered = Renderer().render("email", "order_paid", context())
+    assert rendered.subject == "Your order 3f1c2b9a is paid"
+    assert "1,234.56 EUR" in rendered.body and ORDER in rendered.body
+    hostile = context()
+    hostile["recipient"]["name"] = "<script>alert(1)</script>"
+    html = Renderer().render("email", "welcome", hostile).html
+    assert html is not None and "&lt;script&gt;" in html and "<script>" not in html
+    text = Renderer().render("email", "welcome", hostile).body
+    assert "<script>alert(1)</script>" in text  # plain text is text: nothing to escape
+
+
+def test_sms_is_one_message_and_push_has_a_title() -> None:
+    sms = Renderer().render("sms", "payment_failed", context(amount_cents=999))
+    assert sms.body == "shop: your payment of 9.99 EUR for order 3f1c2b9a failed." and len(sms.body) <= SMS_LENGTH
+    long = Renderer(jinja2.DictLoader({"sms/long.txt": "x" * 400})).render("sms", "long", {})
+    assert len(long.body) == SMS_LENGTH and long.body.endswith("…")
+    push = Renderer().render("push", "order_paid", context())
+    assert (push.subject, push.body) == ("Order paid", "Your order 3f1c2b9a is paid and on its way.")
+
+
+def test_a_template_that_does_not_fit_its_event_fails_loudly() -> None:
+    with pytest.raises(jinja2.UndefinedError):
+        Renderer().render("email", "order_paid", {"platform": "shop", "recipient": {}, "data": {}})
+
+
+def test_money_and_the_catalogue() -> None:
+    assert (money(5, "EUR"), money(123456789, "USD"), money(-250, "EUR")) == (
+        "0.05 EUR", "1,234,567.89 USD", "-2.50 EUR",
+    )  # fmt: skip
+    assert routes("ecommerce.order.paid") == routes("order.paid") == (("email", "order_paid"), ("push", "order_paid"))
+    assert routes("ecommerce.payment.completed") == () and routes("ecommerce.order.shipped") == ()
+
+
+class MemoryNotifications:
+    """The repository's contract, in memory: one row per (event id, channel)."""
+
+    def __init__(self) -> None:
+        self.recipients: dict[str, Recipient] = {}
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def remember(self, user_id: str, *, email: str | None, name: str | None, phone: str | None) -> None:
+        self.recipients[user_id] = Recipient(user_id, email, name, phone)
+
+    async def recipient(self, user_id: str) -> Recipient | None:
+        return self.recipients.get(user_id)
+
+    async def status(self, event_id: str, channel: str) -> str | None:
+        row = self.rows.get((event_id, channel))
+        return row["status"] if row else None
+
+    async def claim(self, *, event_id: str, channel: str, **fields: Any) -> UUID | None:
+        row = self.rows.get((event_id, channel))
+        if row is None:
+            row = self.rows[(event_id, channel)] = {"id": uuid.uuid4(), "attempts": 0, **fields}
+        elif row["status"] != "failed":
+            return None
+        row |= {"status": "sending", "attempts": row["attempts"] + 1}
+        return UUID(str(row["id"]))
+
+    def _by_id(self, notification_id: UUID) -> dict[str, Any]:
+        return next(r for r in self.rows.values() if r["id"] == notification_id)
+
+    async def sent(self, notification_id: UUID, provider_id: str) -> None:
+        self._by_id(notification_id)["status"] = "sent"
+
+    async def failed(self, notification_id: UUID, error: str) -> None:
+        self._by_id(notification_id).update(status="failed", error=error)
+
+
+def event(kind: str, **data: Any) -> Envelope:
+    return Envelope(str(uuid.uuid4()), f"ecommerce.{kind}", datetime.now(UTC), "test", {"user_id": "u-1"} | data)
+
+
+def notifier() -> tuple[Notifier, MemoryNotifications, dict[str, RecordingSender]]:
+    repo = MemoryNotifications()
+    senders = {c: RecordingSender(c) for c in ("email", "sms", "push")}
+    return Notifier(repo, Renderer(), senders, platform="shop"), repo, senders  # type: ignore[arg-type]
+
+
+async def test_a_redelivered_event_never_sends_twice() -> None:
+    n, _, senders = notifier()
+    welcome = event("user.registered", email="ada@example.com", name="Ada")
+    paid = event("order.paid", order_id=ORDER, currency="EUR", total_cents=100)
+    for e in (welcome, paid, welcome, paid, paid):
+        await n.handle(e)
+    assert [m.rendered.template for m in senders["email"].sent] == ["welcome", "order_paid"]
+    assert [m.recipient for m in senders["push"].sent] == ["u-1"]
+    assert senders["sms"].sent == []  # no phone number known: no SMS
+
+
+async def test_a_failed_channel_is_retried_alone_and_the_others_are_not_resent() -> None:
+    n, repo, senders = notifier()
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada", phone="+15550100"))
+    senders["email"].fail_with = ConnectionRefusedError("smtp down")
+    failed = event("payment.failed", order_id=ORDER, currency="EUR", amount_cents=100)
+    with pytest.raises(SendFailedError, match="email: ConnectionRefusedError: smtp down"):
+        await n.handle(failed)
+    assert (len(senders["sms"].sent), len(senders["push"].sent)) == (1, 1)
+    senders["email"].fail_with = None
+    await n.handle(failed)  # the retry
+    assert (len(senders["email"].sent), len(senders["sms"].sent), len(senders["push"].sent)) == (2, 1, 1)
+    assert repo.rows[(failed.id, "email")]["attempts"] == 2
+
+
+async def test_an_unknown_recipient_is_retried_and_a_bad_event_is_permanent() -> None:
+    n, _, _ = notifier()
+    with pytest.raises(RecipientNotKnownError):
+        await n.handle(event("order.paid", order_id=ORDER, currency="EUR", total_cents=1))
+    with pytest.raises(PermanentError):
+        await n.handle(Envelope("e", "ecommerce.order.paid", datetime.now(UTC), "test", {"order_id": ORDER}))
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada"))
+    with pytest.raises(PermanentError, match="template email/order_paid"):
+        await n.handle(event("order.paid", order_id=ORDER))  # no total: the template cannot render it
+
+
+async def test_the_trace_travels_into_the_email() -> None:
+    n, _, senders = notifier()
+    with tracing.activated(tracing.TraceContext("ab" * 16, "cd" * 8)):
+        await n.handle(event("user.registered", email="ada@example.com", name="Ada"))
+    (sent,) = senders["email"].sent
+    assert sent.trace_id == "ab" * 16
+    mail = SmtpSender(SmtpConfig("smtp.invalid"), sender="shop <no-reply@shop>").message(sent)
+    assert mail["X-Trace-Id"] == "ab" * 16 and mail["To"] == "ada@example.com"
+    assert mail["Message-ID"] == f"<{sent.notification_id}@keelson.notifications>"
+    assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_settings_from_env() -> None:
+    s = settings("notifications")
+    default = NotificationsConfig.from_env(s, {})
+    assert default.smtp is None and default.sender == "shop <no-reply@shop.keelson.local>"
+    config = NotificationsConfig.from_env(s, {"KEELSON_SMTP_HOST": "mail", "KEELSON_SMTP_PORT": "2525"})
+    assert config.smtp == SmtpConfig("mail", 2525)
+    with pytest.raises(SettingsError):
+        NotificationsConfig.from_env(s, {"KEELSON_SMTP_HOST": "mail", "KEELSON_SMTP_STARTTLS": "maybe"})
+
+
+def test_outgoing_is_plain_data() -> None:
+    rendered = Renderer().render("push", "order_paid", context())
+    assert Outgoing(uuid.uuid4(), "u-1", rendered).trace_id is None
