@@ -161,3 +161,16 @@ async def test_no_finalizer_without_a_delete_policy() -> None:
     await _reconciler(api, cache).reconcile(_platform())
     assert not any(c[0] == "patch" for c in api.calls)
     assert FINALIZER == "keelson.dev/cleanup"
+
+
+async def test_a_stale_cache_does_not_repeat_our_own_status_write() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    await rec.reconcile(platform)
+    await rec.reconcile(platform)  # the watch has not delivered our status write yet
+    assert platform.get("status") is None
+    api.calls.clear()
+    await rec.reconcile(platform)
+    assert api.calls == []  # neither the same status nor a second Ready Event

@@ -88,11 +88,19 @@ class Reconciler:
         self.reference_image = reference_image
         self.areas = tuple(areas)
         self.now = now
+        # uid -> (resourceVersion the status was written over, the status written). The watch
+        # cache can lag our own status write; a pass that starts before it catches up must
+        # compare against what we wrote, or it writes the same status (and Event) again.
+        self._written: dict[str, tuple[str, dict[str, Any]]] = {}
         self._writes = asyncio.Semaphore(concurrency)
 
     async def reconcile(self, platform: dict[str, Any]) -> Outcome:
         started = time.monotonic()
         outcome = Outcome()
+        meta = platform["metadata"]
+        written = self._written.get(meta.get("uid", ""))
+        if written is not None and written[0] == meta.get("resourceVersion"):
+            platform = {**platform, "status": written[1]}
         try:
             await self._reconcile(platform, outcome)
         finally:
@@ -187,6 +195,7 @@ class Reconciler:
         """After a platform is deleted: an Event naming the data that was kept (Retain policies).
         There is no finalizer for Retain, so a deletion never waits on a broker or a server; the
         last status is what tells where the data lives."""
+        self._written.pop(platform["metadata"].get("uid", ""), None)
         status = platform.get("status") or {}
         spec = platform.get("spec") or {}
         kept = []
@@ -352,6 +361,7 @@ class Reconciler:
             outcome.errors.append(f"status: {exc}")
             outcome.retry = True
             return
+        self._written[meta.get("uid", "")] = (meta.get("resourceVersion", ""), status)
         outcome.writes += 1
         for cond in transitions(live_status.get("conditions"), merged):
             if cond["type"] == READY:

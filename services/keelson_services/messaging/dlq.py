@@ -97,7 +97,11 @@ class DeadLetters:
     def __init__(self, bootstrap_servers: str) -> None:
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="keelson-dlq")
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, client_id="keelson-dlq"
+            bootstrap_servers=bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="keelson-dlq",
         )
         self._producer = EventProducer(bootstrap_servers=bootstrap_servers, source="keelson-dlq")
 
@@ -132,7 +136,15 @@ class DeadLetters:
 
     async def depths(self, dlqs: Collection[str]) -> dict[str, int]:
         """Messages per DLQ, for those that exist."""
-        return await dlq_depths(self._consumer, await self.partitions(dlqs))
+        partitions = await self.partitions(dlqs)
+        self._assign([TopicPartition(dlq, p) for dlq, count in partitions.items() for p in range(count)])
+        return await dlq_depths(self._consumer, partitions)
+
+    def _assign(self, tps: list[TopicPartition]) -> None:
+        # Assigned (and paused, so nothing is fetched before it is asked for), the partitions'
+        # leaders are looked up at once; offsets of unassigned ones wait for a metadata refresh.
+        self._consumer.assign(tps)
+        self._consumer.pause(*tps)
 
     async def read(self, dlq: str) -> list[DeadLetter]:
         """Every message the DLQ holds now, in partition and offset order."""
@@ -141,8 +153,8 @@ class DeadLetters:
         if count is None:
             raise LookupError(f"topic {dlq} does not exist")
         tps = [TopicPartition(dlq, p) for p in range(count)]
-        end = await self._consumer.end_offsets(tps)
         self._consumer.assign(tps)
+        end = await self._consumer.end_offsets(tps)
         await self._consumer.seek_to_beginning(*tps)
         letters: list[DeadLetter] = []
         remaining = {tp for tp in tps if await self._consumer.position(tp) < end[tp]}
