@@ -110,3 +110,15 @@ def reconcile_count(metrics_port: int) -> float:
             if line.startswith("keelson_reconcile_duration_seconds_count"):
                 return float(line.split()[-1])
     return 0.0
+
+
+def third_party_crds() -> Path:
+    """The third-party CRDs (Strimzi, CloudNativePG, ...) in shared/, which lies beside the
+    repository (in CI too); KEELSON_THIRD_PARTY_CRDS points elsewhere."""
+    import os
+
+    override = os.environ.get("KEELSON_THIRD_PARTY_CRDS")
+    folder = Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "crds" / "third-party"
+    if not folder.is_dir():
+        raise AssertionError(f"third-party CRDs not found in {folder}: set KEELSON_THIRD_PARTY_CRDS")
+    return folder

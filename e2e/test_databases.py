@@ -6,20 +6,18 @@ from __future__ import annotations
 import base64
 import copy
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
+from e2e.kube import Kube, eventually, operator_writes, reconcile_count, third_party_crds, utcnow
 from keelson.databases.naming import identifier
 from keelson.devstack.stack import LocalStack
 from tests.cases.invalid_platforms import example
 
 pytestmark = pytest.mark.cluster
 
-CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds" / "third-party"
 DB_SERVICES = ["notifications", "orders", "payments", "users"]
 
 
@@ -343,7 +341,7 @@ def test_missing_admin_secret_is_reported(kube: Kube, namespace: str) -> None:
 def cnpg_crds(kube: Kube, stack: LocalStack) -> None:
     created = False
     for name in ("cnpg-cluster.yaml", "cnpg-database.yaml"):
-        proc = kube.run("create", "-f", str(CRDS / name), check=False)
+        proc = kube.run("create", "-f", str(third_party_crds() / name), check=False)
         assert proc.returncode == 0 or "AlreadyExists" in proc.stderr, proc.stderr
         created |= proc.returncode == 0
     for crd in ("clusters.postgresql.cnpg.io", "databases.postgresql.cnpg.io"):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from e2e.kube import Kube, eventually, reconcile_count
+from e2e.kube import Kube, eventually, reconcile_count, third_party_crds
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.devstack.stack import LocalStack
 from keelson.topics import plan_topics
@@ -19,7 +18,7 @@ from tests.cases.invalid_platforms import workloads_example
 
 pytestmark = pytest.mark.cluster
 
-STRIMZI_CRD = Path(__file__).resolve().parents[2] / "shared" / "crds" / "third-party" / "strimzi-kafkatopic.yaml"
+STRIMZI_CRD = "strimzi-kafkatopic.yaml"
 _domains = itertools.count()
 
 
@@ -177,7 +176,7 @@ def test_finalizer_never_wedges_when_the_broker_is_gone(kube: Kube, namespace: s
 
 
 def test_strimzi_topics_are_accepted_by_the_real_crd(kube: Kube, namespace: str, stack: LocalStack) -> None:
-    kube.run("apply", "--server-side", "-f", str(STRIMZI_CRD))
+    kube.run("apply", "--server-side", "-f", str(third_party_crds() / STRIMZI_CRD))
     kube.run("wait", "--for=condition=Established", "crd/kafkatopics.kafka.strimzi.io", "--timeout=30s")
     doc = _platform(stack)
     doc["spec"]["kafka"] = {
