@@ -15,10 +15,12 @@ from keelson.devstack.kafkabroker import FormatError, JavaNotFoundError
 from keelson.devstack.paths import default_state_dir
 from keelson.devstack.pgserver import PostgresSetupError
 from keelson.devstack.probes import NotReadyError
+from keelson.devstack.services import RunError, run_platform, stop_platform
 from keelson.devstack.stack import CONTROL_PLANE, DATA_SERVICES, LocalStack, StackError
 
 _FAILURES = (
     StackError,
+    RunError,
     NotReadyError,
     BuildError,
     KubectlError,
@@ -73,6 +75,22 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    url = run_platform(stack.state_dir, stack.kubectl(), args.platform, args.namespace, progress=_progress)
+    print(f"gateway: {url}")
+    _progress('`eval "$(keelson dev env)"` exports it as KEELSON_GATEWAY_URL')
+    return 0
+
+
+def _cmd_stop_services(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    stopped = stop_platform(stack.state_dir, args.platform, args.namespace, progress=_progress)
+    if not stopped:
+        _progress(f"no local services of {args.namespace}/{args.platform} were running")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     report = _stack(args).status()
     if args.json:
@@ -98,7 +116,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_dev_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add ``dev up|down|stop|env|status`` to a parser whose commands run ``args.func(args)``."""
+    """Add ``dev up|down|stop|env|apply|run|stop-services|status`` to a parser whose commands run
+    ``args.func(args)``."""
     state = argparse.ArgumentParser(add_help=False)
     state.add_argument(
         "--state-dir",
@@ -117,7 +136,11 @@ def add_dev_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     down = dev_sub.add_parser("down", parents=[state], help="stop the stack and delete its state")
     down.set_defaults(dev_func=_cmd_down)
 
-    stop = dev_sub.add_parser("stop", parents=[state], help="stop the stack, keep its state for a warm `up`")
+    stop = dev_sub.add_parser(
+        "stop",
+        parents=[state],
+        help="stop the stack, keep its state for a warm `up` (`dev stop-services` stops only a platform's services)",
+    )
     stop.set_defaults(dev_func=_cmd_stop)
 
     env = dev_sub.add_parser("env", parents=[state], help='print `export` lines: eval "$(keelson dev env)"')
@@ -129,6 +152,25 @@ def add_dev_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     apply.add_argument("filename", help="manifest file, or - for stdin")
     apply.add_argument("-n", "--namespace", default="default", help="namespace to apply into (default: default)")
     apply.set_defaults(dev_func=_cmd_apply)
+
+    run = dev_sub.add_parser(
+        "run",
+        parents=[state],
+        help="run an applied platform's reference services as local processes, with the env the operator "
+        "rendered, on loopback ports and with a local SMTP sink; prints the gateway's URL",
+    )
+    run.add_argument("platform", help="the MicroservicePlatform's name")
+    run.add_argument("-n", "--namespace", default="default", help="its namespace (default: default)")
+    run.set_defaults(dev_func=_cmd_run)
+
+    stop_services = dev_sub.add_parser(
+        "stop-services",
+        parents=[state],
+        help="stop the local services `dev run` started for a platform (`dev stop` stops the whole stack)",
+    )
+    stop_services.add_argument("platform", help="the MicroservicePlatform's name")
+    stop_services.add_argument("-n", "--namespace", default="default", help="its namespace (default: default)")
+    stop_services.set_defaults(dev_func=_cmd_stop_services)
 
     status = dev_sub.add_parser("status", parents=[state], help="each component's health")
     status.add_argument("--json", action="store_true", help="machine-readable output")

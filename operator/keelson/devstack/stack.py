@@ -160,6 +160,10 @@ class LocalStack:
             variables["KEELSON_KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         if POSTGRES in offered and self.paths.postgres_password.is_file():
             variables["KEELSON_POSTGRES_ADMIN_URI"] = self.postgres_admin_uri
+        # Set by `keelson dev run` while a platform's services run locally.
+        gateway = stackfile.load(self.state_dir).get("run", {}).get("gateway_url")
+        if gateway:
+            variables["KEELSON_GATEWAY_URL"] = str(gateway)
         return variables
 
     def kafka_tool_argv(self, main_class: str, *args: str) -> list[str]:

@@ -1,0 +1,63 @@
+"""`keelson dev run` on the local stack: the e-commerce example applied as `keelson dev apply` does,
+its reference services run as local processes with the env the operator rendered, and a customer
+registers, logs in and orders through the gateway; the email reaches the local SMTP sink."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from e2e.kube import Kube, eventually
+from keelson.devstack import services
+from keelson.devstack.stack import LocalStack
+
+pytestmark = pytest.mark.cluster
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ecommerce.yaml"
+
+
+def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube: Kube, namespace: str) -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["spec"]["domain"] = f"shop{uuid.uuid4().hex[:8]}"  # topics of its own on the shared broker
+    stack.apply_manifest(yaml.safe_dump(doc), namespace)
+    eventually(
+        lambda: (kube.condition("shop", namespace) or {}).get("status") == "True",
+        timeout=180,
+        what="platform Ready",
+    )
+    try:
+        url = services.run_platform(stack.state_dir, stack.kubectl(), "shop", namespace, progress=print)
+        assert url == services.gateway_url(stack.state_dir)
+        assert stack.env()["KEELSON_GATEWAY_URL"] == url
+
+        email, password = f"ada.{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
+        with httpx.Client(base_url=url, timeout=30) as gateway:
+            registered = gateway.post("/api/v1/users", json={"email": email, "password": password, "name": "Ada"})
+            assert registered.status_code == 201, registered.text
+            login = gateway.post("/api/v1/auth/token", json={"email": email, "password": password})
+            assert login.status_code == 200, login.text
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}", "Idempotency-Key": str(uuid.uuid4())}
+            body = {"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 500}], "currency": "EUR"}
+            placed = gateway.post("/api/v1/orders", json=body, headers=headers)
+            assert placed.status_code == 201, placed.text
+            order = placed.json()
+            assert (order["status"], order["total_cents"]) == ("paid", 1000)
+
+        payments = services.service_urls(stack.state_dir, "shop", namespace)["payments"]
+        payment = httpx.get(f"{payments}/api/v1/payments/{order['payment_id']}", timeout=30)
+        assert payment.status_code == 200, payment.text
+
+        mail = stack.state_dir / "mail"
+        eventually(
+            lambda: [p for p in mail.glob("*.eml") if f"Your order {order['id'][:8]} is paid" in p.read_text()],
+            timeout=60,
+            what="the order's email at the sink",
+        )
+    finally:
+        services.stop_platform(stack.state_dir, "shop", namespace, progress=print)
+    assert stack.env().get("KEELSON_GATEWAY_URL") != url
+    prefix = services.process_name(namespace, "shop", "")
+    assert not [n for n in services.processes.running_names(stack.state_dir) if n.startswith(prefix)]
