@@ -6,9 +6,10 @@ stop the service from serving its HTTP API. `ConsumerRunner` starts the consumer
 after a failure builds a new one and tries again; stopping it lets the consumer finish and commit
 the batch in hand.
 
-`traced(handler)` makes the consumed message's trace the current one (`observability.tracing`),
+The consumer itself makes the consumed message's trace the current one (`observability.tracing`),
 so a handler's logs, its outgoing calls (`ServiceClient`) and the events it writes to the outbox
-all continue the trace of the event that caused them.
+all continue the trace of the event that caused them. `traced(handler)` adds a span of the
+handler's own, a child of the message's (or a new trace for a message without one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import logging
 from collections.abc import Callable
 
 from keelson_services.messaging import Envelope, Handler, RetryingConsumer
-from keelson_services.messaging import traceparent as message_trace
 from keelson_services.observability import tracing
 
 log = logging.getLogger("keelson.consumer")
@@ -27,13 +27,8 @@ log = logging.getLogger("keelson.consumer")
 
 def traced(handler: Handler) -> Handler:
     async def run(event: Envelope) -> None:
-        incoming = message_trace.current()
-        context = (
-            tracing.TraceContext(incoming.trace_id, incoming.span_id, incoming.sampled).child()
-            if incoming is not None
-            else tracing.TraceContext.new()
-        )
-        with tracing.activated(context):
+        incoming = tracing.current()
+        with tracing.activated(incoming.child() if incoming is not None else tracing.TraceContext.new()):
             await handler(event)
 
     return run

@@ -21,7 +21,6 @@ from psycopg.types.json import Jsonb
 
 from keelson.api.v1alpha1 import topic_name
 from keelson_services.db import Connection, Migration, load_migrations
-from keelson_services.messaging import traceparent as message_trace
 from keelson_services.observability import tracing
 
 CHANNEL = "keelson_outbox"
@@ -33,12 +32,9 @@ def migrations() -> list[Migration]:
 
 
 def current_traceparent() -> str | None:
-    """The trace an event continues: the HTTP request's, else the consumed message's."""
+    """The trace an event continues: the current one (the HTTP request's or the consumed message's)."""
     context = tracing.current()
-    if context is not None:
-        return context.header()
-    incoming = message_trace.current()
-    return incoming.header() if incoming is not None else None
+    return context.header() if context is not None else None
 
 
 @dataclass(frozen=True)

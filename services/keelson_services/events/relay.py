@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from keelson_services.db import Database
 from keelson_services.events.outbox import CHANNEL, OutboxEvent
 from keelson_services.messaging import EventProducer
-from keelson_services.messaging import traceparent as message_trace
+from keelson_services.observability import tracing
 
 log = logging.getLogger("keelson.outbox")
 
@@ -180,7 +180,7 @@ class OutboxRelay:
                 event.data,
                 key=event.key,
                 event_id=event.event_id,
-                trace=message_trace.parse(event.traceparent),
+                trace=tracing.parse(event.traceparent),
             )
             done.append(event.id)
             self._published.labels(self.service, event.event).inc()

@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 
 from keelson.api.v1alpha1 import topic_name
 from keelson.topics import Subscription
-from keelson_services.messaging import headers, traceparent
+from keelson_services.messaging import headers
 from keelson_services.messaging.clock import SYSTEM_CLOCK, Clock
 from keelson_services.messaging.commit_queue import CommitQueue, ForwardFailed
 from keelson_services.messaging.dlq import dlq_depths
@@ -41,6 +41,7 @@ from keelson_services.messaging.metrics import MessagingMetrics, default_metrics
 from keelson_services.messaging.producer import EventProducer
 from keelson_services.messaging.retry_gate import RetryGate
 from keelson_services.messaging.schedule import Hop, hops
+from keelson_services.observability import tracing
 from keelson_services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -341,12 +342,12 @@ class RetryingConsumer:
         """Handle records of one partition in order, forwarding those that fail. One coroutine for
         all of them, and everything per record inline: this is the consumer's hot loop."""
         handler, first_attempt, handled, failed = route.handler, not route.hop.retries, route.handled, route.failed
-        restore = traceparent.enter(None)  # once per batch, not per record
+        restore = tracing.enter(None)  # once per batch, not per record
         try:
             for record in records:
                 trace = None
                 for name, value in record.headers:
-                    if name == traceparent.HEADER:
+                    if name == tracing.HEADER:
                         trace = value
                     elif name == headers.REPLAY_FOR and value != self._service_bytes and first_attempt:
                         break  # a replay from another subscriber's DLQ: not ours to handle
@@ -356,7 +357,8 @@ class RetryingConsumer:
                     except MalformedEvent as exc:
                         self._fail(route, record, exc, "malformed", failures)
                         continue
-                    traceparent.enter(trace)
+                    # The handler's logs, calls and events continue the message's trace.
+                    tracing.enter(tracing.parse(trace))
                     started = perf_counter()
                     try:
                         await handler(envelope)
@@ -367,7 +369,7 @@ class RetryingConsumer:
                     else:
                         handled.observe(perf_counter() - started)
         finally:
-            traceparent.leave(restore)
+            tracing.leave(restore)
 
     def _fail(
         self, route: _Route, record: Any, error: Exception, give_up: DeadReason | None, failures: list[Any]

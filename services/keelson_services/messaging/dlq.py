@@ -17,9 +17,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from keelson_services.messaging import headers, traceparent
+from keelson_services.messaging import headers
 from keelson_services.messaging.producer import EventProducer
 from keelson_services.messaging.schedule import parse_dlq
+from keelson_services.observability import tracing
 
 DEADLINE_SECONDS = 15.0
 
@@ -68,7 +69,7 @@ class DeadLetter:
             "original_offset": _int(headers.text(h, headers.ORIGINAL_OFFSET)),
             "attempts": _int(headers.text(h, headers.ATTEMPTS)),
             "error": headers.text(h, headers.ERROR),
-            "traceparent": headers.text(h, traceparent.HEADER),
+            "traceparent": headers.text(h, tracing.HEADER),
             "value": (self.value or b"").decode("utf-8", "replace"),
         }
 

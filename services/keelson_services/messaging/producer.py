@@ -13,11 +13,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from keelson.api.v1alpha1 import topic_name
-from keelson_services.messaging import traceparent
 from keelson_services.messaging.clock import SYSTEM_CLOCK, Clock
 from keelson_services.messaging.envelope import Envelope, new_envelope
 from keelson_services.messaging.headers import Headers
 from keelson_services.messaging.metrics import MessagingMetrics, default_metrics
+from keelson_services.observability import tracing
 from keelson_services.settings import Settings
 
 
@@ -82,7 +82,7 @@ class EventProducer:
         key: str,
         event_id: str | None = None,
         schema_version: int = 1,
-        trace: traceparent.TraceContext | None = None,
+        trace: tracing.TraceContext | None = None,
     ) -> Envelope:
         """Publish `data` as `event` (`entity.action` of this domain, or a full topic name) and wait
         until all in-sync replicas have it. `key` is the entity id; `event_id` defaults to a new
@@ -98,7 +98,7 @@ class EventProducer:
         envelope = new_envelope(
             topic, data, source=self.source, time=now, event_id=event_id, schema_version=schema_version
         )
-        headers = [(traceparent.HEADER, traceparent.outgoing(trace).header().encode())]
+        headers = [(tracing.HEADER, tracing.outgoing(trace).header().encode())]
         await (await self.send(topic, key=key.encode(), value=envelope.to_json(), headers=headers))
         return envelope
 

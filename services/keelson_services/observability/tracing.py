@@ -5,6 +5,11 @@ the trace of its incoming `traceparent` or starts one, gets a span id of its own
 it makes goes out as a child span. Logs read the current context to stamp `trace_id`, so one
 trace id ties together the log lines of every hop of a journey.
 
+This is the services' one trace context: the HTTP middleware makes a request's current, the
+Kafka consumer (`messaging`) a consumed message's, and the HTTP client, the JSON logs, the outbox
+and the event producer all read it from here. It imports nothing of the web stack, so that
+`messaging` can use it without loading it.
+
     traceparent: 00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>
 """
 
@@ -14,10 +19,10 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-TRACEPARENT = "traceparent"
+TRACEPARENT = HEADER = "traceparent"
 TRACESTATE = "tracestate"
 TRACE_ID_HEADER = "x-trace-id"  # for people reading responses; services read only traceparent
 
@@ -91,9 +96,10 @@ def current() -> TraceContext | None:
     return _current.get()
 
 
-def outgoing() -> TraceContext:
-    """The context to send with a call or an event: a child of the current span, else a new trace."""
-    parent = _current.get()
+def outgoing(parent: TraceContext | None = None) -> TraceContext:
+    """The context to send with a call or an event: a child of `parent`, else of the current span,
+    else a new trace."""
+    parent = parent or _current.get()
     return parent.child() if parent else TraceContext.new()
 
 
@@ -105,3 +111,13 @@ def activated(context: TraceContext) -> Iterator[TraceContext]:
         yield context
     finally:
         _current.reset(token)
+
+
+def enter(context: TraceContext | None) -> Token[TraceContext | None]:
+    """Make `context` current until `leave(token)`: for loops that switch contexts often (the
+    Kafka consumer, once per message); elsewhere use `activated`."""
+    return _current.set(context)
+
+
+def leave(token: Token[TraceContext | None]) -> None:
+    _current.reset(token)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from keelson_services import lifecycle
 from keelson_services.app import create_app as create_service_app
 from keelson_services.http.breaker import MonotonicClock
 from keelson_services.services.gateway.api.routes import ROUTERS
@@ -39,10 +40,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
+        async with lifecycle.running(None, close=[parts.client]):
             yield
-        finally:
-            await parts.client.aclose()
 
     app = create_service_app(
         settings,

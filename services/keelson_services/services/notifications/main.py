@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from keelson_services import lifecycle
 from keelson_services.app import create_app as create_service_app
-from keelson_services.db import load_migrations, migrate
+from keelson_services.db import load_migrations
 from keelson_services.observability.health import Readiness
 from keelson_services.services.notifications.api.routes import ROUTERS
 from keelson_services.services.notifications.components import NotificationsComponents
@@ -39,18 +40,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await parts.db.open()
-        try:
-            await migrate(parts.db, load_migrations("keelson_services.services.notifications", "notifications"))
-            if parts.consumer is not None:
-                parts.consumer.start()
-            try:
-                yield
-            finally:
-                if parts.consumer is not None:
-                    await parts.consumer.stop()
-        finally:
-            await parts.db.close()
+        migrations = load_migrations("keelson_services.services.notifications", "notifications")
+        async with lifecycle.running(parts.db, migrations, [parts.consumer]):
+            yield
 
     app = create_service_app(
         settings,

@@ -14,9 +14,9 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from keelson_services import events, idempotency
+from keelson_services import events, idempotency, lifecycle
 from keelson_services.app import create_app as create_service_app
-from keelson_services.db import load_migrations, migrate
+from keelson_services.db import load_migrations
 from keelson_services.http.breaker import MonotonicClock
 from keelson_services.observability.health import Readiness
 from keelson_services.services.orders.api.routes import ROUTERS
@@ -42,28 +42,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await parts.db.open()
-        try:
-            await migrate(
-                parts.db,
-                [
-                    *load_migrations("keelson_services.services.orders", "orders"),
-                    *idempotency.migrations(),
-                    *events.migrations(),
-                ],
-            )
-            parts.relay.start()
-            if parts.consumer is not None:
-                parts.consumer.start()
-            try:
-                yield
-            finally:
-                if parts.consumer is not None:
-                    await parts.consumer.stop()
-                await parts.relay.stop()
-                await parts.client.aclose()
-        finally:
-            await parts.db.close()
+        migrations = [
+            *load_migrations("keelson_services.services.orders", "orders"),
+            *idempotency.migrations(),
+            *events.migrations(),
+        ]
+        async with lifecycle.running(parts.db, migrations, [parts.relay, parts.consumer], close=[parts.client]):
+            yield
 
     app = create_service_app(
         settings,

@@ -11,9 +11,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from keelson_services import events, idempotency
+from keelson_services import events, idempotency, lifecycle
 from keelson_services.app import create_app as create_service_app
-from keelson_services.db import load_migrations, migrate
+from keelson_services.db import load_migrations
 from keelson_services.observability.health import Readiness
 from keelson_services.services.payments.api.routes import ROUTERS
 from keelson_services.services.payments.components import PaymentsComponents
@@ -38,23 +38,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await parts.db.open()
-        try:
-            await migrate(
-                parts.db,
-                [
-                    *load_migrations("keelson_services.services.payments", "payments"),
-                    *idempotency.migrations(),
-                    *events.migrations(),
-                ],
-            )
-            parts.relay.start()
-            try:
-                yield
-            finally:
-                await parts.relay.stop()
-        finally:
-            await parts.db.close()
+        migrations = [
+            *load_migrations("keelson_services.services.payments", "payments"),
+            *idempotency.migrations(),
+            *events.migrations(),
+        ]
+        async with lifecycle.running(parts.db, migrations, [parts.relay]):
+            yield
 
     app = create_service_app(
         settings,

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from keelson_services import events
+from keelson_services import events, lifecycle
 from keelson_services.app import create_app as create_service_app
-from keelson_services.db import load_migrations, migrate
+from keelson_services.db import load_migrations
 from keelson_services.observability.health import Readiness
 from keelson_services.services.users.api.routes import ROUTERS
 from keelson_services.services.users.components import UsersComponents
@@ -37,22 +37,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await parts.db.open()
-        try:
-            migrations = load_migrations("keelson_services.services.users", "users")
-            if parts.relay is not None:
-                migrations += events.migrations()
-            await migrate(parts.db, migrations)
-            await parts.keys.signing_key()
-            if parts.relay is not None:
-                parts.relay.start()
-            try:
-                yield
-            finally:
-                if parts.relay is not None:
-                    await parts.relay.stop()
-        finally:
-            await parts.db.close()
+        migrations = load_migrations("keelson_services.services.users", "users")
+        if parts.relay is not None:
+            migrations += events.migrations()
+        async with lifecycle.running(parts.db, migrations, [parts.relay], prepare=parts.keys.signing_key):
+            yield
 
     app = create_service_app(
         settings,
