@@ -357,8 +357,9 @@ class RetryingConsumer:
                     except MalformedEvent as exc:
                         self._fail(route, record, exc, "malformed", failures)
                         continue
-                    # The handler's logs, calls and events continue the message's trace.
-                    tracing.enter(tracing.parse(trace))
+                    # The handler's logs, calls and events continue the message's trace (the
+                    # header is parsed only if something asks for it).
+                    tracing.enter(trace)
                     started = perf_counter()
                     try:
                         await handler(envelope)

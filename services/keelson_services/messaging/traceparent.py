@@ -19,7 +19,7 @@ from keelson_services.observability.tracing import enter as _enter
 __all__ = ["HEADER", "TraceContext", "current", "enter", "leave", "outgoing", "parse"]
 
 
-def enter(raw: str | bytes | None) -> Token[TraceContext | None]:
+def enter(raw: str | bytes | None) -> Token[TraceContext | bytes | str | None]:
     """Make the context in a raw `traceparent` value current (none when it is absent or invalid)
-    until `leave(token)`."""
-    return _enter(parse(raw))
+    until `leave(token)`; it is parsed when first asked for."""
+    return _enter(raw)

@@ -88,18 +88,24 @@ def continue_or_start(traceparent: str | None, tracestate: str | None = None) ->
     return parent.child() if parent else TraceContext.new()
 
 
-_current: ContextVar[TraceContext | None] = ContextVar("keelson_trace", default=None)
+# Holds a TraceContext, or the raw `traceparent` of the Kafka message being handled: the
+# consumer's hot loop sets the raw header and it is parsed only when someone asks (most handlers
+# never do), which keeps tracing out of the per-message cost.
+_current: ContextVar[TraceContext | bytes | str | None] = ContextVar("keelson_trace", default=None)
 
 
 def current() -> TraceContext | None:
     """The span this task works in (an HTTP request's or a consumed message's), if any."""
-    return _current.get()
+    value = _current.get()
+    if value is None or isinstance(value, TraceContext):
+        return value
+    return parse(value)
 
 
 def outgoing(parent: TraceContext | None = None) -> TraceContext:
     """The context to send with a call or an event: a child of `parent`, else of the current span,
     else a new trace."""
-    parent = parent or _current.get()
+    parent = parent or current()
     return parent.child() if parent else TraceContext.new()
 
 
@@ -113,11 +119,12 @@ def activated(context: TraceContext) -> Iterator[TraceContext]:
         _current.reset(token)
 
 
-def enter(context: TraceContext | None) -> Token[TraceContext | None]:
-    """Make `context` current until `leave(token)`: for loops that switch contexts often (the
-    Kafka consumer, once per message); elsewhere use `activated`."""
+def enter(context: TraceContext | bytes | str | None) -> Token[TraceContext | bytes | str | None]:
+    """Make `context` (or a raw `traceparent` header, parsed lazily) current until
+    `leave(token)`: for loops that switch contexts often (the Kafka consumer, once per message);
+    elsewhere use `activated`."""
     return _current.set(context)
 
 
-def leave(token: Token[TraceContext | None]) -> None:
+def leave(token: Token[TraceContext | bytes | str | None]) -> None:
     _current.reset(token)
