@@ -109,3 +109,16 @@ def test_stack_helpers_for_tests(tmp_path: Path) -> None:
     import signal
 
     assert STOP_SIGNALS["postgres"] == signal.SIGINT
+
+
+def test_stop_with_a_platform_stops_only_its_services(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stackfile.save(tmp_path, {"ports": {"kube-apiserver": 12345}})
+    stopped_stack: list[bool] = []
+    monkeypatch.setattr(cli.LocalStack, "stop", lambda self, progress: stopped_stack.append(True))
+    assert cli.main(["dev", "stop", "shop", "-n", "shop", "--state-dir", str(tmp_path)]) == 0
+    assert "no local services of shop/shop were running" in capsys.readouterr().err
+    assert stopped_stack == []
+    assert cli.main(["dev", "stop", "--state-dir", str(tmp_path)]) == 0
+    assert stopped_stack == [True]

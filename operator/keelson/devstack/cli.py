@@ -59,6 +59,10 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
+    # `dev stop NAME` ends a platform's local services (the counterpart of `dev run NAME`);
+    # a bare `dev stop` stops the whole stack, keeping its state.
+    if args.platform:
+        return _cmd_stop_services(args)
     _stack(args).stop(progress=_progress)
     return 0
 
@@ -116,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_dev_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add ``dev up|down|stop|env|apply|run|stop-services|status`` to a parser whose commands run
+    """Add ``dev up|down|stop [NAME]|env|apply|run|stop-services|status`` to a parser whose commands run
     ``args.func(args)``."""
     state = argparse.ArgumentParser(add_help=False)
     state.add_argument(
@@ -139,8 +143,11 @@ def add_dev_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     stop = dev_sub.add_parser(
         "stop",
         parents=[state],
-        help="stop the stack, keep its state for a warm `up` (`dev stop-services` stops only a platform's services)",
+        help="`dev stop NAME`: stop the local services `dev run NAME` started; "
+        "`dev stop`: stop the whole stack, keeping its state for a warm `up`",
     )
+    stop.add_argument("platform", nargs="?", help="a MicroservicePlatform whose local services to stop")
+    stop.add_argument("-n", "--namespace", default="default", help="its namespace (default: default)")
     stop.set_defaults(dev_func=_cmd_stop)
 
     env = dev_sub.add_parser("env", parents=[state], help='print `export` lines: eval "$(keelson dev env)"')
@@ -166,7 +173,7 @@ def add_dev_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     stop_services = dev_sub.add_parser(
         "stop-services",
         parents=[state],
-        help="stop the local services `dev run` started for a platform (`dev stop` stops the whole stack)",
+        help="the same as `dev stop NAME`: stop the local services `dev run` started for a platform",
     )
     stop_services.add_argument("platform", help="the MicroservicePlatform's name")
     stop_services.add_argument("-n", "--namespace", default="default", help="its namespace (default: default)")
