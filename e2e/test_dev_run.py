@@ -4,6 +4,8 @@ registers, logs in and orders through the gateway; the email reaches the local S
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from keelson.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.cluster
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ecommerce.yaml"
+BENCH_LOAD = Path(__file__).resolve().parents[1] / "bench" / "load.py"
 
 
 def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube: Kube, namespace: str) -> None:
@@ -56,6 +59,17 @@ def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube:
             timeout=60,
             what="the order's email at the sink",
         )
+
+        # bench/load's scenario doubles as a smoke test: one checked journey, its payment, its email.
+        smoke = subprocess.run(
+            [sys.executable, str(BENCH_LOAD), "--smoke", "--state-dir", str(stack.state_dir), "--namespace", namespace],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        assert "smoke: order" in smoke.stdout
     finally:
         services.stop_platform(stack.state_dir, "shop", namespace, progress=print)
     assert stack.env().get("KEELSON_GATEWAY_URL") != url
