@@ -38,7 +38,10 @@ def test_opens_after_three_consecutive_failures_and_fails_fast_for_the_open_peri
             b.acquire()
         assert refused.value.status_code == 503
         assert refused.value.retry_after == pytest.approx(30 - elapsed)
-        assert refused.value.headers == {"Retry-After": str(math.ceil(30 - elapsed))}
+        assert refused.value.headers == {
+            "Retry-After": str(math.ceil(30 - elapsed)),
+            "x-keelson-failed-service": "payments",
+        }
 
 
 def test_a_success_resets_the_count_of_consecutive_failures() -> None:

@@ -89,7 +89,7 @@ async def test_three_failures_open_the_breaker_then_calls_fail_fast_for_30_s_the
         clock.now = 1000 + elapsed
         with pytest.raises(CircuitOpenError) as fast:
             c.check_available()  # what orders asks before creating anything
-        assert fast.value.headers == {"Retry-After": str(30 - elapsed)}
+        assert fast.value.headers == {"Retry-After": str(30 - elapsed), "x-keelson-failed-service": "payments"}
         with pytest.raises(CircuitOpenError):
             await charge(c)
     assert len(payments.requests) == 3  # nothing reached payments while open

@@ -124,7 +124,8 @@ async def test_connection_failures_are_retried_then_reported_as_503() -> None:
     async with client(httpx.MockTransport(refuse), sleep) as c:
         with pytest.raises(DownstreamUnreachableError) as failure:
             await c.get("payments", "/x")
-    assert failure.value.status_code == 503 and failure.value.headers == {"Retry-After": "1"}
+    assert failure.value.status_code == 503
+    assert failure.value.headers == {"Retry-After": "1", "x-keelson-failed-service": "payments"}
     assert len(sleep.delays) == 3
 
 

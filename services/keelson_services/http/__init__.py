@@ -1,6 +1,7 @@
 """The resilient service-to-service HTTP client: timeouts, circuit breakers, safe retries, trace
 and identity propagation."""
 
+from keelson_services.http import deadline
 from keelson_services.http.breaker import BreakerState, CircuitBreaker
 from keelson_services.http.client import ServiceClient
 from keelson_services.http.errors import (
@@ -20,5 +21,6 @@ __all__ = [
     "DownstreamUnreachableError",
     "RetryPolicy",
     "ServiceClient",
+    "deadline",
     "may_retry",
 ]

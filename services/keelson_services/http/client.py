@@ -5,11 +5,15 @@ One `ServiceClient` per service, shared by all requests (one connection pool). E
 - passes through the downstream's circuit breaker, which fails fast while open;
 - is retried on timeouts, connection failures and 502/503/504, but only when the request is safe
   to repeat (see `retry.py`), and never once the breaker has opened;
+- fits inside the current request's deadline when it has one, and passes what is left on
+  (`deadline.py`): no attempt or retry outlives the caller's own wait;
 - carries the current trace as `traceparent` (a new child span per attempt) and the identity the
   request acts for (`X-User-Id`, `X-User-Roles`).
 
 4xx answers are the downstream working correctly, so they count as successes for the breaker
-and come back to the caller like any response; so do 5xx answers once retries are used up.
+and come back to the caller like any response; so do 5xx answers once retries are used up. A 5xx
+that names another failed service (`X-Keelson-Failed-Service`, see `errors.py`) is the downstream
+passing on a failure further down: no verdict on the downstream, and no retry.
 
 I/O goes through an injectable httpx transport: unit tests pass `httpx.MockTransport` or
 `httpx.ASGITransport`, and time (the breaker's clock, the backoff's sleep and jitter) is
@@ -27,12 +31,15 @@ from typing import Any
 import httpx
 
 from keelson_services import identity
+from keelson_services.http import deadline
 from keelson_services.http.breaker import BreakerState, CircuitBreaker, MonotonicClock
 from keelson_services.http.errors import (
     CircuitOpenError,
+    DeadlineExceededError,
     DownstreamError,
     DownstreamTimeoutError,
     DownstreamUnreachableError,
+    failed_service,
 )
 from keelson_services.http.retry import RETRYABLE_STATUSES, RetryPolicy, may_retry
 from keelson_services.observability import tracing
@@ -146,28 +153,49 @@ class ServiceClient:
         breaker = self.breaker(downstream)
         attempt = 0
         while True:
+            failure: DownstreamError | None = None
+            response: httpx.Response | None = None
+            budget = deadline.budget(self.timeout_seconds, self._clock())
+            if budget <= 0:
+                self._count(downstream, method, "deadline_exceeded")
+                raise DeadlineExceededError(downstream)
             try:
                 response = await self._attempt(
-                    breaker, method, url, json=json, content=content, params=params, headers=sent_headers
+                    breaker, method, url, budget, json=json, content=content, params=params, headers=sent_headers
                 )
             except CircuitOpenError:
                 self._count(downstream, method, "circuit_open")
                 raise
-            except DownstreamError:
-                if not retryable or attempt >= self.retry.max_retries:
-                    raise
-            else:
-                if response.status_code not in RETRYABLE_STATUSES or not retryable or attempt >= self.retry.max_retries:
-                    return response
+            except DownstreamError as error:
+                failure = error
+            if response is not None and not self._worth_retrying(downstream, response):
+                return response
+            delay = self.retry.delay(attempt + 1)
+            if not retryable or attempt >= self.retry.max_retries or not self._time_left_for(delay):
+                if failure is not None:
+                    raise failure
+                assert response is not None
+                return response
             attempt += 1
             self._metrics.retries.labels(self.service, downstream).inc()
-            await self._sleep(self.retry.delay(attempt))
+            await self._sleep(delay)
+
+    @staticmethod
+    def _worth_retrying(downstream: str, response: httpx.Response) -> bool:
+        """A "try again" answer from the downstream itself; not one passing on another's failure."""
+        origin = failed_service(response.headers)
+        return response.status_code in RETRYABLE_STATUSES and origin in (None, downstream)
+
+    def _time_left_for(self, delay: float) -> bool:
+        """Whether the request's deadline leaves room to wait `delay` and try once more."""
+        return deadline.budget(self.timeout_seconds, self._clock() + delay) > 0
 
     async def _attempt(
         self,
         breaker: CircuitBreaker,
         method: str,
         url: str,
+        budget: float,
         *,
         json: Any,
         content: bytes | None,
@@ -178,14 +206,21 @@ class ServiceClient:
         breaker.acquire()
         span = tracing.outgoing()
         begin = time.perf_counter()
+        sent = {**headers, **span.headers(), **deadline.header(budget)}
         try:
-            async with asyncio.timeout(self.timeout_seconds):
+            async with asyncio.timeout(budget):
                 response = await self._http.request(
-                    method, url, json=json, content=content, params=params, headers={**headers, **span.headers()}
+                    method, url, json=json, content=content, params=params, headers=sent
                 )
         except (TimeoutError, httpx.TimeoutException):
-            self._fail(breaker, method, "timeout")
-            raise DownstreamTimeoutError(downstream, self.timeout_seconds) from None
+            if budget < self.timeout_seconds:
+                # Cut short by the caller's deadline: the downstream did not get the platform's
+                # full timeout, so this is no verdict on it.
+                breaker.release()
+                self._count(downstream, method, "timeout")
+            else:
+                self._fail(breaker, method, "timeout")
+            raise DownstreamTimeoutError(downstream, budget) from None
         except httpx.TransportError as err:
             self._fail(breaker, method, "unreachable")
             raise DownstreamUnreachableError(downstream, type(err).__name__) from err
@@ -194,7 +229,11 @@ class ServiceClient:
             raise
         finally:
             self._metrics.duration.labels(self.service, downstream).observe(time.perf_counter() - begin)
-        if response.status_code >= 500:
+        origin = failed_service(response.headers)
+        if response.status_code >= 500 and origin not in (None, downstream):
+            breaker.release()  # the downstream answered; it passes on another service's failure
+            self._count(downstream, method, f"{response.status_code // 100}xx")
+        elif response.status_code >= 500:
             self._fail(breaker, method, "status_5xx", outcome=f"{response.status_code // 100}xx")
         else:
             breaker.record_success()

@@ -1,5 +1,6 @@
 """The ASGI middleware every service runs outermost: it continues or starts the request's trace,
-makes it (and the caller's identity, behind the gateway) current for the request's task, answers
+makes it (and, behind the gateway, the caller's identity and deadline) current for the request's
+task, answers
 with the trace in `traceparent` and `X-Trace-Id`, writes the access log and the HTTP metrics, and
 turns an unhandled exception into a logged 500 in the one error format.
 
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keelson_services import identity
 from keelson_services.errors import error_response
+from keelson_services.http import deadline
 from keelson_services.observability import tracing
 from keelson_services.observability.metrics import server_metrics
 
@@ -51,6 +53,8 @@ class ObservabilityMiddleware:
         headers = _headers(scope)
         context = tracing.continue_or_start(headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE))
         caller = identity.Identity.from_headers(headers) if self.trust_identity_headers else None
+        # A public client's timeout header is its own business; inside, it is the caller's wait.
+        until = deadline.from_headers(headers, time.monotonic()) if self.trust_identity_headers else None
         trace_headers = [
             (b"traceparent", context.header().encode()),
             (b"x-trace-id", context.trace_id.encode()),
@@ -68,7 +72,7 @@ class ObservabilityMiddleware:
 
         begin = time.perf_counter()
         self.metrics.in_flight.labels(self.service).inc()
-        with tracing.activated(context), identity.activated(caller):
+        with tracing.activated(context), identity.activated(caller), deadline.activated(until):
             try:
                 await self.app(scope, receive, send_traced)
             except Exception:

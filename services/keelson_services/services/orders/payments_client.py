@@ -17,6 +17,7 @@ import httpx
 from keelson_services.contracts.payments import ChargeRequest, Payment, RefundRequest
 from keelson_services.errors import ApiError
 from keelson_services.http import BreakerState, CircuitOpenError, ServiceClient
+from keelson_services.http.errors import FAILED_SERVICE_HEADER, failed_service
 
 SERVICE = "payments"
 
@@ -74,7 +75,10 @@ class PaymentsClient:
                 headers={"Retry-After": response.headers.get("retry-after", "1")},
             )
         status = 503 if response.status_code in (502, 503, 504) else 502
-        headers = {"Retry-After": response.headers["retry-after"]} if "retry-after" in response.headers else None
+        # Payments (or a service behind it) failed, not orders: say so to orders' own callers.
+        headers = {FAILED_SERVICE_HEADER: failed_service(response.headers) or self.service}
+        if "retry-after" in response.headers:
+            headers["Retry-After"] = response.headers["retry-after"]
         raise ApiError(
             status,
             "payment_error" if status == 502 else "service_unavailable",
