@@ -6,85 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from e2e.svc_postgres import fresh_database
+from e2e.svc_processes import free_port, rendered_env, service, wait_ready
 
 pytestmark = pytest.mark.postgres
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def rendered_env(service: str, port: int, **extra: str) -> dict[str, str]:
-    """The ConfigMap's keys, as `operator/keelson/render/configmap.py` writes them."""
-    return {
-        "KEELSON_PLATFORM": "shop",
-        "KEELSON_NAMESPACE": "shop",
-        "KEELSON_DOMAIN": "ecommerce",
-        "KEELSON_SERVICE": service,
-        "KEELSON_PORT": str(port),
-        "KEELSON_HTTP_TIMEOUT_SECONDS": "5",
-        "KEELSON_BREAKER_FAILURES": "3",
-        "KEELSON_BREAKER_OPEN_SECONDS": "30",
-        "KEELSON_RETRY_BACKOFF_SECONDS": "1,2,4,8",
-        "KEELSON_RETRY_MAX": "3",
-        "KEELSON_SERVICE_URLS": "{}",
-        "KEELSON_PUBLISHES": "",
-        "KEELSON_SUBSCRIBES": "",
-        "KEELSON_BIND_HOST": "127.0.0.1",
-        "KEELSON_USERS_ARGON2_TIME_COST": "1",
-        "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024",
-        **extra,
-    }
-
-
-@contextmanager
-def service(name: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The service as a process, its output (JSON logs) going to `log`; stopped with SIGTERM."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keelson_services.run", name],
-            env={**os.environ, **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, deadline_seconds: float = 60) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{url} exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # polling interval, bounded by the deadline
-    pytest.fail(f"{url} not ready within {deadline_seconds} s")
 
 
 def test_users_and_gateway_processes_serve_the_journey_over_loopback(tmp_path: Path) -> None:

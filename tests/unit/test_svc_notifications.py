@@ -4,6 +4,8 @@ idempotency by event id (with an in-memory stand-in for its tables), email build
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -85,6 +87,7 @@ class MemoryNotifications:
     def __init__(self) -> None:
         self.recipients: dict[str, Recipient] = {}
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.locked: set[tuple[str, str]] = set()  # (event id, channel) being sent
 
     async def remember(self, user_id: str, *, email: str | None, name: str | None, phone: str | None) -> None:
         self.recipients[user_id] = Recipient(user_id, email, name, phone)
@@ -100,10 +103,21 @@ class MemoryNotifications:
         row = self.rows.get((event_id, channel))
         if row is None:
             row = self.rows[(event_id, channel)] = {"id": uuid.uuid4(), "attempts": 0, **fields}
-        elif row["status"] != "failed":
+        elif row["status"] == "sent":
             return None
         row |= {"status": "sending", "attempts": row["attempts"] + 1}
         return UUID(str(row["id"]))
+
+    @asynccontextmanager
+    async def sending(self, event_id: str, channel: str) -> AsyncIterator[bool]:
+        key = (event_id, channel)
+        mine = key not in self.locked
+        self.locked.add(key)
+        try:
+            yield mine
+        finally:
+            if mine:
+                self.locked.discard(key)
 
     def _by_id(self, notification_id: UUID) -> dict[str, Any]:
         return next(r for r in self.rows.values() if r["id"] == notification_id)
@@ -148,6 +162,26 @@ async def test_a_failed_channel_is_retried_alone_and_the_others_are_not_resent()
     await n.handle(failed)  # the retry
     assert (len(senders["email"].sent), len(senders["sms"].sent), len(senders["push"].sent)) == (2, 1, 1)
     assert repo.rows[(failed.id, "email")]["attempts"] == 2
+
+
+async def test_a_send_cut_short_by_a_crash_is_sent_again_under_its_id_and_a_live_one_is_left_alone() -> None:
+    n, repo, senders = notifier()
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada"))
+    paid = event("order.paid", order_id=ORDER, currency="EUR", total_cents=100)
+    repo.locked.add((paid.id, "email"))  # another consumer is sending the email right now
+    with pytest.raises(SendFailedError, match="email: being sent by another consumer"):
+        await n.handle(paid)
+    assert [m.rendered.template for m in senders["email"].sent] == ["welcome"] and len(senders["push"].sent) == 1
+    # Its sender died mid-send: the row says `sending`, the lock died with it. The redelivered
+    # event sends the email again under the same notification id (so the same Message-ID), once.
+    repo.locked.clear()
+    crashed = uuid.uuid4()
+    repo.rows[(paid.id, "email")] = {"id": crashed, "attempts": 1, "status": "sending"}
+    await n.handle(paid)
+    await n.handle(paid)
+    assert [m.notification_id for m in senders["email"].sent[1:]] == [crashed]
+    assert repo.rows[(paid.id, "email")] | {"status": "sent", "attempts": 2} == repo.rows[(paid.id, "email")]
+    assert len(senders["push"].sent) == 1
 
 
 async def test_an_unknown_recipient_is_retried_and_a_bad_event_is_permanent() -> None:

@@ -8,7 +8,10 @@
 | `KEELSON_SMTP_USERNAME` / `_PASSWORD`      | unset: no authentication     |                                  |
 | `KEELSON_SMTP_TIMEOUT_SECONDS`             | 10                           | per SMTP conversation            |
 | `KEELSON_NOTIFICATIONS_FROM`               | `<platform> <no-reply@<platform>.keelson.local>` | the sender of emails |
-| `KEELSON_NOTIFICATIONS_SEND_LEASE_SECONDS` | 60                           | lease of a claimed send      |
+| `KEELSON_NOTIFICATIONS_SEND_LEASE_SECONDS` | 60                           | a send's bound (`claimed_until`) |
+
+A claimed send's `claimed_until` is for people looking at the table; whether a `sending` row's
+sender is still alive is decided by its lock, not by the clock (`repository.sending`).
 """
 
 from __future__ import annotations

@@ -3,11 +3,15 @@ entry (`catalogue.py`), rendered, sent through the channel's adapter, and record
 
 Idempotent by event id: a notification is claimed in the database under the unique (event id,
 channel) before it is sent, so a redelivered, retried or replayed event never sends one twice;
-a retry sends only the channels whose last attempt failed. `user.registered` also teaches the
-service the user's address. Failures go the Kafka library's way: a send that fails, or a
-recipient not known yet (their `user.registered` may still be on its way), raises and is retried
-on the subscription's schedule, then dead-lettered; a template that does not fit its event is a
-`PermanentError` (to the DLQ at once: fix the template, then `keelson dlq replay`).
+a retry sends only the channels not sent yet. The one exception is a crash after the channel
+accepted a message and before it was recorded sent: no sender can know whether it went out, so
+the redelivered event sends it again, under the same notification id and so the same email
+Message-ID, by which the receiving side recognises the repeat (at least once, never lost).
+`user.registered` also teaches the service the user's address. Failures go the Kafka library's
+way: a send that fails, or a recipient not known yet (their `user.registered` may still be on its
+way), raises and is retried on the subscription's schedule, then dead-lettered; a template that
+does not fit its event is a `PermanentError` (to the DLQ at once: fix the template, then
+`keelson dlq replay`).
 """
 
 from __future__ import annotations
@@ -80,31 +84,34 @@ class Notifier:
                 rendered = self.renderer.render(channel, template, context)
             except (jinja2.TemplateError, TemplateMissingError) as exc:
                 raise PermanentError(f"template {channel}/{template}: {describe_error(exc)}") from exc
-            notification = await self.repo.claim(
-                event_id=event.id,
-                event_type=event.type,
-                channel=channel,
-                template=template,
-                user_id=user_id,
-                recipient=address,
-                subject=rendered.subject,
-                body=rendered.body,
-                trace_id=trace.trace_id if trace else None,
-            )
-            if notification is None:
-                if await self.repo.status(event.id, channel) != "sent":
+            # Claim, send and record under the notification's lock (see `repository.sending`).
+            async with self.repo.sending(event.id, channel) as mine:
+                if not mine:
                     failures.append(f"{channel}: being sent by another consumer")
-                continue
-            try:
-                provider_id = await self.senders[channel].send(
-                    Outgoing(notification, address, rendered, trace.trace_id if trace else None)
+                    continue
+                notification = await self.repo.claim(
+                    event_id=event.id,
+                    event_type=event.type,
+                    channel=channel,
+                    template=template,
+                    user_id=user_id,
+                    recipient=address,
+                    subject=rendered.subject,
+                    body=rendered.body,
+                    trace_id=trace.trace_id if trace else None,
                 )
-            except Exception as exc:
-                await self.repo.failed(notification, describe_error(exc))
-                log.warning("%s %s: %s not sent: %s", event.type, event.id, channel, describe_error(exc))
-                failures.append(f"{channel}: {describe_error(exc)}")
-                continue
-            await self.repo.sent(notification, provider_id)
+                if notification is None:
+                    continue  # sent meanwhile
+                try:
+                    provider_id = await self.senders[channel].send(
+                        Outgoing(notification, address, rendered, trace.trace_id if trace else None)
+                    )
+                except Exception as exc:
+                    await self.repo.failed(notification, describe_error(exc))
+                    log.warning("%s %s: %s not sent: %s", event.type, event.id, channel, describe_error(exc))
+                    failures.append(f"{channel}: {describe_error(exc)}")
+                    continue
+                await self.repo.sent(notification, provider_id)
             log.info("%s %s: %s sent", event.type, event.id, channel, extra={"template": template})
         if failures:
             raise SendFailedError("; ".join(failures))

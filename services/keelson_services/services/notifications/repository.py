@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -63,8 +66,10 @@ class NotificationRepository:
         body: str,
         trace_id: str | None,
     ) -> UUID | None:
-        """The notification's id if this caller may send it now: it is new, its last attempt
-        failed, or its sender's claim ran out. None when it was sent, or another is sending it."""
+        """The notification's id, recorded `sending` before it is sent, if it is new or not sent
+        yet; None when it was sent. Call it holding `sending(event_id, channel)`: then a row
+        found `sending` is one whose sender died mid-send (a live sender holds the lock), and it
+        is sent again under the same id (so the same Message-ID)."""
         async with self.db.connection() as conn:
             cursor = await conn.execute(
                 """
@@ -74,14 +79,31 @@ class NotificationRepository:
                 ON CONFLICT ON CONSTRAINT notifications_once DO UPDATE
                     SET status = 'sending', attempts = notifications.attempts + 1, error = NULL,
                         claimed_until = EXCLUDED.claimed_until
-                    WHERE notifications.status = 'failed'
-                       OR (notifications.status = 'sending' AND notifications.claimed_until < now())
+                    WHERE notifications.status <> 'sent'
                 RETURNING id
                 """,
                 [event_id, event_type, channel, template, user_id, recipient, subject, body, trace_id, self.lease],
             )
             row = await cursor.fetchone()
         return row["id"] if row else None
+
+    @asynccontextmanager
+    async def sending(self, event_id: str, channel: str) -> AsyncIterator[bool]:
+        """Hold the send lock of (event, channel) for the block; yields whether this caller got it
+        (False: another consumer is sending it right now).
+
+        Why a lock and not only the `sending` row's lease: a sender killed between its claim and
+        its record of the outcome leaves the row `sending`, and its event is redelivered after
+        the restart. Judged by the lease (60 s) that row looked "being sent by another consumer"
+        until the event's few retries (seconds apart) were used up, and the event went to the DLQ:
+        the row stayed `sending` for good and the email was never sent, or never recorded. The
+        lock is a transaction-level advisory lock held on a connection of its own for the whole
+        claim-send-record, so PostgreSQL drops it the moment its holder dies: a `sending` row
+        whose lock is free is a dead sender's, and may be sent again at once."""
+        async with self.db.connection() as conn:  # the transaction holds the lock until the block ends
+            cursor = await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS mine", [_send_lock(event_id, channel)])
+            row = await cursor.fetchone()
+            yield bool(row and row["mine"])
 
     async def status(self, event_id: str, channel: str) -> str | None:
         async with self.db.connection() as conn:
@@ -114,3 +136,9 @@ class NotificationRepository:
                 [user_id, limit, offset],
             )
             return list(await cursor.fetchall())
+
+
+def _send_lock(event_id: str, channel: str) -> int:
+    """The advisory lock key of one notification (64 bits of a hash of its unique key)."""
+    digest = hashlib.sha256(f"keelson.notifications:{event_id}:{channel}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
