@@ -51,6 +51,9 @@ SERVICE_ENV = {
     # payment call with its retries (3 attempts of 2 s, 2 s of backoff), payments' a charge.
     "KEELSON_ORDERS_IDEMPOTENCY_LEASE_SECONDS": "8",
     "KEELSON_PAYMENTS_IDEMPOTENCY_LEASE_SECONDS": "3",
+    # Orders left pending resume once orders' lease is over, looked for every second.
+    "KEELSON_ORDERS_RESUME_AFTER_SECONDS": "9",
+    "KEELSON_ORDERS_RESUME_INTERVAL_SECONDS": "1",
 }
 CUSTOMERS, ORDERS_EACH = 4, 5  # 20 orders, 4 clients placing them concurrently
 KILL_AFTER = 6  # paid orders (charges, emails) before the kill: some done, some in flight, some to come
@@ -175,9 +178,11 @@ async def customers(http: httpx.AsyncClient, sink: SmtpSink) -> list[Customer]:
     return people
 
 
-async def place(http: httpx.AsyncClient, placed: Placed, *, within: float = 60) -> None:
+async def place(http: httpx.AsyncClient, placed: Placed, *, retry: bool = True, within: float = 60) -> None:
     """Place the order as a real client does: a failed request (no answer, 409 still running,
-    502/503/504) is sent again with the same Idempotency-Key after a short back-off."""
+    502/503/504) is sent again with the same Idempotency-Key after a short back-off. Without
+    `retry`, the client gives up after the first answer (an order it was told is pending keeps
+    its id in `placed.order`)."""
     headers = {"Authorization": f"Bearer {placed.customer.token}", "Idempotency-Key": placed.key}
     deadline = time.monotonic() + within
     while True:
@@ -191,18 +196,25 @@ async def place(http: httpx.AsyncClient, placed: Placed, *, within: float = 60) 
                 placed.order = answer.json()
                 return
             assert answer.status_code in (409, 502, 503, 504), answer.text
+            if not retry:
+                details = answer.json()["error"]["details"]
+                if "order_id" in details:
+                    placed.order = {"id": details["order_id"], "status": details["order_status"]}
+                return
         assert time.monotonic() < deadline, f"{placed.key}: no order within {within} s: {placed.attempts}"
         await asyncio.sleep(0.2)  # the client's back-off between retries (not a wait for a condition)
 
 
-async def place_all(http: httpx.AsyncClient, people: list[Customer]) -> tuple[list[Placed], asyncio.Task[None]]:
+async def place_all(
+    http: httpx.AsyncClient, people: list[Customer], *, retry: bool = True
+) -> tuple[list[Placed], asyncio.Task[None]]:
     """Every customer's client places its orders one after another, all clients at once."""
     batch = [Placed(f"order-{n}-{uuid.uuid4()}", person) for person in people for n in range(ORDERS_EACH)]
 
     async def client(person: Customer) -> None:
         for placed in batch:
             if placed.customer is person:
-                await place(http, placed)
+                await place(http, placed, retry=retry)
 
     async def everyone() -> None:
         await asyncio.gather(*(client(person) for person in people))
@@ -255,12 +267,13 @@ async def assert_every_order_paid_once(p: Platform, batch: list[Placed], *, emai
         assert set(received) == {order[:8] for order in ids}
 
 
-async def killed_mid_batch(p: Platform, service: str, ripe: Callable[[], bool]) -> list[Placed]:
+async def killed_mid_batch(p: Platform, service: str, ripe: Callable[[], bool], *, retry: bool = True) -> list[Placed]:
     """Customers place their orders; `service` is SIGKILLed once `ripe()` (some orders paid, a
-    charge under way), and started again; the clients retry until each order is placed."""
+    charge under way), and started again; the clients retry until each order is placed (or,
+    without `retry`, take the first answer)."""
     async with httpx.AsyncClient(base_url=p.url("gateway"), timeout=30) as http:
         people = await customers(http, p.sink)
-        batch, clients = await place_all(http, people)
+        batch, clients = await place_all(http, people, retry=retry)
         await wait_for(lambda: ripe() or clients.done(), within=60, interval=0.02)
         p.kill(service)
         in_flight = sum(1 for placed in batch if not placed.order)
@@ -269,7 +282,8 @@ async def killed_mid_batch(p: Platform, service: str, ripe: Callable[[], bool]) 
         await asyncio.wait_for(clients, 90)
     retried = [placed.attempts for placed in batch if len(placed.attempts) > 1]
     print(f"\n{service} killed with {in_flight} orders to go; retried requests: {retried}")
-    assert retried, f"no request was in flight when {service} died"
+    if retry:
+        assert retried, f"no request was in flight when {service} died"
     return batch
 
 
@@ -345,3 +359,30 @@ async def assert_every_order_paid_once_by_message_id(p: Platform, batch: list[Pl
     assert len({str(m["Message-ID"]) for m in p.sink.messages}) == CUSTOMERS + len(ids)
     # Everything else the batch promised holds too.
     await assert_every_order_paid_once(p, batch, emails_received_once=False)
+
+
+async def test_orders_a_crash_left_pending_are_paid_once_without_the_clients_retry(platform: Platform) -> None:
+    p = platform
+    done, processing = (f"SELECT count(*) FROM payments WHERE status = '{s}'" for s in ("succeeded", "processing"))
+    batch = await killed_mid_batch(
+        p,
+        "payments",
+        lambda: count(p.uris["payments"], done) >= KILL_AFTER and count(p.uris["payments"], processing) > 0,
+        retry=False,
+    )
+    # Told "pending" (503/504 with the order's id) and never retried: orders' resumer pays them.
+    pending = [placed for placed in batch if placed.order and placed.order["status"] == "pending"]
+    assert pending, "no order was left pending by the crash"
+    orders = p.uris["orders"]
+    await wait_for(lambda: count(orders, "SELECT count(*) FROM orders WHERE status = 'pending'") == 0, within=60)
+    resumed = rows(orders, "SELECT order_id::text FROM order_transitions WHERE cause = 'payment resumed'")
+    assert {placed.order["id"] for placed in pending} <= {order for (order,) in resumed}
+    # Refused outright (payments' breaker open before the order was made): no order, no charge.
+    refused = [placed for placed in batch if not placed.order]
+    keys = [placed.key for placed in refused]
+    assert count(orders, "SELECT count(*) FROM orders WHERE idempotency_key = ANY(%s)", keys) == 0
+    accepted = [placed for placed in batch if placed.order]
+    for placed in accepted:
+        ((status,),) = rows(orders, "SELECT status FROM orders WHERE id = %s", placed.order["id"])
+        placed.order["status"] = status
+    await assert_every_order_paid_once(p, accepted)

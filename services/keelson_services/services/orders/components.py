@@ -19,6 +19,7 @@ from keelson_services.services.orders.flows import OrderFlows
 from keelson_services.services.orders.handlers import handlers
 from keelson_services.services.orders.payments_client import PaymentsClient
 from keelson_services.services.orders.repository import OrderRepository
+from keelson_services.services.orders.resumer import PendingOrderResumer
 from keelson_services.settings import Settings
 
 
@@ -32,6 +33,7 @@ class OrdersComponents:
     outbox: Outbox
     relay: OutboxRelay
     flows: OrderFlows
+    resumer: PendingOrderResumer
     consumer: ConsumerRunner | None
 
     @classmethod
@@ -67,5 +69,11 @@ class OrdersComponents:
                 db, (lambda: EventProducer.from_settings(settings)) if kafka else None, service=settings.service
             ),
             flows=flows,
+            resumer=PendingOrderResumer(
+                flows,
+                orders,
+                after_seconds=config.resume_after_seconds,
+                interval_seconds=config.resume_interval_seconds,
+            ),
             consumer=consumer,
         )

@@ -71,12 +71,28 @@ class OrderFlows:
         if order.status != "pending":
             return order
         try:
-            payment = await self.payments.charge(
-                order_id=order.id, user_id=user_id, amount_cents=order.total_cents, currency=order.currency
-            )
+            return await self._pay(order, user_id, cause="payment answer")
         except ApiError as exc:
-            exc.details.setdefault("order_id", str(order.id))  # pending: a retry with the same key resumes it
+            # Pending: a retry with the same key resumes it, and so does the resumer in time.
+            exc.details.setdefault("order_id", str(order.id))
+            exc.details.setdefault("order_status", "pending")
             raise
+
+    async def resume(self, order_id: UUID) -> Order | None:
+        """Pay a pending order whose creation got no verdict (its request died with the service,
+        or payments did) and whose client never came back: the same charge, under the same key,
+        so payments finishes or replays the one charge and never makes a second. None when the
+        order is gone; the order as it was when it is no longer pending."""
+        order = await self.orders.get(order_id)
+        if order is None or order.status != "pending":
+            return order
+        user_id = await self.orders.owner(order_id)
+        return await self._pay(order, user_id, cause="payment resumed")
+
+    async def _pay(self, order: Order, user_id: str, *, cause: str) -> Order:
+        payment = await self.payments.charge(
+            order_id=order.id, user_id=user_id, amount_cents=order.total_cents, currency=order.currency
+        )
         verdict = Verdict(
             payment.id,
             payment.status != "failed",
@@ -84,7 +100,7 @@ class OrderFlows:
             payment.currency,
             payment.failure_code,
         )
-        return await self.settle(order.id, verdict, cause="payment answer")
+        return await self.settle(order.id, verdict, cause=cause)
 
     async def settle(self, order_id: UUID, verdict: Verdict, *, cause: str) -> Order:
         """Apply payments' verdict. A success for an order cancelled meanwhile is refunded."""

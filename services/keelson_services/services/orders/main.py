@@ -4,7 +4,7 @@ and `order.cancelled` through the transactional outbox, and settles orders from
 `payment.completed` / `payment.failed`.
 
 Start-up opens the pool, applies its migrations (its own, the idempotency store's and the
-outbox's), and starts the outbox relay and the consumer."""
+outbox's), and starts the outbox relay, the consumer and the resumer of stalled orders."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def create_app(
             *idempotency.migrations(),
             *events.migrations(),
         ]
-        async with lifecycle.running(parts.db, migrations, [parts.relay, parts.consumer], close=[parts.client]):
+        async with lifecycle.running(
+            parts.db, migrations, [parts.relay, parts.consumer, parts.resumer], close=[parts.client]
+        ):
             yield
 
     app = create_service_app(

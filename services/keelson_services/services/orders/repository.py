@@ -59,6 +59,27 @@ class OrderRepository:
         row = await cursor.fetchone()
         return (order_of(row), row["user_id"]) if row else None
 
+    async def owner(self, order_id: UUID) -> str:
+        async with self.db.connection() as conn:
+            cursor = await conn.execute("SELECT user_id FROM orders WHERE id = %s", [order_id])
+            row = await cursor.fetchone()
+        if row is None:
+            raise LookupError(f"no order {order_id}")
+        return str(row["user_id"])
+
+    async def stalled(self, *, older_than_seconds: float, limit: int) -> list[UUID]:
+        """Pending orders untouched for `older_than_seconds`, oldest first."""
+        async with self.db.connection() as conn:
+            cursor = await conn.execute(
+                """
+                SELECT id FROM orders
+                WHERE status = 'pending' AND updated_at < now() - make_interval(secs => %s)
+                ORDER BY updated_at LIMIT %s
+                """,
+                [older_than_seconds, limit],
+            )
+            return [row["id"] for row in await cursor.fetchall()]
+
     async def page(self, *, user_id: str, limit: int, offset: int) -> list[Order]:
         async with self.db.connection() as conn:
             cursor = await conn.execute(

@@ -1,0 +1,76 @@
+"""Resuming orders left pending: the background half of "no order lost".
+
+An order is created, then paid in the same request. When that request gets no verdict (orders
+died mid-request, payments died mid-charge, payments was unreachable), the order stays pending
+and its 503/504 says a retry with the same Idempotency-Key resumes it. A client that never
+retries would leave it pending for good, possibly with the customer's card charged at the
+provider and no `payment.completed` ever published. So every replica, every
+`KEELSON_ORDERS_RESUME_INTERVAL_SECONDS` (with jitter), resumes the pending orders untouched for
+`KEELSON_ORDERS_RESUME_AFTER_SECONDS`, which outlasts orders' idempotency lease, so the request
+that created an order is certainly over. Resuming is the same charge under the same key
+(`OrderFlows.resume`): payments replays a finished charge, finishes one a crash interrupted
+(asking its provider by the same key) and answers 409 while one is under way, so replicas
+resuming the same order at once, or a late client retry, charge nothing twice.
+
+A resume that gets no verdict either (payments still down, its breaker open) is left for the
+next round; it is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+from keelson_services.errors import ApiError
+from keelson_services.services.orders.flows import OrderFlows
+from keelson_services.services.orders.repository import OrderRepository
+
+log = logging.getLogger("keelson.orders.resumer")
+BATCH = 50
+
+
+class PendingOrderResumer:
+    def __init__(
+        self, flows: OrderFlows, orders: OrderRepository, *, after_seconds: float, interval_seconds: float
+    ) -> None:
+        self.flows = flows
+        self.orders = orders
+        self.after_seconds = after_seconds
+        self.interval_seconds = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="orders-resumer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def resume_stalled(self) -> int:
+        """One round: resume the stalled orders; how many were settled (paid or failed)."""
+        settled = 0
+        for order_id in await self.orders.stalled(older_than_seconds=self.after_seconds, limit=BATCH):
+            try:
+                order = await self.flows.resume(order_id)
+            except ApiError as exc:
+                log.warning("order %s still pending: %s", order_id, exc.detail, extra={"order_id": str(order_id)})
+                continue
+            if order is not None and order.status != "pending":
+                settled += 1
+                log.info("order %s resumed: %s", order_id, order.status, extra={"order_id": str(order_id)})
+        return settled
+
+    async def _run(self) -> None:
+        while True:
+            # Jittered, so replicas started together do not resume the same orders in lockstep.
+            await asyncio.sleep(self.interval_seconds * (0.5 + random.random()))
+            try:
+                await self.resume_stalled()
+            except Exception:
+                log.exception("resuming pending orders failed; trying again next round")
