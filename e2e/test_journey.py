@@ -7,34 +7,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, ExitStack
-from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from fastapi import FastAPI
 
-from e2e.svc_platform import Shop, kafka_bootstrap, read_topic, smtp_sink, wait_for
-from e2e.svc_postgres import fresh_database
-from keelson_services.services.gateway.config import GatewayConfig
-from keelson_services.services.gateway.main import create_app as create_gateway
-from keelson_services.services.notifications.config import NotificationsConfig
-from keelson_services.services.notifications.main import create_app as create_notifications
-from keelson_services.services.orders.main import create_app as create_orders
-from keelson_services.services.payments.main import create_app as create_payments
-from keelson_services.services.users.main import create_app as create_users
-from tests.unit.svc_helpers import HostRouter
+from e2e.svc_platform import Shop, kafka_bootstrap, read_topic, wait_for
+from e2e.svc_shop import RunningShop, rows, shop
 
-__all__ = ["kafka_bootstrap"]
+__all__ = ["kafka_bootstrap", "shop"]
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
-FAST_HASHING = {"KEELSON_USERS_ARGON2_TIME_COST": "1", "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024"}
-
-
-def rows(uri: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(uri) as conn:
-        return conn.execute(query, params).fetchall()
 
 
 def trace_of(traceparent: str | bytes | None) -> str:
@@ -42,51 +23,11 @@ def trace_of(traceparent: str | bytes | None) -> str:
     return value.split("-")[1]
 
 
-@pytest.fixture
-async def shop(kafka_bootstrap: str) -> AsyncIterator[dict[str, Any]]:
-    platform = Shop(kafka_bootstrap)
-    await platform.create_topics()
-    names = ("users", "orders", "payments", "notifications")
-    with ExitStack() as dbs, smtp_sink() as sink:
-        uris = {name: dbs.enter_context(fresh_database(name)) for name in names}
-        apps: dict[str, FastAPI] = {}
-        transport = HostRouter()
-        apps["users"] = create_users(
-            platform.settings("users", database_uri=uris["users"]), env=FAST_HASHING, configure_logs=False
-        )
-        apps["payments"] = create_payments(
-            platform.settings("payments", database_uri=uris["payments"]), env={}, configure_logs=False
-        )
-        apps["orders"] = create_orders(
-            platform.settings("orders", database_uri=uris["orders"]), env={}, transport=transport, configure_logs=False
-        )
-        settings = platform.settings("notifications", database_uri=uris["notifications"])
-        apps["notifications"] = create_notifications(
-            settings, config=NotificationsConfig.from_env(settings, sink.env()), configure_logs=False
-        )
-        gateway_settings = platform.settings("gateway")
-        apps["gateway"] = create_gateway(
-            gateway_settings,
-            config=GatewayConfig.from_env(gateway_settings, {}),
-            transport=transport,
-            configure_logs=False,
-        )
-        transport.by_service.update({name: httpx.ASGITransport(app=app) for name, app in apps.items()})
-        async with AsyncExitStack() as running:
-            for name in names:  # the gateway's lifespan last: it calls the others
-                await running.enter_async_context(apps[name].router.lifespan_context(apps[name]))
-            await running.enter_async_context(apps["gateway"].router.lifespan_context(apps["gateway"]))
-            client = await running.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=apps["gateway"]), base_url="http://gateway")
-            )
-            yield {"platform": platform, "client": client, "uris": uris, "sink": sink, "apps": apps}
-
-
-async def test_register_log_in_order_pay_and_be_notified_under_one_trace(shop: dict[str, Any]) -> None:
-    platform: Shop = shop["platform"]
-    client: httpx.AsyncClient = shop["client"]
-    uris: dict[str, str] = shop["uris"]
-    sink = shop["sink"]
+async def test_register_log_in_order_pay_and_be_notified_under_one_trace(shop: RunningShop) -> None:
+    platform: Shop = shop.platform
+    client: httpx.AsyncClient = shop.client
+    uris: dict[str, str] = shop.uris
+    sink = shop.sink
     bootstrap = platform.bootstrap
     assert bootstrap
 

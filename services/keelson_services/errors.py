@@ -90,7 +90,7 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-async def _http_exception(_: Request, exc: Exception) -> Response:
+async def http_exception_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers)
@@ -116,5 +116,5 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -227,3 +227,57 @@ def test_the_openapi_document_describes_the_public_api(gw_app: FastAPI) -> None:
 @pytest.fixture
 def gw_app() -> FastAPI:
     return create_app(gateway_settings(), config=GatewayConfig(issuer=ISSUER, audience=AUDIENCE), configure_logs=False)
+
+
+async def test_an_undocumented_method_on_a_documented_path_is_405_listing_every_documented_one(gw: Gateway) -> None:
+    """Found by fuzzing: the catch-all forwarded these (the service's 405 came back without
+    `Allow`; paths under /auth and /admin, which no route prefix names, were 404), and a 405 of
+    Starlette's own listed only the first route of the path."""
+    auth = gw.token(roles=["admin"])
+    for method, path, allowed in (
+        ("PUT", "/api/v1/users", "POST"),
+        ("GET", "/api/v1/auth/token", "POST"),
+        ("DELETE", "/api/v1/admin/users", "GET"),
+        ("PUT", f"/api/v1/orders/{uuid.uuid4()}", "GET"),
+        ("OPTIONS", "/api/v1/users/me", "DELETE, GET, PATCH"),
+        ("TRACE", "/api/v1/orders", "GET, POST"),
+    ):
+        for headers in (auth, {}):  # the document is public: no need to authenticate to learn it
+            response = await gw.http.request(method, path, headers=headers)
+            assert response.status_code == 405 and response.headers["allow"] == allowed, (method, path)
+            assert code_of(response) == "method_not_allowed"
+    assert gw.users.seen == gw.orders.seen == []
+    # Paths the public API does not name are still forwarded, whatever the method.
+    assert (await gw.http.put(f"/api/v1/orders/{uuid.uuid4()}/items", headers=auth)).status_code == 200
+
+
+async def test_what_the_services_cannot_take_is_refused_at_the_gateway(gw: Gateway) -> None:
+    """Found by fuzzing, each was a 500 in a service: an order totalling 0 (payments charges at
+    least 1 cent), and NUL in a login's email (PostgreSQL text cannot hold it)."""
+    free = {"items": [{"sku": "A-1", "quantity": 3, "unit_price_cents": 0}], "currency": "EUR"}
+    refused = await gw.http.post("/api/v1/orders", json=free, headers=gw.token() | {"Idempotency-Key": "k1"})
+    assert refused.status_code == 422 and code_of(refused) == "validation_failed"
+    login = await gw.http.post("/api/v1/auth/token", json={"email": "ada\u0000@example.com", "password": "x"})
+    assert login.status_code == 422 and code_of(login) == "validation_failed"
+    assert gw.users.seen == gw.orders.seen == []
+    # One priced item is enough.
+    free["items"].append({"sku": "A-2", "quantity": 1, "unit_price_cents": 1})
+    ok = await gw.http.post("/api/v1/orders", json=free, headers=gw.token() | {"Idempotency-Key": "k1"})
+    assert ok.status_code == 200
+
+
+async def test_the_document_and_the_gateway_agree_on_which_emails_are_valid(gw: Gateway) -> None:
+    """Found by fuzzing: the email pattern's `\\s` is another set in ECMA-262 (the document's
+    regex dialect) than in pydantic's Rust regex, so the document allowed U+0085 in an address
+    and the gateway refused it."""
+    import jsonschema_rs
+
+    document = gw.app.openapi()
+    email = document["components"]["schemas"]["RegisterRequest"]["properties"]["email"]
+    allowed_by_document = jsonschema_rs.validator_for(email)
+    whitespace = [chr(c) for c in range(0x3001) if chr(c).isspace()] + ["\ufeff", "\u0000"]
+    for char in [*whitespace, "x", "\u00e9"]:
+        address = f"a{char}b@example.com"
+        response = await gw.http.post("/api/v1/users", json={"email": address, "password": "x" * 8, "name": "A"})
+        assert response.status_code in (200, 422)
+        assert (response.status_code == 200) == allowed_by_document.is_valid(address), hex(ord(char))

@@ -9,12 +9,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keelson_services.contracts.orders import Currency
+from keelson_services.contracts.orders import MAX_TOTAL_CENTS, Currency
 
 PaymentStatus = Literal["processing", "succeeded", "failed", "refunded", "partially_refunded"]
 # A payment in one of these states took money that may be refunded.
 REFUNDABLE: frozenset[str] = frozenset({"succeeded", "partially_refunded"})
-MAX_AMOUNT_CENTS = 100_000_000_000
+# Any order total: orders charges every order it accepts (the largest used to be refused, a 500).
+MAX_AMOUNT_CENTS = MAX_TOTAL_CENTS
 
 
 class ChargeRequest(BaseModel):

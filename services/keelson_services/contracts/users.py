@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from keelson_services.contracts.text import Email, Name, Password
+from keelson_services.contracts.text import Email, LoginEmail, Name, Password
 
 Role = Literal["customer", "admin"]
 ROLES: tuple[Role, ...] = ("customer", "admin")
@@ -26,7 +26,7 @@ class RegisterRequest(_Request):
 
 
 class TokenRequest(_Request):
-    email: Annotated[str, Field(min_length=1, max_length=254)]
+    email: LoginEmail
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 
@@ -51,6 +51,15 @@ class UserProfile(BaseModel):
 
 
 class ProfileUpdate(_Request):
+    # The validator's rule, in the document too, so that a client (or a fuzzer) reading the
+    # schema knows that a new password without the current one is refused.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"password": {"type": "string"}}, "required": ["password"]},
+            "then": {"properties": {"current_password": {"type": "string"}}, "required": ["current_password"]},
+        }
+    )
+
     name: Name | None = None
     password: Password | None = Field(None, description="A new password; needs `current_password`.")
     current_password: Annotated[str, Field(min_length=1, max_length=128)] | None = None

@@ -15,6 +15,7 @@ from keelson_services import lifecycle
 from keelson_services.app import create_app as create_service_app
 from keelson_services.http.breaker import MonotonicClock
 from keelson_services.services.gateway.api.routes import ROUTERS
+from keelson_services.services.gateway.api.routes.passthrough import answer_405
 from keelson_services.services.gateway.components import GatewayComponents
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.settings import Settings
@@ -53,5 +54,6 @@ def create_app(
         max_body_bytes=config.max_body_bytes,
         configure_logs=configure_logs,
     )
+    app.add_exception_handler(405, answer_405)
     app.state.gateway = parts
     return app

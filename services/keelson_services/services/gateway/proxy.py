@@ -32,6 +32,7 @@ FORWARDED_RESPONSE_HEADERS = (
     "etag",
     "idempotent-replayed",
     "www-authenticate",
+    "allow",  # RFC 9110: a 405 lists the methods the resource has
 )
 
 

@@ -1,0 +1,115 @@
+"""The whole shop in one process, for the tests that go through the gateway: all five reference
+services (httpx.ASGITransport between them), each on its own PostgreSQL database, with a real
+Kafka broker (its topics created as the operator plans them) and a local SMTP sink.
+
+`running_shop` is the one place that starts it; the `shop` fixture runs it on the test's event
+loop, and a test that must drive the gateway from another thread (schemathesis' ASGI client) can
+run it on a loop of its own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from e2e.svc_platform import Shop, SmtpSink, smtp_sink
+from e2e.svc_postgres import fresh_database
+from keelson_services.services.gateway.config import GatewayConfig
+from keelson_services.services.gateway.main import create_app as create_gateway
+from keelson_services.services.notifications.config import NotificationsConfig
+from keelson_services.services.notifications.main import create_app as create_notifications
+from keelson_services.services.orders.main import create_app as create_orders
+from keelson_services.services.payments.main import create_app as create_payments
+from keelson_services.services.users.components import UsersComponents
+from keelson_services.services.users.main import create_app as create_users
+from keelson_services.services.users.manage import set_role
+from tests.unit.svc_helpers import HostRouter
+
+# Cheap hashing: these tests are about behaviour, not hashing cost.
+FAST_HASHING = {"KEELSON_USERS_ARGON2_TIME_COST": "1", "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024"}
+DATABASES = ("users", "orders", "payments", "notifications")
+PASSWORD = "correct horse battery"
+
+
+def rows(uri: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(uri) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+@dataclass
+class RunningShop:
+    platform: Shop
+    client: httpx.AsyncClient  # the public entry: the gateway
+    uris: dict[str, str]  # each service's database
+    sink: SmtpSink
+    apps: dict[str, FastAPI]
+
+    async def register(self, email: str, password: str = PASSWORD, name: str = "Ada") -> dict[str, Any]:
+        response = await self.client.post("/api/v1/users", json={"email": email, "password": password, "name": name})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def bearer(self, email: str, password: str = PASSWORD) -> dict[str, str]:
+        response = await self.client.post("/api/v1/auth/token", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    async def grant_admin(self, email: str) -> None:
+        """What `users grant-admin EMAIL` does: the only way to the first admin."""
+        users: UsersComponents = self.apps["users"].state.users
+        assert await set_role(users.db, email, "admin", granted=True)
+
+
+@asynccontextmanager
+async def running_shop(
+    kafka_bootstrap: str, *, gateway_env: Mapping[str, str] | None = None
+) -> AsyncIterator[RunningShop]:
+    """`gateway_env`: the gateway's own settings (`KEELSON_GATEWAY_*`), e.g. a higher rate limit."""
+    platform = Shop(kafka_bootstrap)
+    await platform.create_topics()
+    with ExitStack() as dbs, smtp_sink() as sink:
+        uris = {name: dbs.enter_context(fresh_database(name)) for name in DATABASES}
+        apps: dict[str, FastAPI] = {}
+        transport = HostRouter()
+        apps["users"] = create_users(
+            platform.settings("users", database_uri=uris["users"]), env=FAST_HASHING, configure_logs=False
+        )
+        apps["payments"] = create_payments(
+            platform.settings("payments", database_uri=uris["payments"]), env={}, configure_logs=False
+        )
+        apps["orders"] = create_orders(
+            platform.settings("orders", database_uri=uris["orders"]), env={}, transport=transport, configure_logs=False
+        )
+        settings = platform.settings("notifications", database_uri=uris["notifications"])
+        apps["notifications"] = create_notifications(
+            settings, config=NotificationsConfig.from_env(settings, sink.env()), configure_logs=False
+        )
+        gateway_settings = platform.settings("gateway")
+        apps["gateway"] = create_gateway(
+            gateway_settings,
+            config=GatewayConfig.from_env(gateway_settings, dict(gateway_env or {})),
+            transport=transport,
+            configure_logs=False,
+        )
+        transport.by_service.update({name: httpx.ASGITransport(app=app) for name, app in apps.items()})
+        async with AsyncExitStack() as running:
+            for name in DATABASES:  # the gateway's lifespan last: it calls the others
+                await running.enter_async_context(apps[name].router.lifespan_context(apps[name]))
+            await running.enter_async_context(apps["gateway"].router.lifespan_context(apps["gateway"]))
+            client = await running.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=apps["gateway"]), base_url="http://gateway")
+            )
+            yield RunningShop(platform, client, uris, sink, apps)
+
+
+@pytest.fixture
+async def shop(kafka_bootstrap: str) -> AsyncIterator[RunningShop]:
+    async with running_shop(kafka_bootstrap) as running:
+        yield running
