@@ -1,6 +1,7 @@
 """The shape every service's lifespan has: open the database, apply the migrations, start the
 background components (outbox relay, consumer), serve, then stop them in reverse order, close the
-clients and close the database.
+clients, close the database, and send the exported spans that still wait (`observability.spans`;
+nothing to do when export is off), so that a SIGTERM loses none.
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 from keelson_services.db import Database, Migration, migrate
+from keelson_services.observability import spans
 
 
 class Component(Protocol):
@@ -42,7 +44,7 @@ async def running(
 ) -> AsyncIterator[None]:
     """Open `db` and apply `migrations`, await `prepare` (anything to do before serving), start
     the `components` in order; on the way out stop those started in reverse order, close the
-    clients in `close`, then the database."""
+    clients in `close`, then the database, and flush the spans."""
     started: list[Component] = []
     if db is not None:
         await db.open()
@@ -65,5 +67,8 @@ async def running(
                 for client in close:
                     await client.aclose()
             finally:
-                if db is not None:
-                    await db.close()
+                try:
+                    if db is not None:
+                        await db.close()
+                finally:
+                    await spans.flush()

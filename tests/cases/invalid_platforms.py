@@ -103,6 +103,14 @@ def _bad_service_name(spec: dict[str, Any]) -> None:
     _svc(spec, "orders")["name"] = "Orders_Service"
 
 
+def _tracing_endpoint_not_a_url(spec: dict[str, Any]) -> None:
+    spec["observability"] = {"tracing": {"otlpEndpoint": "otel-collector.observability:4318"}}
+
+
+def _tracing_ratio_over_one(spec: dict[str, Any]) -> None:
+    spec["observability"] = {"tracing": {"otlpEndpoint": "http://otel-collector:4318", "sampleRatio": 1.5}}
+
+
 INVALID: list[tuple[str, Mutation, str]] = [
     ("duplicate-service", _duplicate, "duplicate"),
     ("unknown-call", _unknown_call, "calls"),
@@ -116,6 +124,8 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("unknown-gateway-service", _unknown_gateway, "gateway.service"),
     ("bad-domain", _bad_domain, "domain"),
     ("bad-service-name", _bad_service_name, "name"),
+    ("tracing-endpoint-not-a-url", _tracing_endpoint_not_a_url, "otlpEndpoint"),
+    ("tracing-ratio-over-one", _tracing_ratio_over_one, "sampleRatio"),
 ]
 
 

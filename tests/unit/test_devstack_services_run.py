@@ -194,3 +194,15 @@ async def test_minimal_smtp_sink_writes_each_message(tmp_path: Any) -> None:
     (path,) = tmp_path.glob("*.eml")
     text = path.read_text()
     assert "Subject: hi" in text and ".leading dot" in text and "body" in text
+
+
+def test_local_processes_send_spans_to_a_local_collector_or_keep_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318", "OTEL_SERVICE_NAME": "a"}
+    ports = {"a": 18080}
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    kept = local_env(rendered, service="a", namespace="shop", ports=ports, smtp_port=None)
+    assert kept["OTEL_TRACES_EXPORTER"] == "none"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    sent = local_env(rendered, service="a", namespace="shop", ports=ports, smtp_port=None)
+    assert sent["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318" and "OTEL_TRACES_EXPORTER" not in sent
+    assert "OTEL_TRACES_EXPORTER" not in local_env({}, service="a", namespace="shop", ports=ports, smtp_port=None)

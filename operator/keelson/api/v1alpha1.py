@@ -278,6 +278,38 @@ class Databases(_Model):
     )
 
 
+# An OTLP/HTTP base URL: scheme, a DNS name or IPv4 address, an optional port (1 to 65535) and path;
+# nothing a NetworkPolicy could not be derived from.
+PORT_PATTERN = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+OTLP_ENDPOINT_PATTERN = rf"^https?://[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:{PORT_PATTERN})?(/[-A-Za-z0-9._~/%]*)?$"
+
+
+class Tracing(_Model):
+    """Export of the services' spans to an OpenTelemetry backend, over OTLP/HTTP."""
+
+    otlpEndpoint: str = Field(
+        max_length=512,
+        pattern=OTLP_ENDPOINT_PATTERN,
+        description="Base URL of an OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo), e.g. "
+        "http://otel-collector.observability:4318; spans go to <url>/v1/traces. Rendered as "
+        "OTEL_EXPORTER_OTLP_ENDPOINT; the services' NetworkPolicies allow egress to its port (to that "
+        "namespace for an in-cluster name, <service>.<namespace>[.svc[.cluster.local]]).",
+    )
+    sampleRatio: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of the traces the platform starts (at the gateway) that are recorded, from 0 to 1 "
+        "(default 1); traces continued from a caller follow the caller's decision.",
+    )
+
+
+class Observability(_Model):
+    """Telemetry the services send beyond their logs and /metrics."""
+
+    tracing: Tracing | None = Field(None, description="Export of spans (OpenTelemetry, OTLP/HTTP).")
+
+
 class GatewayRef(_Model):
     """A Gateway API Gateway that HTTPRoutes attach to."""
 
@@ -472,6 +504,7 @@ class MicroservicePlatformSpec(_Model):
     kafka: Kafka | None = Field(None, description="Kafka topics of the platform.")
     databases: Databases | None = Field(None, description="Databases of the services.")
     gateway: Gateway | None = Field(None, description="The API gateway and its public route.")
+    observability: Observability | None = Field(None, description="Tracing: where the services export spans.")
     services: list[Service] = Field(
         min_length=1,
         max_length=MAX_SERVICES,

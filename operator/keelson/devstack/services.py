@@ -158,6 +158,14 @@ def local_env(
     if smtp_port is not None:
         out["KEELSON_SMTP_HOST"] = LOOPBACK
         out["KEELSON_SMTP_PORT"] = str(smtp_port)
+    if "OTEL_EXPORTER_OTLP_ENDPOINT" in out:
+        # The platform's collector is an in-cluster address a local process cannot reach: send
+        # spans to a local collector when `dev run`'s own environment names one, else keep them.
+        local = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if local:
+            out["OTEL_EXPORTER_OTLP_ENDPOINT"] = local
+        else:
+            out["OTEL_TRACES_EXPORTER"] = "none"
     return out
 
 

@@ -2,6 +2,8 @@
 
 The services read these keys as environment variables (the Deployment mounts the ConfigMap with
 `envFrom`), so resilience settings come from the platform spec, never from constants in code.
+With `spec.observability.tracing`, the standard OpenTelemetry variables too (`OTEL_*`), which the
+reference services and any OpenTelemetry SDK in a custom image read alike.
 """
 
 from __future__ import annotations
@@ -42,7 +44,25 @@ def config_data(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
             if s.expose_path and s.name != svc.name
         ]
         data["KEELSON_ROUTES"] = json.dumps(sorted(routes, key=lambda r: r["path"]))
+    data.update(tracing_env(ctx, svc))
     return data
+
+
+def tracing_env(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
+    """The OpenTelemetry SDK variables of a service of a platform that exports spans."""
+    tracing = ctx.spec.observability.tracing if ctx.spec.observability else None
+    if tracing is None:
+        return {}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": tracing.otlpEndpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": svc.name,
+        "OTEL_RESOURCE_ATTRIBUTES": f"service.namespace={ctx.name},k8s.namespace.name={ctx.namespace}",
+    }
+    if tracing.sampleRatio is not None:
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = f"{tracing.sampleRatio:g}"
+    return env
 
 
 def config_checksum(data: dict[str, str]) -> str:

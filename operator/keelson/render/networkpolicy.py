@@ -3,7 +3,8 @@
 A platform-wide policy denies all ingress and egress to the platform's pods; each service then
 gets one policy that allows exactly its declared edges: from its callers (and from the gateway
 when exposed, and from the ingress controller for the gateway itself), to DNS, to the services it
-calls, to Kafka when it has topics and, with CloudNativePG, to its database cluster's pods.
+calls, to Kafka when it has topics, to the OTLP receiver when the platform exports spans and, with
+CloudNativePG, to its database cluster's pods.
 Egress to any other database server depends on its address, which only the databases area knows
 (from the admin or the user's Secret): it adds a policy `<service>.database` of its own
 (`render.databases.render_database_egress`). Policies are additive, so nothing else talks to
@@ -13,6 +14,7 @@ anything.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from keelson.effective import EffectiveService
 from keelson.render import cnpg
@@ -51,6 +53,31 @@ def _kafka_egress(bootstrap: str) -> list[dict[str, Any]]:
             rule["to"] = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: labels[1]}}}]
         rules.append(rule)
     return rules
+
+
+def _service_namespace(host: str, default: str) -> str | None:
+    """The namespace of an in-cluster Service's DNS name (`name`, `name.namespace`,
+    `name.namespace.svc[.cluster.local]`); None for an address or any other host, outside the
+    cluster's pod network as far as we can tell."""
+    labels = host.lower().split(".")
+    if host.replace(".", "").isdigit():
+        return None
+    if len(labels) == 1:
+        return default
+    if len(labels) == 2 or labels[2] == "svc":
+        return labels[1]
+    return None
+
+
+def _otlp_egress(ctx: RenderContext, endpoint: str) -> dict[str, Any]:
+    """To the OTLP receiver's port: in its namespace for an in-cluster name, anywhere otherwise."""
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    rule: dict[str, Any] = {"ports": [_tcp(port)]}
+    namespace = _service_namespace(url.hostname or "", ctx.namespace)
+    if namespace is not None:
+        rule["to"] = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}]
+    return rule
 
 
 def _ingress_controller_namespace(ctx: RenderContext) -> str:
@@ -98,6 +125,9 @@ def _egress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
     if svc.has_database and provider(ctx) == "cloudnative-pg":
         pods = {"podSelector": {"matchLabels": {CNPG_CLUSTER_LABEL: cnpg.cluster_name(ctx)}}}
         rules.append({"to": [pods], "ports": [_tcp(cnpg.PORT)]})
+    tracing = ctx.spec.observability.tracing if ctx.spec.observability else None
+    if tracing is not None:
+        rules.append(_otlp_egress(ctx, tracing.otlpEndpoint))
     return rules
 
 

@@ -9,7 +9,8 @@ the batch in hand.
 The consumer itself makes the consumed message's trace the current one (`observability.tracing`),
 so a handler's logs, its outgoing calls (`ServiceClient`) and the events it writes to the outbox
 all continue the trace of the event that caused them. `traced(handler)` adds a span of the
-handler's own, a child of the message's (or a new trace for a message without one).
+handler's own, a child of the message's (or a new trace for a message without one); when spans are
+exported, the consumer's CONSUMER span is that span already (`observability.spans`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import logging
 from collections.abc import Callable
 
 from keelson_services.messaging import Envelope, Handler, RetryingConsumer
-from keelson_services.observability import tracing
+from keelson_services.observability import spans, tracing
 
 log = logging.getLogger("keelson.consumer")
 
 
 def traced(handler: Handler) -> Handler:
     async def run(event: Envelope) -> None:
+        if spans.in_consumer_span():  # the consumer already runs it in an exported span of its own
+            await handler(event)
+            return
         incoming = tracing.current()
         with tracing.activated(incoming.child() if incoming is not None else tracing.TraceContext.new()):
             await handler(event)

@@ -7,8 +7,9 @@ One `ServiceClient` per service, shared by all requests (one connection pool). E
   to repeat (see `retry.py`), and never once the breaker has opened;
 - fits inside the current request's deadline when it has one, and passes what is left on
   (`deadline.py`): no attempt or retry outlives the caller's own wait;
-- carries the current trace as `traceparent` (a new child span per attempt) and the identity the
-  request acts for (`X-User-Id`, `X-User-Roles`).
+- carries the current trace as `traceparent` (a new child span per attempt, exported as a CLIENT
+  span when spans are: `observability.spans`) and the identity the request acts for (`X-User-Id`,
+  `X-User-Roles`).
 
 4xx answers are the downstream working correctly, so they count as successes for the breaker
 and come back to the caller like any response; so do 5xx answers once retries are used up. A 5xx
@@ -42,7 +43,7 @@ from keelson_services.http.errors import (
     failed_service,
 )
 from keelson_services.http.retry import RETRYABLE_STATUSES, RetryPolicy, may_retry
-from keelson_services.observability import tracing
+from keelson_services.observability import spans, tracing
 from keelson_services.observability.metrics import HttpClientMetrics, client_metrics
 from keelson_services.settings import Settings
 
@@ -75,6 +76,7 @@ class ServiceClient:
         self._clock = clock
         self._sleep = sleep
         self._metrics = metrics or client_metrics()
+        self._spans = spans.recorder(service)  # None unless spans are exported
         self._breakers: dict[str, CircuitBreaker] = {}
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -204,8 +206,12 @@ class ServiceClient:
     ) -> httpx.Response:
         downstream = breaker.downstream
         breaker.acquire()
-        span = tracing.outgoing()
+        parent = tracing.current()
+        span = tracing.outgoing(parent)
         begin = time.perf_counter()
+        start_ns = time.time_ns() if self._spans is not None else 0
+        error: str | None = None  # the span's error.type when the attempt got no answer
+        detail: str | None = None
         sent = {**headers, **span.headers(), **deadline.header(budget)}
         try:
             async with asyncio.timeout(budget):
@@ -213,6 +219,7 @@ class ServiceClient:
                     method, url, json=json, content=content, params=params, headers=sent
                 )
         except (TimeoutError, httpx.TimeoutException):
+            error = "timeout"
             if budget < self.timeout_seconds:
                 # Cut short by the caller's deadline: the downstream did not get the platform's
                 # full timeout, so this is no verdict on it.
@@ -222,13 +229,27 @@ class ServiceClient:
                 self._fail(breaker, method, "timeout")
             raise DownstreamTimeoutError(downstream, budget) from None
         except httpx.TransportError as err:
+            error, detail = "unreachable", type(err).__name__
             self._fail(breaker, method, "unreachable")
             raise DownstreamUnreachableError(downstream, type(err).__name__) from err
-        except BaseException:
+        except BaseException as err:
+            error = type(err).__name__
             breaker.release()  # cancelled or a bug here: no verdict on the downstream
             raise
         finally:
             self._metrics.duration.labels(self.service, downstream).observe(time.perf_counter() - begin)
+            if self._spans is not None:
+                self._spans.client(
+                    span,
+                    parent,
+                    method=method,
+                    url=url,
+                    downstream=downstream,
+                    status=response.status_code if error is None else None,
+                    start_ns=start_ns,
+                    error=error,
+                    description=detail,
+                )
         origin = failed_service(response.headers)
         if response.status_code >= 500 and origin not in (None, downstream):
             breaker.release()  # the downstream answered; it passes on another service's failure

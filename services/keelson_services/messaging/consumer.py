@@ -41,7 +41,7 @@ from keelson_services.messaging.metrics import MessagingMetrics, default_metrics
 from keelson_services.messaging.producer import EventProducer
 from keelson_services.messaging.retry_gate import RetryGate
 from keelson_services.messaging.schedule import Hop, hops
-from keelson_services.observability import tracing
+from keelson_services.observability import spans, tracing
 from keelson_services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,10 @@ class RetryingConsumer:
         self._service_bytes = service.encode()
         self._clock = clock
         self._metrics = metrics or default_metrics()
+        self._group_id = group_id
+        # Exporting spans: each handler runs in a CONSUMER span of its own (a wrapper chosen here,
+        # so the hot loop below does no per-message work for spans when they are off).
+        self._spans = spans.recorder(service)
         self._owns_producer = producer is None
         self._producer = producer or EventProducer(
             bootstrap_servers=bootstrap_servers, source=service, metrics=self._metrics
@@ -162,6 +166,8 @@ class RetryingConsumer:
 
     def _route(self, sub: Subscription, hop: Hop, handler: Handler) -> _Route:
         m, labels = self._metrics, (sub.topic, self.service)
+        if self._spans is not None:
+            handler = self._spans.consuming(handler, topic=hop.topic, group=self._group_id)
         return _Route(
             subscription=sub,
             hop=hop,

@@ -1,10 +1,12 @@
 """Publishing events: one JSON envelope per message, keyed by the entity id (so that one entity's
 events stay in order on one partition), `acks=all` with the idempotent producer (no loss and no
-duplicates from the producer's own retries), and a W3C `traceparent` header."""
+duplicates from the producer's own retries), and a W3C `traceparent` header: a child of the
+current span, exported as the event's PRODUCER span when spans are (`observability.spans`)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -17,7 +19,7 @@ from keelson_services.messaging.clock import SYSTEM_CLOCK, Clock
 from keelson_services.messaging.envelope import Envelope, new_envelope
 from keelson_services.messaging.headers import Headers
 from keelson_services.messaging.metrics import MessagingMetrics, default_metrics
-from keelson_services.observability import tracing
+from keelson_services.observability import spans, tracing
 from keelson_services.settings import Settings
 
 
@@ -46,6 +48,7 @@ class EventProducer:
         self._publishes = frozenset(publishes) if publishes is not None else None
         self._clock = clock
         self._metrics = metrics or default_metrics()
+        self._spans = spans.recorder(source)  # None unless spans are exported
         client_id = f"{domain}.{source}" if domain else source
         options: dict[str, Any] = {"linger_ms": 5, "client_id": client_id, **kafka_options}
         options.update(acks="all", enable_idempotence=True)
@@ -98,8 +101,22 @@ class EventProducer:
         envelope = new_envelope(
             topic, data, source=self.source, time=now, event_id=event_id, schema_version=schema_version
         )
-        headers = [(tracing.HEADER, tracing.outgoing(trace).header().encode())]
-        await (await self.send(topic, key=key.encode(), value=envelope.to_json(), headers=headers))
+        parent = trace or tracing.current()
+        span = tracing.outgoing(parent)
+        headers = [(tracing.HEADER, span.header().encode())]
+        if self._spans is None:
+            await (await self.send(topic, key=key.encode(), value=envelope.to_json(), headers=headers))
+            return envelope
+        start_ns, error = time.time_ns(), None
+        try:
+            await (await self.send(topic, key=key.encode(), value=envelope.to_json(), headers=headers))
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self._spans.producer(
+                span, parent, topic=topic, key=key, message_id=envelope.id, start_ns=start_ns, error=error
+            )
         return envelope
 
     async def send(

@@ -1,8 +1,8 @@
 """The ASGI middleware every service runs outermost: it continues or starts the request's trace,
 makes it (and, behind the gateway, the caller's identity and deadline) current for the request's
-task, answers
-with the trace in `traceparent` and `X-Trace-Id`, writes the access log and the HTTP metrics, and
-turns an unhandled exception into a logged 500 in the one error format.
+task, answers with the trace in `traceparent` and `X-Trace-Id`, writes the access log and the HTTP
+metrics (and, when spans are exported, the request's SERVER span: `spans`), and turns an unhandled
+exception into a logged 500 in the one error format.
 
 Plain ASGI rather than Starlette's BaseHTTPMiddleware: it adds no task or stream per request,
 which matters on the gateway's hot path.
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keelson_services import identity
 from keelson_services.errors import error_response
 from keelson_services.http import deadline
-from keelson_services.observability import tracing
+from keelson_services.observability import spans, tracing
 from keelson_services.observability.metrics import server_metrics
 
 log = logging.getLogger("keelson.access")
@@ -38,6 +38,10 @@ def _route(scope: Scope) -> str:
     return path if isinstance(path, str) else "other"
 
 
+def _quiet(scope: Scope, status: int) -> bool:
+    return scope["path"] in QUIET_PATHS and status < 400
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, service: str, trust_identity_headers: bool = True) -> None:
         """`trust_identity_headers`: False on the gateway, whose callers are the public."""
@@ -45,13 +49,15 @@ class ObservabilityMiddleware:
         self.service = service
         self.trust_identity_headers = trust_identity_headers
         self.metrics = server_metrics()
+        self.spans = spans.recorder(service)  # None unless spans are exported
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        context = tracing.continue_or_start(headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE))
+        parent = tracing.parse(headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE))
+        context = parent.child() if parent is not None else tracing.TraceContext.new()
         caller = identity.Identity.from_headers(headers) if self.trust_identity_headers else None
         # A public client's timeout header is its own business; inside, it is the caller's wait.
         until = deadline.from_headers(headers, time.monotonic()) if self.trust_identity_headers else None
@@ -71,11 +77,14 @@ class ObservabilityMiddleware:
             await send(message)
 
         begin = time.perf_counter()
+        start_ns = time.time_ns() if self.spans is not None else 0
+        error: str | None = None
         self.metrics.in_flight.labels(self.service).inc()
         with tracing.activated(context), identity.activated(caller), deadline.activated(until):
             try:
                 await self.app(scope, receive, send_traced)
-            except Exception:
+            except Exception as exc:
+                error = type(exc).__name__
                 log.exception("unhandled error", extra=self._fields(scope, 500, begin))
                 if not started:
                     response = error_response(500, "internal_error", "An unexpected error occurred")
@@ -85,6 +94,18 @@ class ObservabilityMiddleware:
             finally:
                 self.metrics.in_flight.labels(self.service).dec()
                 self._record(scope, status, begin)
+                if self.spans is not None and not _quiet(scope, status):
+                    route = _route(scope)
+                    self.spans.server(
+                        context,
+                        parent,
+                        method=scope["method"],
+                        path=scope["path"],
+                        route=None if route == "other" else route,
+                        status=status,
+                        start_ns=start_ns,
+                        error=error,
+                    )
 
     def _fields(self, scope: Scope, status: int, begin: float) -> dict[str, Any]:
         return {
@@ -99,7 +120,6 @@ class ObservabilityMiddleware:
         route = _route(scope)
         self.metrics.requests.labels(self.service, scope["method"], route, str(status)).inc()
         self.metrics.duration.labels(self.service, scope["method"], route).observe(elapsed)
-        quiet = scope["path"] in QUIET_PATHS and status < 400
-        level = logging.DEBUG if quiet else logging.INFO
+        level = logging.DEBUG if _quiet(scope, status) else logging.INFO
         if log.isEnabledFor(level):
             log.log(level, "%s %s %s", scope["method"], scope["path"], status, extra=self._fields(scope, status, begin))

@@ -3,7 +3,12 @@
 A small self-contained implementation (no OpenTelemetry SDK): every request either continues
 the trace of its incoming `traceparent` or starts one, gets a span id of its own, and every call
 it makes goes out as a child span. Logs read the current context to stamp `trace_id`, so one
-trace id ties together the log lines of every hop of a journey.
+trace id ties together the log lines of every hop of a journey. When the platform configures an
+OTLP endpoint, `observability.spans` exports these same spans (same ids) to a tracing backend.
+
+Sampling: a continued trace keeps its caller's sampled flag; a trace started here is sampled with
+the ratio `set_root_sampling` was given (1.0 unless `spans` read `OTEL_TRACES_SAMPLER`), decided
+from its trace id as OpenTelemetry's `TraceIdRatioBased` does.
 
 This is the services' one trace context: the HTTP middleware makes a request's current, the
 Kafka consumer (`messaging`) a consumed message's, and the HTTP client, the JSON logs, the outbox
@@ -30,6 +35,16 @@ _FORMAT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})
 _INVALID_TRACE = "0" * 32
 _INVALID_SPAN = "0" * 16
 _MAX_TRACESTATE = 512  # W3C: a vendor list of up to 32 entries; longer values may be dropped
+_ALL = 1 << 64
+# Traces started here are sampled when the low 64 bits of their trace id are below this bound.
+_root_bound = _ALL
+
+
+def set_root_sampling(ratio: float) -> None:
+    """Sample traces started here with probability `ratio` (0 to 1); continued traces follow
+    their caller's flag."""
+    global _root_bound  # noqa: PLW0603 - one process-wide setting, read per new trace
+    _root_bound = round(min(max(ratio, 0.0), 1.0) * _ALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +55,12 @@ class TraceContext:
     tracestate: str | None = None
 
     @classmethod
-    def new(cls, *, sampled: bool = True) -> TraceContext:
-        return cls(secrets.token_hex(16), secrets.token_hex(8), sampled)
+    def new(cls, *, sampled: bool | None = None) -> TraceContext:
+        """The root span of a new trace; `sampled` None: by the root sampling ratio."""
+        trace_id = secrets.token_hex(16)
+        if sampled is None:
+            sampled = _root_bound >= _ALL or int(trace_id[16:], 16) < _root_bound
+        return cls(trace_id, secrets.token_hex(8), sampled)
 
     def child(self) -> TraceContext:
         """The context of an operation caused by this one: same trace, new span."""
