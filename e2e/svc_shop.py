@@ -49,6 +49,7 @@ class RunningShop:
     uris: dict[str, str]  # each service's database
     sink: SmtpSink
     apps: dict[str, FastAPI]
+    transport: HostRouter  # between the services: swap one's transport to take it down
 
     async def register(self, email: str, password: str = PASSWORD, name: str = "Ada") -> dict[str, Any]:
         response = await self.client.post("/api/v1/users", json={"email": email, "password": password, "name": name})
@@ -106,7 +107,7 @@ async def running_shop(
             client = await running.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=apps["gateway"]), base_url="http://gateway")
             )
-            yield RunningShop(platform, client, uris, sink, apps)
+            yield RunningShop(platform, client, uris, sink, apps, transport)
 
 
 @pytest.fixture

@@ -110,3 +110,38 @@ async def test_register_log_in_order_pay_and_be_notified_under_one_trace(shop: R
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     await wait_for(lambda: len(sink.messages) == 3, within=30)
     assert sink.messages[2]["Subject"] == f"Your order {order['id'][:8]} is cancelled"
+
+
+async def test_payments_down_is_a_503_naming_payments_and_leaves_the_gateways_breaker_for_orders_closed(
+    shop: RunningShop,
+) -> None:
+    """Payments unreachable: orders retries it within the gateway's deadline and answers 503
+    naming payments, then fails fast once its breaker opens; the gateway passes those answers on
+    without retrying them or holding them against orders, which keeps serving everything else."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    await shop.register("cas@example.com", name="Cas")
+    auth = await shop.bearer("cas@example.com")
+    shop.transport.by_service["payments"] = httpx.MockTransport(refuse)
+    body = {"items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 100}], "currency": "EUR"}
+    answers = []
+    for _ in range(5):
+        answer = await shop.client.post(
+            "/api/v1/orders", json=body, headers=auth | {"Idempotency-Key": str(uuid.uuid4())}
+        )
+        answers.append(answer)
+    # Each names payments: orders answered before the gateway's own timeout (else a 504 naming orders).
+    assert [(a.status_code, a.json()["error"]["details"]["service"]) for a in answers] == [(503, "payments")] * 5
+    assert all(a.headers["retry-after"] for a in answers)
+    codes = {a.json()["error"]["message"].split("(")[-1] for a in answers}
+    assert any("circuit open" in code for code in codes), codes  # orders' breaker for payments opened
+    gateway_client = shop.apps["gateway"].state.gateway.client
+    orders_breaker = gateway_client.breaker("orders")
+    assert (orders_breaker.state.name, orders_breaker.consecutive_failures) == ("CLOSED", 0)
+    listed = await shop.client.get("/api/v1/orders", headers=auth)
+    assert listed.status_code == 200
+    # The orders whose payment got no verdict stay pending (resumed later); none was paid.
+    statuses = {status for (status,) in rows(shop.uris["orders"], "SELECT status FROM orders")}
+    assert statuses == {"pending"}
