@@ -287,6 +287,13 @@ async def killed_mid_batch(p: Platform, service: str, ripe: Callable[[], bool], 
     return batch
 
 
+def mid_charge(p: Platform) -> bool:
+    """The moment to kill payments: charges done, and at least one at the provider."""
+    payments = p.uris["payments"]
+    done = count(payments, "SELECT count(*) FROM payments WHERE status = 'succeeded'")
+    return done >= KILL_AFTER and count(payments, "SELECT count(*) FROM payments WHERE status = 'processing'") > 0
+
+
 async def test_orders_killed_mid_batch_loses_no_order_and_charges_none_twice(platform: Platform) -> None:
     p = platform
     # Killed with orders paid and at least one waiting for its charge's answer.
@@ -299,13 +306,7 @@ async def test_orders_killed_mid_batch_loses_no_order_and_charges_none_twice(pla
 
 async def test_payments_killed_mid_batch_doubles_no_payment(platform: Platform) -> None:
     p = platform
-    # Killed with charges done and at least one at the provider.
-    done, processing = (f"SELECT count(*) FROM payments WHERE status = '{s}'" for s in ("succeeded", "processing"))
-    batch = await killed_mid_batch(
-        p,
-        "payments",
-        lambda: count(p.uris["payments"], done) >= KILL_AFTER and count(p.uris["payments"], processing) > 0,
-    )
+    batch = await killed_mid_batch(p, "payments", lambda: mid_charge(p))
     # What flows.py promises for a charge that got no verdict: the order stayed pending and the
     # client's retry with its key resumed it, paying it once (asserted below). Payments left no
     # charge half done either.
@@ -363,13 +364,7 @@ async def assert_every_order_paid_once_by_message_id(p: Platform, batch: list[Pl
 
 async def test_orders_a_crash_left_pending_are_paid_once_without_the_clients_retry(platform: Platform) -> None:
     p = platform
-    done, processing = (f"SELECT count(*) FROM payments WHERE status = '{s}'" for s in ("succeeded", "processing"))
-    batch = await killed_mid_batch(
-        p,
-        "payments",
-        lambda: count(p.uris["payments"], done) >= KILL_AFTER and count(p.uris["payments"], processing) > 0,
-        retry=False,
-    )
+    batch = await killed_mid_batch(p, "payments", lambda: mid_charge(p), retry=False)
     # Told "pending" (503/504 with the order's id) and never retried: orders' resumer pays them.
     pending = [placed for placed in batch if placed.order and placed.order["status"] == "pending"]
     assert pending, "no order was left pending by the crash"
