@@ -47,7 +47,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from keelson.devstack import services  # noqa: E402
+from keelson.devstack import processes, services  # noqa: E402
 from keelson.devstack.paths import default_state_dir  # noqa: E402
 from keelson.devstack.stack import LocalStack  # noqa: E402
 
@@ -228,6 +228,44 @@ async def phase_overhead(
     return rec, elapsed
 
 
+def cpu_seconds(state_dir: Path, platform: str, namespace: str) -> dict[str, float]:
+    """CPU time (user + system) so far of each of the stack's process groups (a service, Kafka,
+    PostgreSQL with its backends, ...) and of this load generator."""
+    groups: dict[int, str] = {}
+    prefix = services.process_name(namespace, platform, "")
+    for name in processes.running_names(state_dir):
+        record = processes.read_record(state_dir, name)
+        if record is not None:
+            groups[record.pid] = name.removeprefix(prefix)
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = defaultdict(float)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = text[text.rindex(")") + 2 :].split()  # from field 3 (state) on
+        # Field 5, the process group; PostgreSQL's backends lead sessions of their own, so field
+        # 4, the parent, for them.
+        group = groups.get(int(fields[2])) or groups.get(int(fields[1]))
+        if group is not None:
+            totals[group] += (int(fields[11]) + int(fields[12])) / ticks  # fields 14, 15: utime, stime
+    own = os.times()
+    totals["load generator"] = own.user + own.system
+    return dict(totals)
+
+
+def cpu_table(before: dict[str, float], after: dict[str, float], seconds: float) -> list[str]:
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    rows = ["| process | CPU s | cores |", "| --- | ---: | ---: |"]
+    for name, value in sorted(used.items(), key=lambda item: -item[1]):
+        if value >= 0.05 * seconds / 10:
+            rows.append(f"| {name} | {value:.1f} | {value / seconds:.2f} |")
+    total = sum(used.values())
+    rows.append(f"| all | {total:.1f} | {total / seconds:.2f} |")
+    return rows
+
+
 def prepare(state_dir: Path | None, platform: str, namespace: str) -> tuple[LocalStack, str, str]:
     """The stack up, the example applied (unless already there) and Ready, its services running."""
     stack = LocalStack(state_dir or default_state_dir())
@@ -293,8 +331,13 @@ def main() -> int:
             print(f"smoke: FAILED: {problem}", file=sys.stderr)
         return 1 if problems else 0
 
+    def cpu() -> dict[str, float]:
+        return cpu_seconds(stack.state_dir, args.platform, args.namespace)
+
     log(f"phase 1: {args.customers} customers on the journey for {args.seconds:.0f} s via {gateway_url}")
+    cpu_start = cpu()
     journeys, journey_seconds, customers = asyncio.run(phase_journey(gateway_url, args.customers, args.seconds))
+    cpu_journey = cpu()
     if len(customers) < args.customers:
         log(f"only {len(customers)} journeys completed; errors: {dict(journeys.errors)}")
         return 1
@@ -302,6 +345,7 @@ def main() -> int:
     overhead, overhead_seconds = asyncio.run(
         phase_overhead(gateway_url, orders_url, customers[: args.customers], args.seconds)
     )
+    cpu_orders = cpu()
 
     completed = len(journeys.samples["journey"])
     via = percentile(overhead.samples["order via gateway"], 50)
@@ -329,6 +373,14 @@ def main() -> int:
     print("\n".join(table(overhead, ["order via gateway", "order direct to orders"])))
     print()
     print(f"Gateway added latency: p50 via gateway / p50 direct = {via:.1f} / {direct:.1f} ms = {via / direct:.2f}x")
+    print()
+    print("Where the CPU went, journey phase (left) and orders-only phase (right):")
+    print()
+    left = cpu_table(cpu_start, cpu_journey, journey_seconds)
+    right = cpu_table(cpu_journey, cpu_orders, overhead_seconds)
+    print("\n".join(left))
+    print()
+    print("\n".join(right))
     print()
     errors = journeys.errors + overhead.errors
     if errors:
