@@ -427,3 +427,22 @@ async def test_dlq_replay_brings_a_message_back_to_its_subscriber(kafka_bootstra
     assert dict(replayed.headers)[h.REPLAY_FOR] == b"shipping"
     code, out = await keelson("dlq", "replay", sub.dlq, "--offset", "9:9", *b)
     assert code == 1 and "no message at 9:9" in out
+
+
+async def test_a_stop_asked_before_run_is_honoured_and_then_used_up(kafka_bootstrap: str) -> None:
+    platform = Platform(kafka_bootstrap)
+    await platform.create_topics()
+    handler = Recorder(lambda e, n: None)
+    consumer = platform.consumer("shipping", handler)
+    await consumer.start()
+    try:
+        consumer.request_stop()  # e.g. the service is told to shut down while its consumer starts
+        await asyncio.wait_for(consumer.run(), 10)
+        async with EventProducer.from_settings(platform.settings("orders")) as producer:
+            event = await producer.publish("order.created", {"orderId": "o-1"}, key="o-1")
+        task = asyncio.create_task(consumer.run())  # the next run consumes
+        await wait_for(lambda: handler.handled == [event.id], within=15)
+        consumer.request_stop()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await consumer.stop()

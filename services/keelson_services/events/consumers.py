@@ -86,7 +86,7 @@ class ConsumerRunner:
             self._consumer = consumer
             self.running.set()
             try:
-                if self._stopping:  # no await between this check and run() clearing its stop flag
+                if self._stopping:
                     return
                 await consumer.run()
                 if self._stopping:

@@ -221,23 +221,28 @@ class RetryingConsumer:
         await self.stop()
 
     def request_stop(self) -> None:
-        """Make `run` return after the batch in hand (and its commit)."""
+        """Make `run` return after the batch in hand (and its commit); asked before `run`
+        started, `run` returns at once. Either way the request is used up: a later `run` consumes."""
         self._stopping.set()
 
     async def run(self) -> None:
         """Consume until `request_stop` or cancellation. Broker trouble while forwarding or
         committing is logged, and what was not committed is read again after a pause."""
-        self._stopping.clear()
-        while not self._stopping.is_set():
-            try:
-                await self.poll()
-            except (KafkaError, ForwardFailed) as exc:
-                log.warning("messaging: %s; reading again in %ss", exc, self._error_backoff_seconds)
-                await asyncio.sleep(self._error_backoff_seconds)
         try:
-            await self.flush()
-        except (KafkaError, ForwardFailed) as exc:
-            log.warning("messaging: stopping without committing everything (it will be read again): %s", exc)
+            while not self._stopping.is_set():
+                try:
+                    await self.poll()
+                except (KafkaError, ForwardFailed) as exc:
+                    log.warning("messaging: %s; reading again in %ss", exc, self._error_backoff_seconds)
+                    await asyncio.sleep(self._error_backoff_seconds)
+            try:
+                await self.flush()
+            except (KafkaError, ForwardFailed) as exc:
+                log.warning("messaging: stopping without committing everything (it will be read again): %s", exc)
+        finally:
+            # Cleared once the stop was honoured, not when `run` begins: a stop requested just
+            # before `run` (a service shutting down while its consumer starts) is not lost.
+            self._stopping.clear()
 
     async def poll(self) -> int:
         """Fetch once, handle or forward what came (and the retries that fell due), commit what
