@@ -111,6 +111,14 @@ def _tracing_ratio_over_one(spec: dict[str, Any]) -> None:
     spec["observability"] = {"tracing": {"otlpEndpoint": "http://otel-collector:4318", "sampleRatio": 1.5}}
 
 
+def _metrics_bad_interval(spec: dict[str, Any]) -> None:
+    spec["observability"] = {"metrics": {"serviceMonitor": True, "interval": "30 seconds"}}
+
+
+def _metrics_reserved_label(spec: dict[str, Any]) -> None:
+    spec["observability"] = {"metrics": {"serviceMonitor": True, "labels": {"keelson.dev/platform": "other"}}}
+
+
 INVALID: list[tuple[str, Mutation, str]] = [
     ("duplicate-service", _duplicate, "duplicate"),
     ("unknown-call", _unknown_call, "calls"),
@@ -126,6 +134,8 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("bad-service-name", _bad_service_name, "name"),
     ("tracing-endpoint-not-a-url", _tracing_endpoint_not_a_url, "otlpEndpoint"),
     ("tracing-ratio-over-one", _tracing_ratio_over_one, "sampleRatio"),
+    ("metrics-bad-interval", _metrics_bad_interval, "interval"),
+    ("metrics-reserved-label", _metrics_reserved_label, "Keelson's own labels"),
 ]
 
 

@@ -33,6 +33,7 @@ MAX_CALLS = 32
 MAX_EVENTS = 64
 
 DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # namespace names
 SEGMENT = r"[a-z][a-z0-9-]*"
 DOMAIN_PATTERN = rf"^{SEGMENT}$"
 EVENT_PATTERN = rf"^{SEGMENT}\.{SEGMENT}$"
@@ -304,10 +305,83 @@ class Tracing(_Model):
     )
 
 
+# A Prometheus duration as the Prometheus Operator accepts it (e.g. 30s, 1m, 1m30s), not zero.
+PROMETHEUS_DURATION_PATTERN = r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# Labels Keelson sets on every child itself: the operator's watch and the ServiceMonitor's selector
+# depend on them, so the user's `metrics.labels` must not override them.
+RESERVED_LABELS = (
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/name",
+    "keelson.dev/platform",
+)
+_RESERVED_LABELS_RULE = _cel(
+    "!self.exists(k, k in [" + ", ".join(f"'{k}'" for k in RESERVED_LABELS) + "])",
+    "labels must not set Keelson's own labels: " + ", ".join(RESERVED_LABELS),
+)
+
+
+class Metrics(_Model):
+    """Scraping of the services' Prometheus metrics by a Prometheus Operator, and alerts on them.
+
+    Both objects are optional third-party kinds (monitoring.coreos.com/v1): without the Prometheus
+    Operator's CRDs the platform still goes Ready, and condition MonitoringReady says what is missing.
+    """
+
+    serviceMonitor: bool | None = Field(
+        None,
+        description="Emit a ServiceMonitor (monitoring.coreos.com/v1) that scrapes /metrics on the `http` "
+        "port of every Service of the platform, and let prometheusNamespace reach that port through the "
+        "NetworkPolicies (default false).",
+    )
+    interval: str | None = Field(
+        None,
+        min_length=2,
+        max_length=32,
+        pattern=PROMETHEUS_DURATION_PATTERN,
+        description="Scrape interval, a Prometheus duration such as 15s, 1m or 1m30s (default 30s).",
+    )
+    prometheusNamespace: str | None = Field(
+        None,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Namespace of the Prometheus that scrapes the services: their NetworkPolicies admit it "
+        "to the HTTP port when serviceMonitor is true (default monitoring).",
+    )
+    labels: (
+        Annotated[
+            dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]],
+            Field(max_length=16, json_schema_extra={"x-kubernetes-validations": [_RESERVED_LABELS_RULE]}),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="Extra labels on the ServiceMonitor and PrometheusRule, so that a Prometheus' "
+        "serviceMonitorSelector and ruleSelector pick them up, e.g. release: kube-prometheus-stack.",
+    )
+    alerts: bool | None = Field(
+        None,
+        description="Emit a PrometheusRule (monitoring.coreos.com/v1) with the platform's alerts: circuit "
+        "breaker open, messages dead-lettered, 5xx ratio, consumer lag, handler failures (default false).",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _own_labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        reserved = sorted(set(labels or {}) & set(RESERVED_LABELS))
+        if reserved:
+            raise ValueError(f"labels must not set Keelson's own labels: {', '.join(reserved)}")
+        return labels
+
+
 class Observability(_Model):
-    """Telemetry the services send beyond their logs and /metrics."""
+    """Telemetry of the services beyond their logs: span export and Prometheus monitoring."""
 
     tracing: Tracing | None = Field(None, description="Export of spans (OpenTelemetry, OTLP/HTTP).")
+    metrics: Metrics | None = Field(
+        None, description="Prometheus Operator integration: a ServiceMonitor and a PrometheusRule."
+    )
 
 
 class GatewayRef(_Model):
@@ -504,7 +578,9 @@ class MicroservicePlatformSpec(_Model):
     kafka: Kafka | None = Field(None, description="Kafka topics of the platform.")
     databases: Databases | None = Field(None, description="Databases of the services.")
     gateway: Gateway | None = Field(None, description="The API gateway and its public route.")
-    observability: Observability | None = Field(None, description="Tracing: where the services export spans.")
+    observability: Observability | None = Field(
+        None, description="Tracing (where the services export spans) and Prometheus monitoring."
+    )
     services: list[Service] = Field(
         min_length=1,
         max_length=MAX_SERVICES,

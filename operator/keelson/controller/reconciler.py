@@ -24,10 +24,12 @@ from keelson.controller.cache import ChildCache, controller_uid
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
 from keelson.controller.drift import needs_apply, with_hash
 from keelson.controller.status import (
+    MONITORING_KINDS,
     PAUSED,
     READY,
     Observations,
     build_status,
+    monitoring_condition,
     ready_condition,
     routes_condition,
     service_statuses,
@@ -178,8 +180,15 @@ class Reconciler:
         route = next((o for o in desired if o["kind"] in ROUTE_KINDS), None)
         if route is not None and obs.route_unavailable is None:
             obs.route = self.cache.get(route["kind"], namespace, route["metadata"]["name"])
+        for obj in desired:
+            if obj["kind"] in MONITORING_KINDS:
+                label = f"{obj['kind']}/{obj['metadata']['name']}"
+                obs.monitoring_desired.append(label)
+                if self.cache.get(obj["kind"], namespace, obj["metadata"]["name"]) is not None:
+                    obs.monitoring_live.append(label)
         areas = [workloads_condition(services, obs), routes_condition(obs), *area_conditions]
-        conditions = [ready_condition(areas), *areas]
+        # MonitoringReady is reported but does not gate Ready (see status.monitoring_condition).
+        conditions = [ready_condition(areas), *areas, monitoring_condition(obs)]
         if paused:
             conditions.append(
                 ConditionState(
@@ -291,7 +300,10 @@ class Reconciler:
             kind, namespace, name = key_of(obj)
             live = self.cache.get(kind, namespace, name)
             if live is not None and controller_uid(live) not in (None, uid):
-                obs.conflicts.append(f"{kind}/{name}")
+                if kind in MONITORING_KINDS:
+                    obs.monitoring_errors[f"{kind}/{name}"] = "another owner controls it"
+                else:
+                    obs.conflicts.append(f"{kind}/{name}")
                 continue
             if needs_apply(obj, live):
                 todo.append(obj)
@@ -302,7 +314,13 @@ class Reconciler:
                 if obj["kind"] in ROUTE_KINDS and result.status == 404:
                     obs.route_unavailable = f"{obj['kind']} is not served by this cluster (is its CRD installed?)"
                     continue
-                obs.apply_errors[label] = result.message
+                if obj["kind"] in MONITORING_KINDS:
+                    if result.status == 404:  # no CRD: reported, not retried (the resync tries again)
+                        obs.monitoring_unavailable.append(obj["kind"])
+                        continue
+                    obs.monitoring_errors[label] = result.message
+                else:
+                    obs.apply_errors[label] = result.message
                 outcome.errors.append(f"{label}: {result}")
                 outcome.retry = True
             elif isinstance(result, BaseException):

@@ -14,7 +14,11 @@ from keelson.effective import EffectiveService, default_autoscaling, default_res
 READY = "Ready"
 WORKLOADS_READY = "WorkloadsReady"
 ROUTES_READY = "RoutesReady"
+MONITORING_READY = "MonitoringReady"
 PAUSED = "Paused"
+# Optional third-party kinds that only observe the platform: their state has its own condition,
+# which does not gate Ready (see monitoring_condition).
+MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
 
 
 @dataclass
@@ -26,6 +30,10 @@ class Observations:
     route: dict[str, Any] | None = None  # the live route, when one is desired
     route_desired: bool = False
     route_unavailable: str | None = None  # why the route's kind cannot be written
+    monitoring_desired: list[str] = field(default_factory=list)  # "Kind/name" of desired monitoring objects
+    monitoring_live: list[str] = field(default_factory=list)  # those the watch cache shows
+    monitoring_unavailable: list[str] = field(default_factory=list)  # kinds the API server does not serve
+    monitoring_errors: dict[str, str] = field(default_factory=dict)  # object -> error
     paused: bool = False
 
 
@@ -72,6 +80,37 @@ def routes_condition(obs: Observations) -> ConditionState:
                     ROUTES_READY, "False", "RouteNotAccepted", f"{kind} {name}: {cond.get('message', '')}"
                 )
     return ConditionState(ROUTES_READY, "True", "RouteApplied", f"{kind} {name} routes to the gateway")
+
+
+def monitoring_condition(obs: Observations) -> ConditionState:
+    """The Prometheus Operator objects. Reported truthfully, but outside Ready: monitoring observes
+    the platform, it does not make it serve, and a cluster without the Prometheus Operator's CRDs
+    must not hold up `kubectl wait --for=condition=Ready` or a GitOps health check."""
+    if not obs.monitoring_desired:
+        return ConditionState(
+            MONITORING_READY, "True", "NotRequested", "spec.observability.metrics requests no monitoring objects"
+        )
+    if obs.monitoring_unavailable:
+        kinds = ", ".join(obs.monitoring_unavailable)
+        return ConditionState(
+            MONITORING_READY,
+            "False",
+            "MonitoringKindUnavailable",
+            f"{kinds} (monitoring.coreos.com/v1) not served by this cluster: install the Prometheus Operator's "
+            "CRDs; the services still serve /metrics",
+        )
+    if obs.monitoring_errors:
+        first = next(iter(obs.monitoring_errors.items()))
+        return ConditionState(
+            MONITORING_READY,
+            "False",
+            "ApplyFailed",
+            f"{len(obs.monitoring_errors)} object(s) could not be applied; {first[0]}: {first[1]}",
+        )
+    pending = [o for o in obs.monitoring_desired if o not in obs.monitoring_live]
+    if pending:
+        return ConditionState(MONITORING_READY, "False", "MonitoringPending", f"not applied yet: {_summarise(pending)}")
+    return ConditionState(MONITORING_READY, "True", "MonitoringApplied", f"{', '.join(obs.monitoring_desired)} applied")
 
 
 def ready_condition(areas: list[ConditionState]) -> ConditionState:

@@ -45,6 +45,9 @@ CHILD_KINDS: tuple[Kind, ...] = (
     Kind("v1", "Secret", "secrets"),
     Kind("postgresql.cnpg.io/v1", "Cluster", "clusters"),
     Kind("postgresql.cnpg.io/v1", "Database", "databases"),
+    # Prometheus Operator objects of spec.observability.metrics (optional: the CRDs may be absent).
+    Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
+    Kind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules"),
 )
 PLATFORM_KIND = Kind(f"{v1alpha1.GROUP}/{v1alpha1.VERSION}", v1alpha1.KIND, v1alpha1.PLURAL)
 EVENT_KIND = Kind("v1", "Event", "events")

@@ -11,9 +11,11 @@ from keelson.render.hpa import render_hpa
 from keelson.render.kafkatopics import render_kafka_topics
 from keelson.render.networkpolicy import render_default_deny, render_network_policy
 from keelson.render.pdb import render_pdb
+from keelson.render.prometheusrule import render_prometheus_rule
 from keelson.render.routes import render_route
 from keelson.render.service import render_service
 from keelson.render.serviceaccount import render_service_account
+from keelson.render.servicemonitor import render_service_monitor
 
 __all__ = ["DEFAULT_REFERENCE_IMAGE", "RenderContext", "render_platform"]
 
@@ -33,4 +35,5 @@ def render_platform(ctx: RenderContext) -> list[dict[str, Any]]:
         ]
     objects.append(render_route(ctx))
     objects.extend(render_kafka_topics(ctx))
+    objects += [render_service_monitor(ctx), render_prometheus_rule(ctx)]
     return [o for o in objects if o is not None]

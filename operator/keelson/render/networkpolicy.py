@@ -2,7 +2,8 @@
 
 A platform-wide policy denies all ingress and egress to the platform's pods; each service then
 gets one policy that allows exactly its declared edges: from its callers (and from the gateway
-when exposed, and from the ingress controller for the gateway itself), to DNS, to the services it
+when exposed, from the ingress controller for the gateway itself, and from the Prometheus
+namespace when the platform has a ServiceMonitor), to DNS, to the services it
 calls, to Kafka when it has topics, to the OTLP receiver when the platform exports spans and, with
 CloudNativePG, to its database cluster's pods.
 Egress to any other database server depends on its address, which only the databases area knows
@@ -21,6 +22,7 @@ from keelson.render import cnpg
 from keelson.render.context import RenderContext
 from keelson.render.databases import provider
 from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL, metadata, selector_labels
+from keelson.render.servicemonitor import prometheus_namespace, scraped
 
 CNPG_CLUSTER_LABEL = "cnpg.io/cluster"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -104,6 +106,10 @@ def _ingress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
         rules.append(
             {"from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}], "ports": port}
         )
+    if scraped(ctx):
+        # Prometheus scrapes /metrics on the service's one HTTP port.
+        monitoring = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: prometheus_namespace(ctx)}}}
+        rules.append({"from": [monitoring], "ports": port})
     return rules
 
 
