@@ -42,6 +42,14 @@ def _summarise(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def apply_failed(condition: str, errors: dict[str, str]) -> ConditionState:
+    """An area whose objects the API server refused: how many, and the first one's reason."""
+    first = next(iter(errors.items()))
+    return ConditionState(
+        condition, "False", "ApplyFailed", f"{len(errors)} object(s) could not be applied; {first[0]}: {first[1]}"
+    )
+
+
 def workloads_condition(services: list[ServiceStatus], obs: Observations) -> ConditionState:
     if obs.conflicts:
         return ConditionState(
@@ -52,13 +60,7 @@ def workloads_condition(services: list[ServiceStatus], obs: Observations) -> Con
             "or remove them",
         )
     if obs.apply_errors:
-        first = next(iter(obs.apply_errors.items()))
-        return ConditionState(
-            WORKLOADS_READY,
-            "False",
-            "ApplyFailed",
-            f"{len(obs.apply_errors)} object(s) could not be applied; {first[0]}: {first[1]}",
-        )
+        return apply_failed(WORKLOADS_READY, obs.apply_errors)
     waiting = [f"{s.name} ({s.readyReplicas}/{s.desiredReplicas} ready)" for s in services if not s.ready]
     if waiting:
         return ConditionState(WORKLOADS_READY, "False", "Progressing", f"waiting for {_summarise(waiting)}")
@@ -100,13 +102,7 @@ def monitoring_condition(obs: Observations) -> ConditionState:
             "CRDs; the services still serve /metrics",
         )
     if obs.monitoring_errors:
-        first = next(iter(obs.monitoring_errors.items()))
-        return ConditionState(
-            MONITORING_READY,
-            "False",
-            "ApplyFailed",
-            f"{len(obs.monitoring_errors)} object(s) could not be applied; {first[0]}: {first[1]}",
-        )
+        return apply_failed(MONITORING_READY, obs.monitoring_errors)
     pending = [o for o in obs.monitoring_desired if o not in obs.monitoring_live]
     if pending:
         return ConditionState(MONITORING_READY, "False", "MonitoringPending", f"not applied yet: {_summarise(pending)}")
