@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
+from e2e.svc_platform import wait_for
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
 from keelson.render import RenderContext
 from keelson.render.configmap import config_data
@@ -117,19 +118,6 @@ async def _has_topics(admin: AIOKafkaAdminClient, names: set[str]) -> bool:
         return False
     described = await admin.describe_topics(sorted(names))
     return all(not t["error_code"] and all(p["leader"] >= 0 for p in t["partitions"]) for t in described)
-
-
-async def wait_for(condition: Callable[[], Any], *, within: float, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within} s")
-        await asyncio.sleep(interval)
 
 
 @asynccontextmanager
