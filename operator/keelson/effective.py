@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kubernetes.utils import parse_quantity
+
 from keelson.api.v1alpha1 import (
     Autoscaling,
     CircuitBreaker,
@@ -94,22 +96,48 @@ def _merge_resilience(*layers: Resilience | None) -> Resilience:
 
 
 def _merge_autoscaling(*layers: Autoscaling | None) -> Autoscaling:
+    """Later layers win per field. Where the bounds cross (`spec.defaults` sets maxReplicas 1 under
+    Keelson's minReplicas 2), the bound set by the more specific layer wins and the other follows."""
     merged: dict[str, object] = {}
-    for layer in layers:
-        if layer is not None:
-            merged.update(layer.model_dump(exclude_none=True))
+    level = {"minReplicas": -1, "maxReplicas": -1}
+    for index, layer in enumerate(layers):
+        if layer is None:
+            continue
+        fields = layer.model_dump(exclude_none=True)
+        merged.update(fields)
+        level.update({k: index for k in level if k in fields})
+    low, high = merged.get("minReplicas"), merged.get("maxReplicas")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        if level["maxReplicas"] >= level["minReplicas"]:
+            merged["minReplicas"] = high
+        else:
+            merged["maxReplicas"] = low
     return Autoscaling.model_validate(merged)
 
 
 def _merge_resources(*layers: Resources | None) -> Resources:
-    requests: dict[str, str | int] = {}
-    limits: dict[str, str | int] = {}
-    for layer in layers:
+    """Later layers win per key. Where a request ends up above a limit of another layer, the more
+    specific layer's value wins and the other follows it (the API server refuses requests above
+    limits, so the merged result must never have one; within one layer admission refuses it)."""
+    requests: dict[str, tuple[int, str | int]] = {}
+    limits: dict[str, tuple[int, str | int]] = {}
+    for level, layer in enumerate(layers):
         if layer is None:
             continue
-        requests.update(layer.requests or {})
-        limits.update(layer.limits or {})
-    return Resources(requests=requests or None, limits=limits or None)
+        requests.update({k: (level, v) for k, v in (layer.requests or {}).items()})
+        limits.update({k: (level, v) for k, v in (layer.limits or {}).items()})
+    for key in requests.keys() & limits.keys():
+        (req_level, request), (lim_level, limit) = requests[key], limits[key]
+        if parse_quantity(request) <= parse_quantity(limit):
+            continue
+        if req_level > lim_level:
+            limits[key] = (req_level, request)
+        else:
+            requests[key] = (lim_level, limit)
+    return Resources(
+        requests={k: v for k, (_, v) in requests.items()} or None,
+        limits={k: v for k, (_, v) in limits.items()} or None,
+    )
 
 
 def sizing(spec: MicroservicePlatformSpec) -> SizingResult | None:
@@ -147,8 +175,9 @@ def _effective_resilience(layer: Resilience) -> EffectiveResilience:
 def _effective_service(spec: MicroservicePlatformSpec, svc: Service, callers: tuple[str, ...]) -> EffectiveService:
     auto = _merge_autoscaling(default_autoscaling(spec), svc.autoscaling)
     assert auto.minReplicas is not None and auto.maxReplicas is not None
-    # A service may lower maxReplicas below an inherited minReplicas: the bound it set wins.
-    min_replicas = min(auto.minReplicas, auto.maxReplicas)
+    # A service may lower maxReplicas below an inherited minReplicas: the bound it set wins
+    # (_merge_autoscaling).
+    min_replicas = auto.minReplicas
     return EffectiveService(
         name=svc.name,
         reference=svc.reference,

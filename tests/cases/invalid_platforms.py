@@ -119,6 +119,60 @@ def _metrics_reserved_label(spec: dict[str, Any]) -> None:
     spec["observability"] = {"metrics": {"serviceMonitor": True, "labels": {"keelson.dev/platform": "other"}}}
 
 
+def _requests_over_limits(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["resources"] = {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}
+
+
+def _unknown_resource(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["resources"] = {"limits": {"nvidia.com/gpu": 1}}
+
+
+def _not_a_quantity(spec: dict[str, Any]) -> None:
+    spec["defaults"] = {"resources": {"requests": {"cpu": "lots"}}}
+
+
+def _negative_quantity(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["resources"] = {"requests": {"cpu": "-1"}}
+
+
+def _env_value_and_value_from(spec: dict[str, Any]) -> None:
+    ref = {"secretKeyRef": {"name": "s", "key": "k"}}
+    _svc(spec, "orders")["env"] = [{"name": "A", "value": "x", "valueFrom": ref}]
+
+
+def _env_source_empty(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["env"] = [{"name": "A", "valueFrom": {}}]
+
+
+def _env_duplicate(spec: dict[str, Any]) -> None:
+    _svc(spec, "orders")["env"] = [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]
+
+
+def _host_is_an_ip(spec: dict[str, Any]) -> None:
+    spec["gateway"]["host"] = "10.0.0.1"
+
+
+def _host_not_a_dns_name(spec: dict[str, Any]) -> None:
+    spec["gateway"]["host"] = "Shop.Example"
+
+
+def on_doc(mutation: Callable[[dict[str, Any]], None]) -> Mutation:
+    """A case that changes the whole object (its name), not only the spec."""
+    mutation.on_doc = True  # type: ignore[attr-defined]
+    return mutation
+
+
+@on_doc
+def _name_too_long(doc: dict[str, Any]) -> None:
+    doc["metadata"]["name"] = "p" * 64
+
+
+@on_doc
+def _name_too_long_for_cnpg(doc: dict[str, Any]) -> None:
+    doc["metadata"]["name"] = "p" * 48
+    doc["spec"]["databases"] = {"provider": "cloudnative-pg"}
+
+
 INVALID: list[tuple[str, Mutation, str]] = [
     ("duplicate-service", _duplicate, "duplicate"),
     ("unknown-call", _unknown_call, "calls"),
@@ -136,10 +190,27 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("tracing-ratio-over-one", _tracing_ratio_over_one, "sampleRatio"),
     ("metrics-bad-interval", _metrics_bad_interval, "interval"),
     ("metrics-reserved-label", _metrics_reserved_label, "Keelson's own labels"),
+    ("requests-over-limits", _requests_over_limits, "requests must not exceed limits"),
+    ("unknown-resource", _unknown_resource, "resource names are"),
+    ("not-a-quantity", _not_a_quantity, "quantity"),
+    ("negative-quantity", _negative_quantity, "non-negative"),
+    ("env-value-and-value-from", _env_value_and_value_from, "value and valueFrom must not both be set"),
+    ("env-source-empty", _env_source_empty, "exactly one of secretKeyRef or configMapKeyRef"),
+    ("env-duplicate", _env_duplicate, "env"),
+    ("host-is-an-ip", _host_is_an_ip, "IP address"),
+    ("host-not-a-dns-name", _host_not_a_dns_name, "host"),
+    ("name-too-long", _name_too_long, "at most 63 characters"),
+    ("name-too-long-for-cnpg", _name_too_long_for_cnpg, "at most 47 characters"),
 ]
 
 
-def invalid_platform(mutation: Mutation) -> dict[str, Any]:
+def invalid_platform(mutation: Mutation, name: str | None = None) -> dict[str, Any]:
+    """The example with one mistake; `name` renames it unless the case is about the name."""
     doc = example()
-    mutation(doc["spec"])
+    if name:
+        doc["metadata"]["name"] = name
+    if getattr(mutation, "on_doc", False):
+        mutation(doc)
+    else:
+        mutation(doc["spec"])
     return doc

@@ -1,4 +1,4 @@
-from keelson.controller.drift import HASH_ANNOTATION, is_subset, needs_apply, with_hash
+from keelson.controller.drift import HASH_ANNOTATION, differences, drifted_fields, is_subset, needs_apply, with_hash
 
 DESIRED = {
     "apiVersion": "v1",
@@ -74,3 +74,45 @@ def test_object_lists_allow_foreign_entries() -> None:
 
 def test_booleans_are_not_quantities() -> None:
     assert not is_subset({"x": False}, {"x": 0})
+
+
+def test_empty_values_match_what_the_server_omits() -> None:
+    # A NetworkPolicy of a service nobody calls: `ingress: []` is stored as no field at all.
+    assert is_subset(
+        {"spec": {"ingress": [], "egress": [{"ports": [{"port": 53}]}]}},
+        {"spec": {"egress": [{"ports": [{"port": 53}]}]}},
+    )
+    # env entry with an empty value: the server drops `value: ""`.
+    assert is_subset({"env": [{"name": "A", "value": ""}]}, {"env": [{"name": "A"}]})
+    assert is_subset({"a": None, "b": {}, "c": {"d": []}}, {})
+
+
+def test_empty_desired_still_sees_someone_elses_content() -> None:
+    # We want no ingress rules; someone added one: that is drift, not an omitted empty list.
+    assert not is_subset({"ingress": []}, {"ingress": [{"from": [{"podSelector": {}}]}]})
+    assert not is_subset({"value": ""}, {"value": "x"})
+
+
+def test_quantities_compare_at_the_servers_precision() -> None:
+    assert is_subset({"memory": "512M"}, {"memory": "512M"})
+    assert is_subset({"memory": "1024Mi"}, {"memory": "1Gi"})
+    assert is_subset({"cpu": 0.5}, {"cpu": "500m"})
+    # Below a nano unit the server rounds up.
+    assert is_subset({"cpu": "0.0000000001"}, {"cpu": "1n"})
+    assert not is_subset({"cpu": "1m"}, {"cpu": "2m"})
+
+
+def test_differences_name_the_fields() -> None:
+    desired = {
+        "spec": {"replicas": 2, "template": {"containers": [{"name": "app", "env": [{"name": "A", "value": "1"}]}]}}
+    }
+    live = {
+        "spec": {"replicas": 3, "template": {"containers": [{"name": "app", "env": [{"name": "A", "value": "2"}]}]}}
+    }
+    assert list(differences(desired, live)) == [
+        "spec.replicas",
+        "spec.template.containers[0].env[0].value",
+    ]
+    assert drifted_fields(
+        with_hash({"metadata": {"name": "x"}, "spec": {"a": 1}}), {"metadata": {"name": "x"}, "spec": {"a": 1}}
+    ) == [f"metadata.annotations.{HASH_ANNOTATION}"]

@@ -26,7 +26,7 @@ def _pod_targets(policy: dict[str, Any]) -> list[str]:
 
 
 def test_default_deny_covers_the_platform() -> None:
-    deny = objects(context())[("NetworkPolicy", "shop-default-deny")]["spec"]
+    deny = objects(context())[("NetworkPolicy", "shop.default-deny")]["spec"]
     assert deny == {
         "podSelector": {"matchLabels": {"keelson.dev/platform": "shop"}},
         "policyTypes": ["Ingress", "Egress"],

@@ -1,6 +1,7 @@
 """Table tests of the renderers, one concern each, on the e-commerce example."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_every_service_gets_its_objects() -> None:
         for kind in PER_SERVICE:
             assert (kind, svc) in objs, (kind, svc)
         assert ("ConfigMap", f"{svc}-config") in objs
-    assert ("Ingress", "shop-gateway") in objs and ("NetworkPolicy", "shop-default-deny") in objs
+    assert ("Ingress", "shop-gateway") in objs and ("NetworkPolicy", "shop.default-deny") in objs
     assert len(objs) == len(SERVICES) * 7 + 2
 
 
@@ -163,3 +164,32 @@ def test_service_ports(namespace: str) -> None:
         {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
     ]
     assert svc["selector"] == {"app.kubernetes.io/name": "payments", PLATFORM_LABEL: "shop"}
+
+
+def test_bounds_set_by_the_more_specific_level_win() -> None:
+    # Found by tests/unit/test_generated_render.py: defaults.autoscaling.maxReplicas 1 under
+    # Keelson's minReplicas 2 crashed the render (min > max).
+    def low_default_max(spec: dict[str, Any]) -> None:
+        spec.pop("dailyUsers", None)
+        spec["defaults"]["autoscaling"] = {"maxReplicas": 1}
+        spec["services"][1]["autoscaling"] = {"minReplicas": 4}
+
+    objs = objects(context(low_default_max))
+    assert objs[("HorizontalPodAutoscaler", "gateway")]["spec"]["minReplicas"] == 1
+    assert objs[("HorizontalPodAutoscaler", "gateway")]["spec"]["maxReplicas"] == 1
+    assert objs[("HorizontalPodAutoscaler", "users")]["spec"]["minReplicas"] == 4
+    assert objs[("HorizontalPodAutoscaler", "users")]["spec"]["maxReplicas"] == 4
+
+
+def test_a_request_above_an_inherited_limit_raises_the_limit() -> None:
+    # Issue 9: requests.memory 1Gi under the built-in 256Mi limit could never be applied.
+    def big_request(spec: dict[str, Any]) -> None:
+        spec["defaults"].pop("resources", None)
+        spec["services"][1]["resources"] = {"requests": {"memory": "1Gi"}}
+        spec["services"][2]["resources"] = {"limits": {"memory": "100Mi", "cpu": "50m"}}
+
+    objs = objects(context(big_request))
+    users = objs[("Deployment", "users")]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert users == {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    orders = objs[("Deployment", "orders")]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert orders == {"requests": {"cpu": "50m", "memory": "100Mi"}, "limits": {"memory": "100Mi", "cpu": "50m"}}

@@ -34,9 +34,23 @@ MAX_EVENTS = 64
 
 DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # namespace names
-SEGMENT = r"[a-z][a-z0-9-]*"
+# Object names (Secrets, IngressClasses, Gateways): a DNS-1123 subdomain.
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A host name as Ingress and HTTPRoute accept it: a DNS-1123 subdomain, optionally `*.` first.
+HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Label values carry the platform's name on every child, so a name must fit one (63 characters).
+MAX_PLATFORM_NAME = 63
+# A CloudNativePG Cluster's name is at most 50 characters; the emitted one is `<platform>-db`.
+MAX_CNPG_CLUSTER_NAME = 50
+# A segment ends with a letter or digit: topics are also Kubernetes object names (KafkaTopic).
+SEGMENT = r"[a-z]([a-z0-9-]*[a-z0-9])?"
 DOMAIN_PATTERN = rf"^{SEGMENT}$"
 EVENT_PATTERN = rf"^{SEGMENT}\.{SEGMENT}$"
+# Kafka's limit is 249 characters, and the longest derived name is `<topic>.<service>.retry-16`
+# (a service name is at most 63): so a topic is at most 176, and an event of this domain
+# (`entity.action` after the domain and a dot) at most 112.
+MAX_TOPIC = 249 - len(".") - 63 - len(".retry-16")
+MAX_EVENT = MAX_TOPIC - 63 - len(".")
 SUBSCRIPTION_PATTERN = rf"^({SEGMENT}\.)?{SEGMENT}\.{SEGMENT}$"
 QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
@@ -59,7 +73,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-Quantity = Annotated[str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+# A non-negative quantity (requests and limits cannot be negative), with a length bound that keeps
+# the CEL rules comparing quantities within the API server's cost budget.
+NON_NEGATIVE_QUANTITY_PATTERN = QUANTITY_PATTERN.replace(r"^(\+|-)?", r"^\+?", 1)
+Quantity = Annotated[
+    str | int,
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": NON_NEGATIVE_QUANTITY_PATTERN,
+            "maxLength": 64,
+            "minimum": 0,
+        }
+    ),
+]
 
 
 class CircuitBreaker(_Model):
@@ -131,11 +158,77 @@ class Autoscaling(_Model):
         return self
 
 
-class Resources(_Model):
-    """Compute requests and limits of a container, as in a Pod spec."""
+# The resources a service may request: what every node has. Extended resources (GPUs) need
+# requests equal to limits and whole numbers, which the defaults and sizing cannot promise.
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+# The values' syntax is the schema's `pattern` (see Quantity), cheaper than CEL's isQuantity.
+_RESOURCE_LIST_RULES = [
+    _cel(
+        "self.all(k, k in [" + ", ".join(f"'{r}'" for r in RESOURCE_NAMES) + "])",
+        "resource names are " + ", ".join(RESOURCE_NAMES),
+    ),
+]
+ResourceList = Annotated[
+    dict[str, Quantity],
+    Field(max_length=len(RESOURCE_NAMES), json_schema_extra={"x-kubernetes-validations": _RESOURCE_LIST_RULES}),
+]
 
-    requests: dict[str, Quantity] | None = Field(None, description="Requested resources (cpu, memory).")
-    limits: dict[str, Quantity] | None = Field(None, description="Resource limits (cpu, memory).")
+
+def _check_resource_list(values: dict[str, str | int] | None) -> dict[str, str | int] | None:
+    from kubernetes.utils import parse_quantity
+
+    for key, value in (values or {}).items():
+        if key not in RESOURCE_NAMES:
+            raise ValueError(f"resource names are {', '.join(RESOURCE_NAMES)}, not {key!r}")
+        try:
+            quantity = parse_quantity(value)
+        except ValueError:
+            raise ValueError(f"{key}: {value!r} is not a quantity, e.g. 500m, 0.5, 256Mi or 1G") from None
+        if quantity < 0:
+            raise ValueError(f"{key}: every value must be a non-negative quantity")
+    return values
+
+
+class Resources(_Model):
+    """Compute requests and limits of a container, as in a Pod spec.
+
+    Requests may not exceed limits within one `resources`; across levels (Keelson's defaults,
+    `spec.defaults`, the service) the more specific level wins: a service that requests 1Gi under
+    an inherited 256Mi limit gets a 1Gi limit, and one that limits to 100Mi under an inherited
+    128Mi request gets a 100Mi request (docs/admission.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    # One rule per name rather than `self.requests.all(...)`: the API server
+                    # estimates a rule's worst case, and a loop over a map inside 256 services
+                    # exceeds the CRD's budget; three fixed keys keep it constant.
+                    f"!has(self.requests) || !has(self.limits) || !('{r}' in self.requests) || "
+                    f"!('{r}' in self.limits) || "
+                    f"quantity(string(self.requests['{r}'])).compareTo(quantity(string(self.limits['{r}']))) <= 0",
+                    f"requests must not exceed limits ({r})",
+                    ".requests",
+                )
+                for r in RESOURCE_NAMES
+            ]
+        }
+    )
+
+    requests: ResourceList | None = Field(None, description="Requested resources (cpu, memory, ephemeral-storage).")
+    limits: ResourceList | None = Field(None, description="Resource limits (cpu, memory, ephemeral-storage).")
+
+    _lists = field_validator("requests", "limits")(_check_resource_list)
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        from kubernetes.utils import parse_quantity
+
+        for key, request in (self.requests or {}).items():
+            limit = (self.limits or {}).get(key)
+            if limit is not None and parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(f"requests must not exceed limits ({key}: {request} > {limit})")
+        return self
 
 
 class Defaults(_Model):
@@ -149,7 +242,7 @@ class Defaults(_Model):
 class SecretRef(_Model):
     """A reference to a Secret in the platform's namespace."""
 
-    name: str = Field(max_length=253, description="Name of the Secret.")
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the Secret.")
 
 
 # Topic-level configs Keelson lets a platform set; anything else is refused at admission, since a
@@ -189,7 +282,7 @@ class TopicSettings(_Model):
     """Settings of one topic, overriding spec.kafka's for it."""
 
     name: str = Field(
-        max_length=191,
+        max_length=MAX_TOPIC,
         pattern=SUBSCRIPTION_PATTERN,
         description="The event (entity.action of this domain) or full topic name the settings apply to.",
     )
@@ -223,7 +316,11 @@ class Kafka(_Model):
         None, max_length=1024, description="Comma-separated host:port list of the brokers."
     )
     strimziCluster: str | None = Field(
-        None, max_length=253, description="Strimzi Kafka cluster that owns the topics (provider strimzi)."
+        None,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Strimzi Kafka cluster that owns the topics (provider strimzi); it is a label value on "
+        "every KafkaTopic, so at most 63 characters.",
     )
     partitions: int | None = Field(
         None,
@@ -265,7 +362,8 @@ class Databases(_Model):
     )
     cluster: str | None = Field(
         None,
-        max_length=50,
+        max_length=MAX_CNPG_CLUSTER_NAME,
+        pattern=DNS1123_LABEL,
         description="cloudnative-pg: an existing CloudNativePG Cluster to use instead of emitting one per platform.",
     )
     instances: int | None = Field(
@@ -387,9 +485,13 @@ class Observability(_Model):
 class GatewayRef(_Model):
     """A Gateway API Gateway that HTTPRoutes attach to."""
 
-    name: str = Field(max_length=253, description="Name of the Gateway.")
-    namespace: str | None = Field(None, max_length=63, description="Namespace of the Gateway (default the platform's).")
-    sectionName: str | None = Field(None, max_length=253, description="Listener of the Gateway to attach to.")
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the Gateway.")
+    namespace: str | None = Field(
+        None, max_length=63, pattern=DNS1123_LABEL, description="Namespace of the Gateway (default the platform's)."
+    )
+    sectionName: str | None = Field(
+        None, max_length=253, pattern=DNS1123_SUBDOMAIN, description="Listener of the Gateway to attach to."
+    )
 
 
 class Gateway(_Model):
@@ -412,16 +514,29 @@ class Gateway(_Model):
         max_length=63,
         description="Name of the service that is the API gateway; every public request passes it.",
     )
-    host: str | None = Field(None, max_length=253, description="Public host name routed to the gateway.")
+    host: str | None = Field(
+        None,
+        max_length=253,
+        pattern=HOSTNAME_PATTERN,
+        description="Public host name routed to the gateway: a DNS name, `*.` allowed first, not an IP address.",
+        json_schema_extra={
+            "x-kubernetes-validations": [_cel("!self.matches('^[0-9.]+$')", "must not be an IP address")]
+        },
+    )
     routeKind: Literal["Ingress", "HTTPRoute"] | None = Field(
         None, description="Ingress (default) or a Gateway API HTTPRoute."
     )
-    ingressClassName: str | None = Field(None, max_length=253, description="IngressClass of the Ingress.")
+    ingressClassName: str | None = Field(
+        None, max_length=253, pattern=DNS1123_SUBDOMAIN, description="IngressClass of the Ingress."
+    )
     gatewayRef: GatewayRef | None = Field(None, description="Gateway the HTTPRoute attaches to.")
-    tlsSecretName: str | None = Field(None, max_length=253, description="Secret with the TLS certificate.")
+    tlsSecretName: str | None = Field(
+        None, max_length=253, pattern=DNS1123_SUBDOMAIN, description="Secret with the TLS certificate."
+    )
     ingressControllerNamespace: str | None = Field(
         None,
         max_length=63,
+        pattern=DNS1123_LABEL,
         description="Namespace whose pods may reach the gateway (the ingress controller's or the "
         "Gateway's); default ingress-nginx for Ingress, the Gateway's namespace for HTTPRoute.",
     )
@@ -430,6 +545,8 @@ class Gateway(_Model):
     def _route(self) -> Gateway:
         if self.routeKind == "HTTPRoute" and self.gatewayRef is None:
             raise ValueError("gatewayRef is required when routeKind is HTTPRoute")
+        if self.host and re.fullmatch(r"[0-9.]+", self.host):
+            raise ValueError("host: must not be an IP address")
         return self
 
 
@@ -449,29 +566,63 @@ class Expose(_Model):
 class KeyRef(_Model):
     """A key of a Secret or ConfigMap."""
 
-    name: str = Field(max_length=253, description="Name of the object.")
-    key: str = Field(max_length=253, description="The key to select.")
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the object.")
+    key: str = Field(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="The key to select.")
     optional: bool | None = Field(None, description="Whether the object or key may be missing.")
 
 
 class EnvVarSource(_Model):
-    """Where an environment variable's value comes from."""
+    """Where an environment variable's value comes from: exactly one of its fields."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                    "exactly one of secretKeyRef or configMapKeyRef must be set",
+                )
+            ]
+        }
+    )
 
     secretKeyRef: KeyRef | None = Field(None, description="A key of a Secret.")
     configMapKeyRef: KeyRef | None = Field(None, description="A key of a ConfigMap.")
 
+    @model_validator(mode="after")
+    def _one(self) -> EnvVarSource:
+        if (self.secretKeyRef is None) == (self.configMapKeyRef is None):
+            raise ValueError("exactly one of secretKeyRef or configMapKeyRef must be set")
+        return self
+
 
 class EnvVar(_Model):
-    """An environment variable of the service's container."""
+    """An environment variable of the service's container: a literal `value` or a `valueFrom`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.value) || size(self.value) == 0 || !has(self.valueFrom)",
+                    "value and valueFrom must not both be set",
+                )
+            ]
+        }
+    )
 
     name: str = Field(max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
     value: str | None = Field(None, description="Literal value.")
     valueFrom: EnvVarSource | None = Field(None, description="Value from a Secret or ConfigMap key.")
 
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if self.value and self.valueFrom is not None:
+            raise ValueError("value and valueFrom must not both be set")
+        return self
+
 
 ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS1035_LABEL)]
-EventName = Annotated[str, Field(max_length=127, pattern=EVENT_PATTERN)]
-SubscriptionName = Annotated[str, Field(max_length=191, pattern=SUBSCRIPTION_PATTERN)]
+EventName = Annotated[str, Field(max_length=MAX_EVENT, pattern=EVENT_PATTERN)]
+SubscriptionName = Annotated[str, Field(max_length=MAX_TOPIC, pattern=SUBSCRIPTION_PATTERN)]
 
 
 class Service(_Model):
@@ -498,7 +649,11 @@ class Service(_Model):
         None, description="A bundled reference service to run (exactly one of reference/image)."
     )
     image: str | None = Field(
-        None, min_length=1, max_length=512, description="A custom container image (exactly one of reference/image)."
+        None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^\S+$",
+        description="A custom container image (exactly one of reference/image).",
     )
     port: int | None = Field(None, ge=1, le=65535, description="Container and Service port (default 8080).")
     replicas: int | None = Field(None, ge=0, le=1000, description="Replicas when autoscaling is off.")
@@ -520,7 +675,13 @@ class Service(_Model):
         None, max_length=MAX_CALLS, description="Services of this platform it calls synchronously."
     )
     expose: Expose | None = Field(None, description="Route public requests under a path to this service.")
-    env: list[EnvVar] | None = Field(None, max_length=128, description="Extra environment variables.")
+    env: list[EnvVar] | None = Field(
+        None,
+        max_length=128,
+        description="Extra environment variables, keyed by name; one of the database's variables of the "
+        "same name is replaced.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> Service:
@@ -528,6 +689,9 @@ class Service(_Model):
             raise ValueError("exactly one of reference or image must be set")
         if self.calls and self.name in self.calls:
             raise ValueError("a service must not call itself")
+        names = [e.name for e in self.env or ()]
+        if len(names) != len(set(names)):
+            raise ValueError(f"services[{self.name}].env: duplicate entries for name")
         return self
 
 
@@ -643,6 +807,38 @@ class MicroservicePlatform(BaseModel):
     @classmethod
     def from_object(cls, obj: Any) -> MicroservicePlatform:
         return cls.model_validate(obj)
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> MicroservicePlatform:
+        name = self.metadata.name
+        if len(name) > MAX_PLATFORM_NAME:
+            raise ValueError(
+                f"metadata.name: at most {MAX_PLATFORM_NAME} characters (it is a label value on every child)"
+            )
+        dbs = self.spec.databases
+        if dbs and dbs.provider == "cloudnative-pg" and not dbs.cluster and len(name) > CNPG_NAME_ROOM:
+            raise ValueError(
+                f"metadata.name: at most {CNPG_NAME_ROOM} characters with databases.provider cloudnative-pg and "
+                "no databases.cluster (the emitted Cluster <name>-db is limited to 50)"
+            )
+        return self
+
+
+CNPG_NAME_ROOM = MAX_CNPG_CLUSTER_NAME - len("-db")
+# Rules on the whole object (they read metadata.name), the CEL twins of `_names_fit`.
+ROOT_RULES: list[JsonDict] = [
+    _cel(
+        f"size(self.metadata.name) <= {MAX_PLATFORM_NAME}",
+        f"metadata.name: at most {MAX_PLATFORM_NAME} characters (it is a label value on every child)",
+    ),
+    _cel(
+        f"size(self.metadata.name) <= {CNPG_NAME_ROOM} || !has(self.spec.databases) || "
+        "!has(self.spec.databases.provider) || self.spec.databases.provider != 'cloudnative-pg' || "
+        "has(self.spec.databases.cluster)",
+        f"metadata.name: at most {CNPG_NAME_ROOM} characters with databases.provider cloudnative-pg and no "
+        "databases.cluster (the emitted Cluster <name>-db is limited to 50)",
+    ),
+]
 
 
 def topic_name(domain: str, event: str) -> str:

@@ -57,7 +57,10 @@ def _container(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
         # One image for all reference services; the first argument picks the service.
         container["args"] = [svc.reference]
     # The database's variables first: a variable of the same name in the service's own env wins.
-    env = [*database_env(ctx, svc), *(e.model_dump(exclude_none=True) for e in svc.env)]
+    # (SSA refuses an env list with two entries of one name, so the replaced one is left out.)
+    own = [e.model_dump(exclude_none=True) for e in svc.env]
+    names = {e["name"] for e in own}
+    env = [*(e for e in database_env(ctx, svc) if e["name"] not in names), *own]
     if env:
         container["env"] = env
     return container

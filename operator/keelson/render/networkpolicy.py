@@ -137,11 +137,16 @@ def _egress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
     return rules
 
 
+def default_deny_name(ctx: RenderContext) -> str:
+    # The dot keeps it apart from every service's own policy: a service name (DNS-1035) has none.
+    return f"{ctx.name}.default-deny"
+
+
 def render_default_deny(ctx: RenderContext) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(ctx, f"{ctx.name}-default-deny"),
+        "metadata": metadata(ctx, default_deny_name(ctx)),
         "spec": {"podSelector": {"matchLabels": {PLATFORM_LABEL: ctx.name}}, "policyTypes": ["Ingress", "Egress"]},
     }
 
