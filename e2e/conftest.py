@@ -19,8 +19,14 @@ from keelson.devstack.stack import LocalStack
 _counter = itertools.count()
 
 
+# The operator under test resyncs every 10 s rather than 60: an idle window of a test then spans
+# several resyncs, which is where a write loop or a repeated status write would show.
+RESYNC_SECONDS = "10"
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
+    os.environ.setdefault("KEELSON_RESYNC_SECONDS", RESYNC_SECONDS)
     reuse = os.environ.get("KEELSON_E2E_STATE_DIR")
     state = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="keelson-e2e-"))
     local = LocalStack(state)

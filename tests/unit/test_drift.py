@@ -97,8 +97,9 @@ def test_quantities_compare_at_the_servers_precision() -> None:
     assert is_subset({"memory": "512M"}, {"memory": "512M"})
     assert is_subset({"memory": "1024Mi"}, {"memory": "1Gi"})
     assert is_subset({"cpu": 0.5}, {"cpu": "500m"})
-    # Below a nano unit the server rounds up.
-    assert is_subset({"cpu": "0.0000000001"}, {"cpu": "1n"})
+    # Below a milli unit the server rounds a container's resources up (seen on kube-apiserver 1.36).
+    assert is_subset({"cpu": "100n"}, {"cpu": "1m"})
+    assert is_subset({"cpu": "0.0001"}, {"cpu": "1m"})
     assert not is_subset({"cpu": "1m"}, {"cpu": "2m"})
 
 

@@ -11,7 +11,7 @@ with the live one from the watch cache:
 
 "The same value" means the same as the API server stores it, not as we wrote it. The server
 omits empty strings, lists and maps of `omitempty` fields (`ingress: []`, `value: ""`) and
-canonicalises quantities (`0.5` → `500m`, rounded up to nano units). A comparison that missed one
+canonicalises quantities (`0.5` → `500m`, rounded up to milli units). A comparison that missed one
 of those would see drift on every pass and patch the object forever, so the rules are: an empty
 or null desired value matches an absent live field, and quantities compare by their value at the
 server's precision. A property test applies generated platforms to a real kube-apiserver and
@@ -53,12 +53,13 @@ def _is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str | list) and len(value) == 0)
 
 
-_NANO = Decimal("1e-9")
+_MILLI = Decimal("1e-3")
 
 
 def _server_quantity(value: str | int) -> int:
-    """A quantity in nano units, rounded up as the API server rounds it when it stores it."""
-    return math.ceil(Decimal(parse_quantity(value)) / _NANO)
+    """A quantity in milli units, rounded up as the API server rounds a container's resources
+    when it stores them (`100n` and `0.0001` CPU both read back as `1m`)."""
+    return math.ceil(Decimal(parse_quantity(value)) / _MILLI)
 
 
 def _scalar_equal(desired: Any, live: Any) -> bool:

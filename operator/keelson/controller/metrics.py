@@ -15,6 +15,12 @@ OBJECTS_DELETED = Counter("keelson_objects_deleted_total", "Child objects pruned
 KAFKA_ADMIN_WRITES = Counter(
     "keelson_kafka_admin_writes_total", "Create, alter and delete requests sent to Kafka's Admin API."
 )
+WRITE_LOOPS = Counter(
+    "keelson_write_loops_total",
+    "Objects the write-loop guard stopped writing (more than KEELSON_LOOP_MAX_WRITES writes in the window "
+    "at one generation of their platform).",
+    ["kind"],
+)
 PLATFORMS = Gauge("keelson_platforms", "Platforms by readiness.", ["ready"])
 
 _readiness: dict[tuple[str, str], bool] = {}

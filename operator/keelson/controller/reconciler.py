@@ -22,7 +22,8 @@ from keelson.controller import metrics
 from keelson.controller.areas import Area, AreaResult
 from keelson.controller.cache import ChildCache, controller_uid
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
-from keelson.controller.drift import needs_apply, with_hash
+from keelson.controller.drift import drifted_fields, needs_apply, with_hash
+from keelson.controller.loopguard import LoopGuard
 from keelson.controller.status import (
     MONITORING_KINDS,
     PAUSED,
@@ -34,6 +35,7 @@ from keelson.controller.status import (
     routes_condition,
     service_statuses,
     workloads_condition,
+    write_loop_condition,
 )
 from keelson.kube.client import ApiError, KubeClient
 from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, key_of, kind_of
@@ -84,6 +86,8 @@ class Reconciler:
         areas: Sequence[Area] = (),
         concurrency: int = 8,
         now: Callable[[], str] = _now,
+        guard: LoopGuard | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -95,6 +99,8 @@ class Reconciler:
         # compare against what we wrote, or it writes the same status (and Event) again.
         self._written: dict[str, tuple[str, dict[str, Any]]] = {}
         self._writes = asyncio.Semaphore(concurrency)
+        self.guard = guard or LoopGuard()
+        self.clock = clock
 
     async def reconcile(self, platform: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -168,8 +174,12 @@ class Reconciler:
         obs.route_desired = any(o["kind"] in ROUTE_KINDS for o in desired)
 
         if not paused:
-            await self._apply_all(desired, meta["uid"], obs, outcome)
+            await self._apply_all(desired, meta["uid"], generation, obs, outcome)
             await self._prune(desired, meta["uid"], outcome)
+            # The Event is the Ready transition's (reason WriteLoop), posted with the status.
+            for label, fields in obs.new_write_loops.items():
+                log.warning("%s/%s: stopped writing %s, a write loop on %s", namespace, name, label, ", ".join(fields))
+                metrics.WRITE_LOOPS.labels(kind=label.split("/", 1)[0]).inc()
 
         deployments = {
             o["metadata"]["name"]: self.cache.get("Deployment", namespace, o["metadata"]["name"])
@@ -188,7 +198,9 @@ class Reconciler:
                     obs.monitoring_live.append(label)
         areas = [workloads_condition(services, obs), routes_condition(obs), *area_conditions]
         # MonitoringReady is reported but does not gate Ready (see status.monitoring_condition).
-        conditions = [ready_condition(areas), *areas, monitoring_condition(obs)]
+        # A write loop outranks every other reason: it is the operator misbehaving, not the platform.
+        ready = write_loop_condition(obs) if obs.write_loops else ready_condition(areas)
+        conditions = [ready, *areas, monitoring_condition(obs)]
         if paused:
             conditions.append(
                 ConditionState(
@@ -294,10 +306,15 @@ class Reconciler:
             return
         outcome.writes += 1
 
-    async def _apply_all(self, desired: list[dict[str, Any]], uid: str, obs: Observations, outcome: Outcome) -> None:
+    async def _apply_all(
+        self, desired: list[dict[str, Any]], uid: str, generation: int, obs: Observations, outcome: Outcome
+    ) -> None:
         todo = []
+        now = self.clock()
+        self.guard.expire(now)
         for obj in desired:
-            kind, namespace, name = key_of(obj)
+            key = key_of(obj)
+            kind, namespace, name = key
             live = self.cache.get(kind, namespace, name)
             if live is not None and controller_uid(live) not in (None, uid):
                 if kind in MONITORING_KINDS:
@@ -305,8 +322,17 @@ class Reconciler:
                 else:
                     obs.conflicts.append(f"{kind}/{name}")
                 continue
-            if needs_apply(obj, live):
-                todo.append(obj)
+            if not needs_apply(obj, live):
+                self.guard.settled(key)
+                continue
+            trip = self.guard.check(key, generation, now, drifted_fields(obj, live))
+            if trip is not None:
+                obs.write_loops[f"{kind}/{name}"] = trip.fields
+                if not trip.reported:
+                    trip.reported = True
+                    obs.new_write_loops[f"{kind}/{name}"] = trip.fields
+                continue
+            todo.append(obj)
         results = await asyncio.gather(*(self._apply(obj) for obj in todo), return_exceptions=True)
         for obj, result in zip(todo, results, strict=True):
             label = f"{obj['kind']}/{obj['metadata']['name']}"
@@ -327,6 +353,7 @@ class Reconciler:
                 raise result
             else:
                 outcome.writes += 1
+                self.guard.record(key_of(obj), generation, now)
 
     async def _apply(self, obj: dict[str, Any]) -> None:
         async with self._writes:

@@ -35,6 +35,8 @@ class Observations:
     monitoring_unavailable: list[str] = field(default_factory=list)  # kinds the API server does not serve
     monitoring_errors: dict[str, str] = field(default_factory=dict)  # object -> error
     paused: bool = False
+    write_loops: dict[str, list[str]] = field(default_factory=dict)  # object -> fields that keep differing
+    new_write_loops: dict[str, list[str]] = field(default_factory=dict)  # those tripped in this pass
 
 
 def _summarise(names: list[str], limit: int = 5) -> str:
@@ -107,6 +109,20 @@ def monitoring_condition(obs: Observations) -> ConditionState:
     if pending:
         return ConditionState(MONITORING_READY, "False", "MonitoringPending", f"not applied yet: {_summarise(pending)}")
     return ConditionState(MONITORING_READY, "True", "MonitoringApplied", f"{', '.join(obs.monitoring_desired)} applied")
+
+
+def write_loop_condition(obs: Observations) -> ConditionState:
+    """Ready=False while the write-loop guard holds an object back (see controller.loopguard)."""
+    label, fields = next(iter(obs.write_loops.items()))
+    more = f" (and {len(obs.write_loops) - 1} more objects)" if len(obs.write_loops) > 1 else ""
+    return ConditionState(
+        READY,
+        "False",
+        "WriteLoop",
+        f"stopped writing {label}{more}: every write is undone, fields that keep differing: "
+        f"{', '.join(fields[:8])}; is a mutating webhook or policy rewriting them? Writes resume after a "
+        "backoff or on a change of the platform",
+    )
 
 
 def ready_condition(areas: list[ConditionState]) -> ConditionState:
