@@ -16,7 +16,7 @@ admission tests draw from everything.
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
@@ -43,7 +43,7 @@ class Target:
     postgres_admin_secret: str = "pg-admin"
     # Secrets the `external` database provider and env `valueFrom` may point at.
     external_secret: str = "ext-db"
-    names: tuple[str, ...] = field(default=())
+    daily_users: tuple[int, ...] = (1, 10_000, 1_000_000, 10_000_000)
 
 
 def _dns_label(max_size: int, first: str = string.ascii_lowercase) -> st.SearchStrategy[str]:
@@ -190,7 +190,7 @@ def platforms(draw: st.DrawFn, target: Target | None = None, name: str | None = 
     svcs = draw(services(target, database_provider, with_kafka=kafka_provider != "none" or draw(st.booleans())))
     spec: dict[str, Any] = {"domain": draw(segment), "services": svcs}
     if draw(st.booleans()):
-        spec["dailyUsers"] = draw(st.sampled_from((1, 10_000, 1_000_000, 10_000_000)))
+        spec["dailyUsers"] = draw(st.sampled_from(target.daily_users))
     defaults: dict[str, Any] = {}
     if draw(st.booleans()):
         defaults["autoscaling"] = draw(autoscaling())

@@ -12,7 +12,8 @@ KEELSON_NAMESPACE = "keelson-system"
 OPERATOR_SERVICE_ACCOUNT = "keelson-operator"
 FIELD_MANAGER = "keelson-dev"
 NODE_COUNT = 3
-NODE_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+# Room for the generated-platform tests, which keep dozens of platforms running at once.
+NODE_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "500"}
 
 
 class KubectlError(RuntimeError):

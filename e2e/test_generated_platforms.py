@@ -1,0 +1,300 @@
+"""Any valid platform converges and then goes quiet: generated platforms, on the real control
+plane, with the operator holding only the chart's permissions.
+
+For each generated platform (tests/cases/generated.py): admission accepts it; it reaches Ready for
+its generation; the objects it owns are exactly the rendered set (with the databases area's
+Secret and egress policy per database); its NetworkPolicies, evaluated, allow exactly the declared
+call graph. Then transitions from one generated platform to a generated change of it (services
+added, removed and renamed, calls, autoscaling, replicas, gateway kind, Kafka provider) converge
+to exactly the new set, with no orphans. Last, with every one of those platforms still alive, the
+operator makes zero writes to them over an idle window spanning resyncs (from the audit log).
+
+CI runs a bounded, derandomized number (KEELSON_GENERATED_EXAMPLES, default 25 and 25); the soak
+profile is documented in docs/testing.md. What the stack cannot back is left out of the draws and
+covered elsewhere: CloudNativePG (no operator runs its Clusters here; objects and admission in
+e2e/test_drift_roundtrip.py) and Strimzi (no Topic Operator; e2e/test_topics.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from e2e.conftest import RESYNC_SECONDS
+from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
+from keelson.api.v1alpha1 import MicroservicePlatform
+from keelson.databases.naming import secret_name
+from keelson.devstack.stack import LocalStack
+from keelson.kube.resources import CHILD_KINDS
+from keelson.render import RenderContext, render_platform
+from keelson.render.databases import egress_policy_name
+from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL
+from tests.cases.generated import Target, platforms
+
+pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.postgres]
+
+EXAMPLES = int(os.environ.get("KEELSON_GENERATED_EXAMPLES", "25"))
+_counter = itertools.count()
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=os.environ.get("KEELSON_HYPOTHESIS_RANDOM") != "1",
+    suppress_health_check=list(HealthCheck),
+)
+# Kinds that exist on the stack without third-party CRDs.
+KINDS = [k for k in CHILD_KINDS if k.group in ("", "apps", "autoscaling", "policy", "networking.k8s.io")]
+
+
+@dataclass
+class Alive:
+    """The generated platforms left running for the idle check at the end of the module."""
+
+    namespaces: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def alive(kube: Kube) -> Iterator[Alive]:
+    state = Alive()
+    yield state
+    for namespace in state.namespaces:
+        kube.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def stack_target(stack: LocalStack) -> Target:
+    return Target(
+        max_services=20,
+        kafka_providers=("none", "admin"),
+        database_providers=("postgres",),
+        kafka_bootstrap=stack.kafka_bootstrap,
+        max_replication_factor=1,  # one broker
+        # Sizing for millions of users asks for tens of replicas per service; kept for the render
+        # tests, left out here so that fifty platforms' pods fit the stack's simulated nodes.
+        daily_users=(1, 10_000),
+    )
+
+
+def _new_namespace(kube: Kube, stack: LocalStack) -> str:
+    namespace = kube.namespace(f"gen-{os.getpid() % 10000}-{next(_counter)}")
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg-admin"}}
+    kube.apply(namespace, {**secret, "stringData": {"uri": stack.postgres_admin_uri}})
+    return namespace
+
+
+def _ready_for_generation(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    msp = kube.get("msp", name, namespace)
+    if not msp:
+        return None
+    status = msp.get("status") or {}
+    if status.get("observedGeneration") != msp["metadata"]["generation"]:
+        return None
+    ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
+    return (
+        msp
+        if ready and ready["status"] == "True" and ready["observedGeneration"] == status["observedGeneration"]
+        else None
+    )
+
+
+def _converge(kube: Kube, namespace: str, doc: dict[str, Any]) -> dict[str, Any]:
+    proc = kube.apply(namespace, doc, check=False)
+    assert proc.returncode == 0, f"admission refused a generated platform: {proc.stderr}"
+    name = doc["metadata"]["name"]
+
+    def ready() -> dict[str, Any] | None:
+        return _ready_for_generation(kube, namespace, name)
+
+    try:
+        return eventually(ready, timeout=180, interval=1, what=f"{name} Ready for its generation")
+    except AssertionError:
+        msp = kube.get("msp", name, namespace) or {}
+        raise AssertionError(
+            f"not Ready: {json.dumps((msp.get('status') or {}).get('conditions'), indent=1)}"
+        ) from None
+
+
+def expected_children(doc: dict[str, Any], namespace: str) -> set[tuple[str, str]]:
+    model = MicroservicePlatform.from_object(doc)
+    ctx = RenderContext(name=model.metadata.name, namespace=namespace, spec=model.spec)
+    keys = {(o["kind"], o["metadata"]["name"]) for o in render_platform(ctx)}
+    for svc in ctx.services:
+        if svc.has_database:
+            keys |= {("Secret", secret_name(ctx.name, svc.name)), ("NetworkPolicy", egress_policy_name(svc.name))}
+    return keys
+
+
+def owned_children(kube: Kube, namespace: str, uid: str) -> dict[tuple[str, str], dict[str, Any]]:
+    kinds = ",".join(k.plural for k in KINDS)
+    items = kube.list(kinds, namespace)
+    return {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in items
+        if any(ref.get("uid") == uid for ref in o["metadata"].get("ownerReferences") or [])
+    }
+
+
+# --- NetworkPolicy evaluation -------------------------------------------------------------------
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        value, op, values = labels.get(expr["key"]), expr["operator"], expr.get("values") or []
+        if (op == "In" and value not in values) or (op == "NotIn" and value in values):
+            return False
+        if (op == "Exists" and value is None) or (op == "DoesNotExist" and value is not None):
+            return False
+    return True
+
+
+def _peer_admits(peer: dict[str, Any], labels: dict[str, str], namespace: str) -> bool:
+    if "ipBlock" in peer:
+        return False  # pod IPs are not in the generated platforms' ipBlocks
+    namespaces = peer.get("namespaceSelector")
+    if namespaces is not None and not _selects(namespaces, {"kubernetes.io/metadata.name": namespace}):
+        return False
+    return "podSelector" not in peer or _selects(peer["podSelector"], labels)
+
+
+def _port_admits(rule: dict[str, Any], port: int) -> bool:
+    ports = rule.get("ports") or []
+    return not ports or any(p.get("port") in (None, port) and p.get("protocol", "TCP") == "TCP" for p in ports)
+
+
+def _allows(
+    policies: list[dict[str, Any]],
+    direction: str,
+    pod: dict[str, str],
+    peer: dict[str, str],
+    *,
+    port: int,
+    namespace: str,
+) -> bool:
+    """Whether `pod` may send to / receive from `peer` on `port` under the namespace's policies."""
+    kind = "Ingress" if direction == "ingress" else "Egress"
+    selecting = [p for p in policies if _selects(p["spec"]["podSelector"], pod) and kind in p["spec"]["policyTypes"]]
+    if not selecting:
+        return True  # not isolated
+    for policy in selecting:
+        for rule in policy["spec"].get(direction) or []:
+            peers = rule.get("from" if direction == "ingress" else "to")
+            if _port_admits(rule, port) and (not peers or any(_peer_admits(x, peer, namespace) for x in peers)):
+                return True
+    return False
+
+
+def allowed_edges(doc: dict[str, Any], namespace: str, policies: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    model = MicroservicePlatform.from_object(doc)
+    ctx = RenderContext(name=model.metadata.name, namespace=namespace, spec=model.spec)
+    labels = {s.name: {NAME_LABEL: s.name, PLATFORM_LABEL: ctx.name} for s in ctx.services}
+    edges = set()
+    for a in ctx.services:
+        for b in ctx.services:
+            if a.name == b.name:
+                continue
+            out = _allows(policies, "egress", labels[a.name], labels[b.name], port=b.port, namespace=namespace)
+            inbound = _allows(policies, "ingress", labels[b.name], labels[a.name], port=b.port, namespace=namespace)
+            if out and inbound:
+                edges.add((a.name, b.name))
+    return edges
+
+
+def declared_edges(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    spec = MicroservicePlatform.from_object(doc).spec
+    edges = {(s.name, c) for s in spec.services for c in s.calls or ()}
+    gateway = spec.gateway.service if spec.gateway else None
+    if gateway:
+        edges |= {(gateway, s.name) for s in spec.services if s.expose and s.name != gateway}
+    return edges
+
+
+def check_converged(kube: Kube, namespace: str, doc: dict[str, Any], msp: dict[str, Any]) -> None:
+    children = owned_children(kube, namespace, msp["metadata"]["uid"])
+    expected = expected_children(doc, namespace)
+    assert set(children) == expected, {"missing": expected - set(children), "orphans": set(children) - expected}
+    policies = [o for (kind, _), o in children.items() if kind == "NetworkPolicy"]
+    assert allowed_edges(doc, namespace, policies) == declared_edges(doc)
+
+
+# --- the tests ------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_generated_platform_converges_exactly(kube: Kube, stack: LocalStack, alive: Alive, data: Any) -> None:
+    doc = data.draw(platforms(stack_target(stack)), label="platform")
+    namespace = _new_namespace(kube, stack)
+    alive.namespaces.append(namespace)
+    msp = _converge(kube, namespace, doc)
+    check_converged(kube, namespace, doc, msp)
+
+
+def _renamed(doc: dict[str, Any], old: str, new: str) -> None:
+    for svc in doc["spec"]["services"]:
+        if svc["name"] == old:
+            svc["name"] = new
+        svc["calls"] = [new if c == old else c for c in svc.get("calls") or []]
+    gateway = doc["spec"].get("gateway")
+    if gateway and gateway.get("service") == old:
+        gateway["service"] = new
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_generated_change_converges_to_exactly_the_new_set(
+    kube: Kube, stack: LocalStack, alive: Alive, data: Any
+) -> None:
+    target = stack_target(stack)
+    before = data.draw(platforms(target, name="t"), label="before")
+    after = data.draw(platforms(target, name="t"), label="after")
+    # Keep the domain (immutable) and, half the time, the services' names, so that the change is
+    # an edit of the same services (renamed, recalled, rescaled) rather than a replacement.
+    after["spec"]["domain"] = before["spec"]["domain"]
+    if data.draw(st.booleans(), label="same names"):
+        old = [s["name"] for s in before["spec"]["services"]]
+        # Two steps, so that no name is taken twice on the way.
+        for i, svc in enumerate(list(after["spec"]["services"])):
+            _renamed(after, svc["name"], f"tmp-{i}")
+        for i, name in enumerate(old[: len(after["spec"]["services"])]):
+            _renamed(after, f"tmp-{i}", f"{name[:60]}-x" if data.draw(st.booleans(), label="rename") else name)
+    # Partitions only grow (admission refuses a decrease).
+    parts = before["spec"]["kafka"].get("partitions")
+    if parts is not None:
+        after["spec"]["kafka"]["partitions"] = max(parts, after["spec"]["kafka"].get("partitions") or parts)
+    namespace = _new_namespace(kube, stack)
+    alive.namespaces.append(namespace)
+    _converge(kube, namespace, before)
+    kube.run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(after))
+    msp = _converge(kube, namespace, after)
+    check_converged(kube, namespace, after, msp)
+
+
+def test_zz_every_generated_platform_goes_quiet(kube: Kube, stack: LocalStack, alive: Alive) -> None:
+    """With all of them still there: zero operator writes to any of them across two resyncs."""
+    assert alive.namespaces, "the generated tests ran first"
+    since, started = utcnow(), time.monotonic()
+    start = reconcile_count(stack.ports["operator-metrics"])
+    # A resync reconciles every platform: the window spans two of them (by the clock, and by the
+    # operator's count of passes, at least two per generated platform).
+    window = 2 * float(os.environ.get("KEELSON_RESYNC_SECONDS", RESYNC_SECONDS)) + 2
+    passes = 2 * len(alive.namespaces)
+    eventually(
+        lambda: (
+            time.monotonic() - started >= window and reconcile_count(stack.ports["operator-metrics"]) >= start + passes
+        ),
+        timeout=window + 120,
+        interval=1,
+        what=f"an idle window of {window:.0f}s and {passes} reconcile passes",
+    )
+    writes = [w for ns in alive.namespaces for w in operator_writes(stack.audit_log, since=since, namespace=ns)]
+    summary = [(w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name")) for w in writes]
+    assert writes == [], f"writes to idle platforms: {summary[:20]}"
