@@ -62,6 +62,13 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StatusWrite:
+    over: frozenset[str]  # versions from before the write, which the watch cache may still show
+    made: str  # the version our write produced
+    status: dict[str, Any]
+
+
 def owner_reference(platform: dict[str, Any]) -> dict[str, Any]:
     meta = platform["metadata"]
     return {
@@ -90,10 +97,10 @@ class Reconciler:
         self.reference_image = reference_image
         self.areas = tuple(areas)
         self.now = now
-        # uid -> (resourceVersion the status was written over, the status written). The watch
-        # cache can lag our own status write; a pass that starts before it catches up must
-        # compare against what we wrote, or it writes the same status (and Event) again.
-        self._written: dict[str, tuple[str, dict[str, Any]]] = {}
+        # uid -> what our last status write did to the platform. The watch cache can lag our own
+        # status write; a pass that starts before it catches up must compare against what we
+        # wrote, or it writes the same status (and Event) again.
+        self._written: dict[str, StatusWrite] = {}
         self._writes = asyncio.Semaphore(concurrency)
 
     async def reconcile(self, platform: dict[str, Any]) -> Outcome:
@@ -101,8 +108,12 @@ class Reconciler:
         outcome = Outcome()
         meta = platform["metadata"]
         written = self._written.get(meta.get("uid", ""))
-        if written is not None and written[0] == meta.get("resourceVersion"):
-            platform = {**platform, "status": written[1]}
+        if written is not None and meta.get("resourceVersion") in written.over:
+            # The platform as it is after our write, unless someone else wrote since (then the
+            # next status write meets a 409 and the newer version's watch event queues a pass).
+            platform = {**platform, "metadata": {**meta, "resourceVersion": written.made}, "status": written.status}
+        elif written is not None:
+            del self._written[meta.get("uid", "")]  # the cache has caught up: it shows our write or a later one
         try:
             await self._reconcile(platform, outcome)
         finally:
@@ -371,15 +382,27 @@ class Reconciler:
         metrics.set_platform_ready(meta["namespace"], meta["name"], merged[0]["status"] == "True")
         if status == live_status:
             return
+        rv = meta.get("resourceVersion", "")
         try:
-            await self.client.patch_status(PLATFORM_KIND, meta["namespace"], meta["name"], status)
+            made = await self.client.replace_status(
+                PLATFORM_KIND, meta["namespace"], meta["name"], status, resource_version=rv
+            )
         except ApiError as exc:
             if exc.status == 404:
                 return  # deleted meanwhile
+            if exc.status == 409:
+                # Our view is stale: a newer version exists, and its watch event queues another
+                # pass over it (kopf delivers every version). Nothing failed; nothing to retry.
+                log.debug("%s/%s: status not written over stale version %s", meta["namespace"], meta["name"], rv)
+                return
             outcome.errors.append(f"status: {exc}")
             outcome.retry = True
             return
-        self._written[meta.get("uid", "")] = (meta.get("resourceVersion", ""), status)
+        uid = meta.get("uid", "")
+        previous = self._written.get(uid)
+        # Written over our own previous write: the cache may still show any version of the chain.
+        over = previous.over | {rv} if previous is not None and previous.made == rv else frozenset({rv})
+        self._written[uid] = StatusWrite(over=over, made=made, status=status)
         outcome.writes += 1
         for cond in transitions(live_status.get("conditions"), merged):
             if cond["type"] == READY:
