@@ -23,7 +23,12 @@ class FakeApi:
     def _store(self, kind: str) -> dict[tuple[str, str], Any]:
         return self.cache.stores.setdefault(kind, {})  # type: ignore[return-value]
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: dict[str, Any], *, field_manager: str = "keelson-operator") -> dict[str, Any]:
+        if field_manager != "keelson-operator":
+            self.calls.append((f"apply as {field_manager}", obj["kind"], obj["metadata"]["name"]))
+            live = self._store(obj["kind"])[(obj["metadata"]["namespace"], obj["metadata"]["name"])]
+            live["spec"] = {**live["spec"], **obj["spec"]}
+            return dict(live)
         self.calls.append(("apply", obj["kind"], obj["metadata"]["name"]))
         if obj["kind"] == self.fail_kind:
             raise ApiError(422, "Invalid", f"{obj['kind']} is invalid")
@@ -222,3 +227,19 @@ async def test_a_lagging_cache_writes_over_our_own_last_version() -> None:
     # The cache catches up with our first write only: it is still behind our second.
     await rec.reconcile({**platform, "status": first, "metadata": {**platform["metadata"], "resourceVersion": "2"}})
     assert api.preconditions == ["1", "2"]
+
+
+async def test_the_hand_over_lands_before_the_apply_without_replicas() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    users = next(s for s in platform["spec"]["services"] if s["name"] == "users")
+    users.update(replicas=5, autoscaling={"enabled": False})
+    await rec.reconcile(platform)
+    platform["status"] = api.status
+    users["autoscaling"] = {"enabled": True}
+    api.calls.clear()
+    await rec.reconcile(platform)
+    users_calls = [c for c in api.calls if c[2] == "users" and c[1] == "Deployment"]
+    assert users_calls == [("apply as keelson-handover", "Deployment", "users"), ("apply", "Deployment", "users")]

@@ -23,6 +23,7 @@ from keelson.controller.areas import Area, AreaResult
 from keelson.controller.cache import ChildCache, controller_uid
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
 from keelson.controller.drift import needs_apply, with_hash
+from keelson.controller.handover import HANDOVER_MANAGER, replicas_handovers
 from keelson.controller.status import (
     MONITORING_KINDS,
     PAUSED,
@@ -36,7 +37,7 @@ from keelson.controller.status import (
     workloads_condition,
 )
 from keelson.kube.client import ApiError, KubeClient
-from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, key_of, kind_of
+from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, ObjectKey, key_of, kind_of
 from keelson.render import RenderContext, render_platform
 from keelson.render.cnpg import OUTLIVES_PLATFORM
 
@@ -179,7 +180,8 @@ class Reconciler:
         obs.route_desired = any(o["kind"] in ROUTE_KINDS for o in desired)
 
         if not paused:
-            await self._apply_all(desired, meta["uid"], obs, outcome)
+            held = await self._hand_over_replicas(desired, meta["uid"], outcome)
+            await self._apply_all([o for o in desired if key_of(o) not in held], meta["uid"], obs, outcome)
             await self._prune(desired, meta["uid"], outcome)
 
         deployments = {
@@ -304,6 +306,24 @@ class Reconciler:
                 outcome.retry = True
             return
         outcome.writes += 1
+
+    async def _hand_over_replicas(self, desired: list[dict[str, Any]], uid: str, outcome: Outcome) -> set[ObjectKey]:
+        """Keep the replicas of Deployments whose autoscaling is being switched on (handover.py);
+        returns the Deployments not to apply in this pass, as their hand-over failed."""
+        held: set[ObjectKey] = set()
+        for body in replicas_handovers(desired, self.cache, uid):
+            try:
+                async with self._writes:
+                    await self.client.apply(body, field_manager=HANDOVER_MANAGER)
+            except ApiError as exc:
+                # Applied without its hand-over, the Deployment would fall to 1 replica: wait.
+                held.add(key_of(body))
+                outcome.errors.append(f"Deployment/{body['metadata']['name']}: replicas hand-over: {exc}")
+                outcome.retry = True
+                continue
+            outcome.writes += 1
+            log.info("handed replicas of Deployment %s/%s over to its HPA", *key_of(body)[1:])
+        return held
 
     async def _apply_all(self, desired: list[dict[str, Any]], uid: str, obs: Observations, outcome: Outcome) -> None:
         todo = []
