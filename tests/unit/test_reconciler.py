@@ -229,6 +229,28 @@ async def test_a_lagging_cache_writes_over_our_own_last_version() -> None:
     assert api.preconditions == ["1", "2"]
 
 
+async def test_a_paused_platform_is_written_once_then_never() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    await rec.reconcile(platform)
+    platform["status"] = api.status
+    platform["metadata"].update(annotations={"keelson.dev/reconcile": "paused"}, resourceVersion="2")
+    api.calls.clear()
+    await rec.reconcile(platform)
+    assert [c[0] for c in api.calls] == ["status"]  # the transition to Paused
+    platform["status"] = api.status
+    platform["metadata"]["resourceVersion"] = "3"
+    api.calls.clear()
+    # Others delete and edit children; the platform's generation moves on too.
+    del cache.stores["Deployment"][("ns", "orders")]  # type: ignore[attr-defined]
+    cache.stores["Service"][("ns", "users")]["spec"]["selector"] = {"x": "y"}  # type: ignore[index]
+    platform["metadata"]["generation"] = 2
+    outcome = await rec.reconcile(platform)
+    assert api.calls == [] and outcome.writes == 0
+
+
 async def test_the_hand_over_lands_before_the_apply_without_replicas() -> None:
     cache = DictCache()
     api = FakeApi(cache)

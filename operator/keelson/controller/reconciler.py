@@ -142,6 +142,11 @@ class Reconciler:
 
         paused = meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "paused"
         live_status = platform.get("status") or {}
+        if paused and _previous_condition(live_status, PAUSED).status == "True":
+            # The one write a pause costs is the status that says so (below). After it, nothing:
+            # not even a status following the children that others edit; it is resumed on unpause.
+            metrics.set_platform_ready(namespace, name, _previous_condition(live_status, READY).status == "True")
+            return
         area_conditions: list[ConditionState] = []
         fragments: dict[str, Any] = {}
         pod_annotations: dict[str, dict[str, str]] = {}
