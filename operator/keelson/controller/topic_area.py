@@ -153,8 +153,10 @@ class TopicsArea:
                 live = await admin.describe(wanted | set(dropped))
                 problems = await self._converge(admin, plan, live)
                 if dropped and kafka.deletionPolicy == "Delete":
-                    await admin.delete([n for n in dropped if n in live])
-                    events.append(PlatformEvent("Normal", "TopicsDeleted", f"deleted: {', '.join(dropped)}"))
+                    gone = [n for n in dropped if n in live]
+                    await admin.delete(gone)
+                    if gone:  # none when a pass whose status write lost a race deleted them: no second Event
+                        events.append(PlatformEvent("Normal", "TopicsDeleted", f"deleted: {', '.join(gone)}"))
                 elif dropped:
                     events.append(
                         PlatformEvent(
