@@ -312,24 +312,6 @@ class Reconciler:
             return
         outcome.writes += 1
 
-    async def _hand_over_replicas(self, desired: list[dict[str, Any]], uid: str, outcome: Outcome) -> set[ObjectKey]:
-        """Keep the replicas of Deployments whose autoscaling is being switched on (handover.py);
-        returns the Deployments not to apply in this pass, as their hand-over failed."""
-        held: set[ObjectKey] = set()
-        for body in replicas_handovers(desired, self.cache, uid):
-            try:
-                async with self._writes:
-                    await self.client.apply(body, field_manager=HANDOVER_MANAGER)
-            except ApiError as exc:
-                # Applied without its hand-over, the Deployment would fall to 1 replica: wait.
-                held.add(key_of(body))
-                outcome.errors.append(f"Deployment/{body['metadata']['name']}: replicas hand-over: {exc}")
-                outcome.retry = True
-                continue
-            outcome.writes += 1
-            log.info("handed replicas of Deployment %s/%s over to its HPA", *key_of(body)[1:])
-        return held
-
     async def _apply_all(self, desired: list[dict[str, Any]], uid: str, obs: Observations, outcome: Outcome) -> None:
         todo = []
         for obj in desired:
@@ -386,6 +368,24 @@ class Reconciler:
             metrics.OBJECTS_DELETED.labels(kind=kind).inc()
             log.info("deleted %s %s/%s: no longer desired", kind, namespace, name)
 
+    async def _hand_over_replicas(self, desired: list[dict[str, Any]], uid: str, outcome: Outcome) -> set[ObjectKey]:
+        """Keep the replicas of Deployments whose autoscaling is being switched on (handover.py);
+        returns the Deployments not to apply in this pass, as their hand-over failed."""
+        held: set[ObjectKey] = set()
+        for body in replicas_handovers(desired, self.cache, uid):
+            try:
+                async with self._writes:
+                    await self.client.apply(body, field_manager=HANDOVER_MANAGER)
+            except ApiError as exc:
+                # Applied without its hand-over, the Deployment would fall to 1 replica: wait.
+                held.add(key_of(body))
+                outcome.errors.append(f"Deployment/{body['metadata']['name']}: replicas hand-over: {exc}")
+                outcome.retry = True
+                continue
+            outcome.writes += 1
+            log.info("handed replicas of Deployment %s/%s over to its HPA", *key_of(body)[1:])
+        return held
+
     async def _write_status(
         self,
         platform: dict[str, Any],
@@ -417,7 +417,7 @@ class Reconciler:
                 return  # deleted meanwhile
             if exc.status == 409:
                 # Our view is stale: a newer version exists, and its watch event queues another
-                # pass over it (kopf delivers every version). Nothing failed; nothing to retry.
+                # pass over it. Nothing failed; nothing to retry with backoff.
                 log.debug("%s/%s: status not written over stale version %s", meta["namespace"], meta["name"], rv)
                 return
             outcome.errors.append(f"status: {exc}")
