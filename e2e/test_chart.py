@@ -58,7 +58,7 @@ def test_rbac_matches_what_the_operator_uses(stack: LocalStack) -> None:
     child = {"get", "list", "watch", "create", "patch", "delete"}
     expected = {(k.group, k.plural): child for k in CHILD_KINDS}
     expected[(PLATFORM_KIND.group, PLATFORM_KIND.plural)] = {"get", "list", "watch", "patch"}
-    expected[(PLATFORM_KIND.group, f"{PLATFORM_KIND.plural}/status")] = {"get", "patch"}
+    expected[(PLATFORM_KIND.group, f"{PLATFORM_KIND.plural}/status")] = {"get", "update"}
     expected[("", "events")] = expected[("events.k8s.io", "events")] = {"create"}
     expected[("apiextensions.k8s.io", "customresourcedefinitions")] = {"get", "list", "watch"}
     assert granted == expected

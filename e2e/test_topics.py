@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import os
@@ -197,3 +198,36 @@ def test_strimzi_topics_are_accepted_by_the_real_crd(kube: Kube, namespace: str,
         timeout=30,
         what="TopicsReady",
     )
+
+
+async def test_delete_policy_deletes_every_topic_when_every_event_is_removed(
+    kube: Kube, namespace: str, stack: LocalStack
+) -> None:
+    doc = _platform(stack, deletionPolicy="Delete")
+    domain = doc["spec"]["domain"]
+    kube.apply(namespace, doc)
+    eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=90, what="Ready")
+    assert await _broker_topics(stack.kafka_bootstrap, domain) == _planned(doc)
+
+    for svc in doc["spec"]["services"]:
+        svc.pop("publishes", None)
+        svc.pop("subscribes", None)
+    kube.apply(namespace, doc)
+    eventually(
+        lambda: (kube.get("msp", "shop", namespace) or {}).get("status", {}).get("observedGeneration") == 2,
+        timeout=60,
+        what="generation 2 observed",
+    )
+    # The broker's metadata may trail a deletion it has accepted by a moment.
+    left = await _broker_topics(stack.kafka_bootstrap, domain)
+    for _ in range(20):
+        if not left:
+            break
+        await asyncio.sleep(0.5)
+        left = await _broker_topics(stack.kafka_bootstrap, domain)
+    assert left == {}, sorted(left)
+    status = kube.get("msp", "shop", namespace)["status"]  # type: ignore[index]
+    assert "topics" not in status
+    assert _condition(kube, namespace, "TopicsReady")["reason"] == "NoTopics"
+    events = kube.list("events", namespace)
+    assert any(e["reason"] == "TopicsDeleted" and f"{domain}.order.created" in e["message"] for e in events)

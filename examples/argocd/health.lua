@@ -38,17 +38,19 @@ if status == nil or status.conditions == nil then
   return hs
 end
 
-local generation = obj.metadata.generation
-if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
-  return hs
-end
-
+-- Before the generation: a paused platform's status is not written again (not even to observe a
+-- new generation) until the pause is lifted.
 local paused = condition(status.conditions, "Paused")
 if paused ~= nil and paused.status == "True" then
   hs.status = "Suspended"
   hs.message = paused.message or "Reconciliation is paused"
+  return hs
+end
+
+local generation = obj.metadata.generation
+if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
   return hs
 end
 

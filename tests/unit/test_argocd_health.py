@@ -76,6 +76,8 @@ def test_a_platform_that_needs_a_person_is_degraded_and_says_why() -> None:
 
 def test_a_paused_platform_is_suspended() -> None:
     assert health(platform(READY, paused=True)) == ("Suspended", "keelson.dev/reconcile=paused")
+    # A spec changed while paused is not observed (no write) until the pause is lifted.
+    assert health(platform(READY, paused=True, generation=4, observed=3))[0] == "Suspended"
 
 
 def test_the_configmap_carries_the_script_verbatim() -> None:

@@ -272,8 +272,11 @@ class _Api:
     async def delete(self, kind: Kind, namespace: str, name: str, *, uid: str | None = None) -> None:
         self.cache.stores[kind.kind].pop((namespace, name), None)  # type: ignore[attr-defined]
 
-    async def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def replace_status(
+        self, kind: Kind, namespace: str, name: str, status: dict[str, Any], *, resource_version: str
+    ) -> str:
         self.status = status
+        return str(int(resource_version) + 1)
 
     async def patch_merge(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         return {}

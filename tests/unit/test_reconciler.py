@@ -17,11 +17,18 @@ class FakeApi:
         self.fail_kind = fail_kind
         self.calls: list[tuple[str, str, str]] = []
         self.status: dict[str, Any] | None = None
+        self.version = 1  # the platform's resourceVersion on the server
+        self.preconditions: list[str] = []
 
     def _store(self, kind: str) -> dict[tuple[str, str], Any]:
         return self.cache.stores.setdefault(kind, {})  # type: ignore[return-value]
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: dict[str, Any], *, field_manager: str = "keelson-operator") -> dict[str, Any]:
+        if field_manager != "keelson-operator":
+            self.calls.append((f"apply as {field_manager}", obj["kind"], obj["metadata"]["name"]))
+            live = self._store(obj["kind"])[(obj["metadata"]["namespace"], obj["metadata"]["name"])]
+            live["spec"] = {**live["spec"], **obj["spec"]}
+            return dict(live)
         self.calls.append(("apply", obj["kind"], obj["metadata"]["name"]))
         if obj["kind"] == self.fail_kind:
             raise ApiError(422, "Invalid", f"{obj['kind']} is invalid")
@@ -36,9 +43,16 @@ class FakeApi:
         self.calls.append(("delete", kind.kind, name))
         self._store(kind.kind).pop((namespace, name), None)
 
-    async def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def replace_status(
+        self, kind: Kind, namespace: str, name: str, status: dict[str, Any], *, resource_version: str
+    ) -> str:
         self.calls.append(("status", kind.kind, name))
+        self.preconditions.append(resource_version)
+        if resource_version != str(self.version):
+            raise ApiError(409, "Conflict", "the object has been modified")
         self.status = status
+        self.version += 1
+        return str(self.version)
 
     async def patch_merge(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("patch", kind.kind, name))
@@ -174,3 +188,80 @@ async def test_a_stale_cache_does_not_repeat_our_own_status_write() -> None:
     api.calls.clear()
     await rec.reconcile(platform)
     assert api.calls == []  # neither the same status nor a second Ready Event
+
+
+async def test_the_status_is_replaced_whole_over_the_version_it_was_computed_from() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    platform = _platform()
+    for svc in platform["spec"]["services"]:
+        svc.pop("publishes", None)
+        svc.pop("subscribes", None)
+    del platform["spec"]["dailyUsers"]
+    platform["status"] = {"topics": [{"name": "ecommerce.order.created"}], "sizing": {"dailyUsers": 1}}
+    await _reconciler(api, cache).reconcile(platform)
+    assert api.preconditions == ["1"]
+    assert api.status is not None and "topics" not in api.status and "sizing" not in api.status
+
+
+async def test_a_status_conflict_is_left_to_the_newer_versions_pass() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    api.version = 2  # someone wrote the platform after the watch cache's version 1
+    outcome = await _reconciler(api, cache).reconcile(_platform())
+    assert ("status", "MicroservicePlatform", "shop") in api.calls
+    assert not outcome.retry and outcome.errors == []
+    assert not any(c[0] == "create" for c in api.calls)  # no Event for a status that was not written
+
+
+async def test_a_lagging_cache_writes_over_our_own_last_version() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    await rec.reconcile(platform)  # version 1 -> 2
+    first = api.status
+    cache.stores["Deployment"][("ns", "orders")]["status"]["readyReplicas"] = 1  # type: ignore[index]
+    await rec.reconcile(platform)  # the cache still shows version 1: a new status, written over 2 -> 3
+    assert api.preconditions == ["1", "2"] and api.status != first
+    # The cache catches up with our first write only: it is still behind our second.
+    await rec.reconcile({**platform, "status": first, "metadata": {**platform["metadata"], "resourceVersion": "2"}})
+    assert api.preconditions == ["1", "2"]
+
+
+async def test_a_paused_platform_is_written_once_then_never() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    await rec.reconcile(platform)
+    platform["status"] = api.status
+    platform["metadata"].update(annotations={"keelson.dev/reconcile": "paused"}, resourceVersion="2")
+    api.calls.clear()
+    await rec.reconcile(platform)
+    assert [c[0] for c in api.calls] == ["status"]  # the transition to Paused
+    platform["status"] = api.status
+    platform["metadata"]["resourceVersion"] = "3"
+    api.calls.clear()
+    # Others delete and edit children; the platform's generation moves on too.
+    del cache.stores["Deployment"][("ns", "orders")]  # type: ignore[attr-defined]
+    cache.stores["Service"][("ns", "users")]["spec"]["selector"] = {"x": "y"}  # type: ignore[index]
+    platform["metadata"]["generation"] = 2
+    outcome = await rec.reconcile(platform)
+    assert api.calls == [] and outcome.writes == 0
+
+
+async def test_the_hand_over_lands_before_the_apply_without_replicas() -> None:
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    users = next(s for s in platform["spec"]["services"] if s["name"] == "users")
+    users.update(replicas=5, autoscaling={"enabled": False})
+    await rec.reconcile(platform)
+    platform["status"] = api.status
+    users["autoscaling"] = {"enabled": True}
+    api.calls.clear()
+    await rec.reconcile(platform)
+    users_calls = [c for c in api.calls if c[2] == "users" and c[1] == "Deployment"]
+    assert users_calls == [("apply as keelson-handover", "Deployment", "users"), ("apply", "Deployment", "users")]

@@ -223,3 +223,34 @@ async def test_broker_down_is_reported_and_retried() -> None:
     doc, model = _platform()
     result = await area.reconcile(doc, model)
     assert (result.condition.status, result.condition.reason, result.retry) == ("False", "BrokerUnreachable", True)
+
+
+def _no_events(spec: dict[str, Any]) -> None:
+    spec["kafka"]["deletionPolicy"] = "Delete"
+    for svc in spec["services"]:
+        svc.pop("publishes", None)
+        svc.pop("subscribes", None)
+
+
+async def test_the_last_topics_go_when_every_event_is_removed_under_delete() -> None:
+    fake = FakeAdmin({})
+    area = TopicsArea(DictCache(), admin=fake)  # type: ignore[arg-type]
+    doc, model = _platform()
+    listed = (await area.reconcile(doc, model)).status
+    assert len(fake.topics) == 38
+
+    bare, bare_model = _platform(_no_events)
+    bare["status"] = listed
+    fake.down = True  # a pass that cannot reach the broker keeps them listed, to delete them later
+    result = await area.reconcile(bare, bare_model)
+    assert result.retry
+    assert sorted(t["name"] for t in result.status["topics"]) == sorted(t["name"] for t in listed["topics"])
+    fake.down = False
+    result = await area.reconcile(bare, bare_model)
+    assert fake.topics == {} and result.status == {}
+    assert result.condition.reason == "NoTopics" and result.events[0].reason == "TopicsDeleted"
+    # The status write of that pass lost a race (409): the next pass finds them gone, says nothing.
+    assert (await area.reconcile(bare, bare_model)).events == []
+    bare["status"] = result.status
+    fake.requests.clear()
+    assert (await area.reconcile(bare, bare_model)).condition.reason == "NoTopics" and fake.requests == []

@@ -23,6 +23,7 @@ from keelson.controller.areas import Area, AreaResult
 from keelson.controller.cache import ChildCache, controller_uid
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
 from keelson.controller.drift import drifted_fields, needs_apply, with_hash
+from keelson.controller.handover import HANDOVER_MANAGER, replicas_handovers
 from keelson.controller.loopguard import LoopGuard
 from keelson.controller.status import (
     MONITORING_KINDS,
@@ -38,7 +39,7 @@ from keelson.controller.status import (
     write_loop_condition,
 )
 from keelson.kube.client import ApiError, KubeClient
-from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, key_of, kind_of
+from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, ObjectKey, key_of, kind_of
 from keelson.render import RenderContext, render_platform
 from keelson.render.cnpg import OUTLIVES_PLATFORM
 
@@ -62,6 +63,13 @@ class Outcome:
     ready: bool = False
     retry: bool = False  # a transient failure: try again with backoff
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    over: frozenset[str]  # versions from before the write, which the watch cache may still show
+    made: str  # the version our write produced
+    status: dict[str, Any]
 
 
 def owner_reference(platform: dict[str, Any]) -> dict[str, Any]:
@@ -94,10 +102,10 @@ class Reconciler:
         self.reference_image = reference_image
         self.areas = tuple(areas)
         self.now = now
-        # uid -> (resourceVersion the status was written over, the status written). The watch
-        # cache can lag our own status write; a pass that starts before it catches up must
-        # compare against what we wrote, or it writes the same status (and Event) again.
-        self._written: dict[str, tuple[str, dict[str, Any]]] = {}
+        # uid -> what our last status write did to the platform. The watch cache can lag our own
+        # status write; a pass that starts before it catches up must compare against what we
+        # wrote, or it writes the same status (and Event) again.
+        self._written: dict[str, StatusWrite] = {}
         self._writes = asyncio.Semaphore(concurrency)
         self.guard = guard or LoopGuard()
         self.clock = clock
@@ -107,8 +115,12 @@ class Reconciler:
         outcome = Outcome()
         meta = platform["metadata"]
         written = self._written.get(meta.get("uid", ""))
-        if written is not None and written[0] == meta.get("resourceVersion"):
-            platform = {**platform, "status": written[1]}
+        if written is not None and meta.get("resourceVersion") in written.over:
+            # The platform as it is after our write, unless someone else wrote since (then the
+            # next status write meets a 409 and the newer version's watch event queues a pass).
+            platform = {**platform, "metadata": {**meta, "resourceVersion": written.made}, "status": written.status}
+        elif written is not None:
+            del self._written[meta.get("uid", "")]  # the cache has caught up: it shows our write or a later one
         try:
             await self._reconcile(platform, outcome)
         finally:
@@ -136,6 +148,11 @@ class Reconciler:
 
         paused = meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "paused"
         live_status = platform.get("status") or {}
+        if paused and _previous_condition(live_status, PAUSED).status == "True":
+            # The one write a pause costs is the status that says so (below). After it, nothing:
+            # not even a status following the children that others edit; it is resumed on unpause.
+            metrics.set_platform_ready(namespace, name, _previous_condition(live_status, READY).status == "True")
+            return
         area_conditions: list[ConditionState] = []
         fragments: dict[str, Any] = {}
         pod_annotations: dict[str, dict[str, str]] = {}
@@ -174,7 +191,9 @@ class Reconciler:
         obs.route_desired = any(o["kind"] in ROUTE_KINDS for o in desired)
 
         if not paused:
-            await self._apply_all(desired, meta["uid"], generation, obs, outcome)
+            held = await self._hand_over_replicas(desired, meta["uid"], outcome)
+            kept = [o for o in desired if key_of(o) not in held]
+            await self._apply_all(kept, meta["uid"], generation, obs, outcome)
             await self._prune(desired, meta["uid"], outcome)
             # The Event is the Ready transition's (reason WriteLoop), posted with the status.
             for label, fields in obs.new_write_loops.items():
@@ -377,6 +396,24 @@ class Reconciler:
             metrics.OBJECTS_DELETED.labels(kind=kind).inc()
             log.info("deleted %s %s/%s: no longer desired", kind, namespace, name)
 
+    async def _hand_over_replicas(self, desired: list[dict[str, Any]], uid: str, outcome: Outcome) -> set[ObjectKey]:
+        """Keep the replicas of Deployments whose autoscaling is being switched on (handover.py);
+        returns the Deployments not to apply in this pass, as their hand-over failed."""
+        held: set[ObjectKey] = set()
+        for body in replicas_handovers(desired, self.cache, uid):
+            try:
+                async with self._writes:
+                    await self.client.apply(body, field_manager=HANDOVER_MANAGER)
+            except ApiError as exc:
+                # Applied without its hand-over, the Deployment would fall to 1 replica: wait.
+                held.add(key_of(body))
+                outcome.errors.append(f"Deployment/{body['metadata']['name']}: replicas hand-over: {exc}")
+                outcome.retry = True
+                continue
+            outcome.writes += 1
+            log.info("handed replicas of Deployment %s/%s over to its HPA", *key_of(body)[1:])
+        return held
+
     async def _write_status(
         self,
         platform: dict[str, Any],
@@ -398,15 +435,27 @@ class Reconciler:
         metrics.set_platform_ready(meta["namespace"], meta["name"], merged[0]["status"] == "True")
         if status == live_status:
             return
+        rv = meta.get("resourceVersion", "")
         try:
-            await self.client.patch_status(PLATFORM_KIND, meta["namespace"], meta["name"], status)
+            made = await self.client.replace_status(
+                PLATFORM_KIND, meta["namespace"], meta["name"], status, resource_version=rv
+            )
         except ApiError as exc:
             if exc.status == 404:
                 return  # deleted meanwhile
+            if exc.status == 409:
+                # Our view is stale: a newer version exists, and its watch event queues another
+                # pass over it. Nothing failed; nothing to retry with backoff.
+                log.debug("%s/%s: status not written over stale version %s", meta["namespace"], meta["name"], rv)
+                return
             outcome.errors.append(f"status: {exc}")
             outcome.retry = True
             return
-        self._written[meta.get("uid", "")] = (meta.get("resourceVersion", ""), status)
+        uid = meta.get("uid", "")
+        previous = self._written.get(uid)
+        # Written over our own previous write: the cache may still show any version of the chain.
+        over = previous.over | {rv} if previous is not None and previous.made == rv else frozenset({rv})
+        self._written[uid] = StatusWrite(over=over, made=made, status=status)
         outcome.writes += 1
         for cond in transitions(live_status.get("conditions"), merged):
             if cond["type"] == READY:

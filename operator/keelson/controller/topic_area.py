@@ -29,6 +29,25 @@ def _provider(spec: MicroservicePlatformSpec) -> str:
     return (spec.kafka.provider if spec.kafka else None) or "none"
 
 
+_NO_TOPICS = ConditionState(TOPICS_READY, "True", "NoTopics", "the platform declares no events")
+
+
+def _previous(platform: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The topics the last status listed, by name: how a topic no longer planned is remembered."""
+    return {t["name"]: t for t in (platform.get("status") or {}).get("topics", []) or []}
+
+
+def _dropped(platform: dict[str, Any], plan: list[PlannedTopic]) -> list[str]:
+    """Topics listed before and planned no more; external ones were never ours."""
+    wanted = {t.name for t in plan}
+    return sorted(n for n, t in _previous(platform).items() if n not in wanted and t.get("role") != "external")
+
+
+def _listed(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    # No topics, no field: the status is replaced as a whole, so the key goes with the last topic.
+    return {"topics": entries} if entries else {}
+
+
 def _entry(topic: PlannedTopic, exists: bool | None, message: str | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": topic.name,
@@ -62,11 +81,12 @@ class TopicsArea:
     async def reconcile(self, platform: dict[str, Any], model: MicroservicePlatform) -> AreaResult:
         spec = model.spec
         plan = plan_topics(spec)
-        if not plan:
-            return AreaResult(ConditionState(TOPICS_READY, "True", "NoTopics", "the platform declares no events"))
         provider = _provider(spec)
-        if provider == "admin":
+        if provider == "admin" and (plan or _dropped(platform, plan)):
+            # Also with no event left: the topics of the last one are deleted (or reported kept).
             result = await self._reconcile_admin(platform, spec, plan)
+        elif not plan:
+            return AreaResult(_NO_TOPICS)
         elif provider == "strimzi":
             result = self._report_strimzi(platform, plan)
         else:
@@ -116,22 +136,27 @@ class TopicsArea:
     ) -> AreaResult:
         kafka = spec.kafka
         assert kafka is not None
+        previous = _previous(platform)
+        wanted = {t.name for t in plan}
+        dropped = _dropped(platform, plan)
+        # When the broker cannot be asked, the dropped topics stay listed: the next pass deletes
+        # (or reports) them. Taken off the list now, they would be forgotten for good.
+        unfinished = _listed([_entry(t, None) for t in plan] + [previous[n] for n in dropped])
         if not kafka.bootstrapServers:
             return AreaResult(
                 ConditionState(TOPICS_READY, "False", "NoBootstrapServers", "spec.kafka.bootstrapServers is not set"),
-                status={"topics": [_entry(t, None) for t in plan]},
+                status=unfinished,
             )
-        previous = {t["name"]: t for t in (platform.get("status") or {}).get("topics", []) or []}
-        wanted = {t.name for t in plan}
-        dropped = sorted(n for n, t in previous.items() if n not in wanted and t.get("role") != "external")
         events: list[PlatformEvent] = []
         try:
             async with self.admin(kafka.bootstrapServers) as admin:
                 live = await admin.describe(wanted | set(dropped))
                 problems = await self._converge(admin, plan, live)
                 if dropped and kafka.deletionPolicy == "Delete":
-                    await admin.delete([n for n in dropped if n in live])
-                    events.append(PlatformEvent("Normal", "TopicsDeleted", f"deleted: {', '.join(dropped)}"))
+                    gone = [n for n in dropped if n in live]
+                    await admin.delete(gone)
+                    if gone:  # none when a pass whose status write lost a race deleted them: no second Event
+                        events.append(PlatformEvent("Normal", "TopicsDeleted", f"deleted: {', '.join(gone)}"))
                 elif dropped:
                     events.append(
                         PlatformEvent(
@@ -144,14 +169,14 @@ class TopicsArea:
         except BrokerUnavailable as exc:
             return AreaResult(
                 ConditionState(TOPICS_READY, "False", "BrokerUnreachable", f"{kafka.bootstrapServers}: {exc}"),
-                status={"topics": [_entry(t, None) for t in plan]},
+                status=unfinished,
                 retry=True,
                 errors=[f"kafka: {exc}"],
             )
         except AdminRequestFailed as exc:
             return AreaResult(
                 ConditionState(TOPICS_READY, "False", "AdminRequestFailed", str(exc)[:1024]),
-                status={"topics": [_entry(t, None) for t in plan]},
+                status=unfinished,
                 retry=True,
                 errors=[f"kafka: {exc}"],
             )
@@ -160,7 +185,9 @@ class TopicsArea:
             exists = topic.name in live or topic.managed  # managed ones exist now (created if missing)
             entries.append(_entry(topic, exists, problems.get(topic.name)))
         missing_external = [t.name for t in plan if not t.managed and t.name not in live]
-        if problems:
+        if not plan:
+            cond = _NO_TOPICS
+        elif problems:
             first = next(iter(problems.items()))
             reason = "PartitionDecreaseRefused" if "decrease" in first[1] else "TopicMismatch"
             cond = ConditionState(TOPICS_READY, "False", reason, f"{first[0]}: {first[1]}")
@@ -170,7 +197,7 @@ class TopicsArea:
             )
         else:
             cond = ConditionState(TOPICS_READY, "True", "TopicsReady", f"{len(plan)} topics in place")
-        return AreaResult(cond, status={"topics": entries}, events=events)
+        return AreaResult(cond, status=_listed(entries), events=events)
 
     async def _converge(
         self, admin: KafkaAdmin, plan: list[PlannedTopic], live: dict[str, LiveTopic]

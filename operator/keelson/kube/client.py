@@ -117,13 +117,27 @@ class KubeClient:
             if exc.status not in (404, 409):  # gone already, or replaced by a new object
                 raise
 
-    async def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._request(
-            "PATCH",
+    async def replace_status(
+        self, kind: Kind, namespace: str, name: str, status: dict[str, Any], *, resource_version: str
+    ) -> str:
+        """Write the whole status (PUT of the status subresource); returns the new resourceVersion.
+
+        A merge patch would keep every field the new status no longer has (topics of a platform
+        without events, sizing without dailyUsers). A replace drops them, and its resourceVersion
+        precondition (409 Conflict when it is stale) keeps it from overwriting a newer status."""
+        body = {
+            "apiVersion": kind.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "status": status,
+        }
+        written = await self._request(
+            "PUT",
             kind.path(namespace, name) + "/status",
-            content=json.dumps({"status": status}),
-            headers={"Content-Type": "application/merge-patch+json"},
+            content=json.dumps(body),
+            headers={"Content-Type": "application/json"},
         )
+        return str(written.get("metadata", {}).get("resourceVersion", ""))
 
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         try:
