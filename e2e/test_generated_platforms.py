@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from e2e.conftest import RESYNC_SECONDS
 from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
 from keelson.api.v1alpha1 import MicroservicePlatform
+from keelson.controller.reconciler import RELEASE_ANNOTATION
 from keelson.databases.naming import secret_name
 from keelson.devstack.stack import LocalStack
 from keelson.kube.resources import CHILD_KINDS
@@ -66,6 +67,9 @@ def alive(kube: Kube) -> Iterator[Alive]:
     state = Alive()
     yield state
     for namespace in state.namespaces:
+        # Their databases stay on the throwaway server: a namespace's deletion takes the admin
+        # Secret that a Delete policy's cleanup would need, and the finalizer would hold it forever.
+        kube.run("annotate", "msp", "--all", "-n", namespace, f"{RELEASE_ANNOTATION}=true", check=False)
         kube.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 

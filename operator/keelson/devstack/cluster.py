@@ -13,7 +13,7 @@ OPERATOR_SERVICE_ACCOUNT = "keelson-operator"
 FIELD_MANAGER = "keelson-dev"
 NODE_COUNT = 3
 # Room for the generated-platform tests, which keep dozens of platforms running at once.
-NODE_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "500"}
+NODE_CAPACITY = {"cpu": "32", "memory": "256Gi", "ephemeral-storage": "1Ti", "pods": "500"}
 
 
 class KubectlError(RuntimeError):
