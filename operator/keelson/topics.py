@@ -105,8 +105,11 @@ def plan_topics(spec: MicroservicePlatformSpec) -> list[PlannedTopic]:
     planned: list[PlannedTopic] = []
     for name in sorted(published | subscribed):
         partitions, config = settings(name)
-        # A topic nobody here publishes belongs to someone else: it is expected to exist, never created.
-        planned.append(PlannedTopic(name, "main" if name in published else "external", partitions, rf, config))
+        # A topic of another domain belongs to someone else: it is expected to exist, never
+        # created. One of this domain is the platform's to create, published here or not (a
+        # consumer may come before its producer, or another platform of the domain publishes it).
+        own = name in published or name.split(".")[0] == spec.domain
+        planned.append(PlannedTopic(name, "main" if own else "external", partitions, rf, config))
     mains = {t.name: t for t in planned}
     for sub in subscriptions(spec):
         main = mains[sub.topic]
@@ -119,8 +122,9 @@ def plan_topics(spec: MicroservicePlatformSpec) -> list[PlannedTopic]:
 
 
 def unpublished_subscriptions(spec: MicroservicePlatformSpec) -> list[str]:
-    """Same-domain topics that a service subscribes to but no service publishes: a mistake
-    (another domain's topics are fine and expected to exist)."""
+    """Same-domain topics that a service subscribes to but no service publishes: created all the
+    same, and named in TopicsReady's message, since it may be a typo (another domain's topics are
+    expected to exist)."""
     published = {topic_name(spec.domain, e) for s in spec.services for e in s.publishes or ()}
     return sorted(
         {

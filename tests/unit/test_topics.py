@@ -79,6 +79,9 @@ def test_foreign_and_unpublished_subscriptions() -> None:
     plan = {t.name: t for t in plan_topics(spec)}
     assert plan["billing.invoice.issued"].role == "external" and not plan["billing.invoice.issued"].managed
     assert unpublished_subscriptions(spec) == ["ecommerce.shipment.sent"]
+    # Admission cannot afford to refuse it (a CEL rule over every subscription and publisher is
+    # over the CRD's cost budget), so the platform converges: its own domain's topic is created.
+    assert plan["ecommerce.shipment.sent"].role == "main" and plan["ecommerce.shipment.sent"].managed
 
 
 def test_strimzi_topics_are_rendered_only_for_strimzi() -> None:

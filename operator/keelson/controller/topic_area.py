@@ -98,12 +98,14 @@ class TopicsArea:
             )
         unpublished = unpublished_subscriptions(spec)
         if unpublished and result.condition.status == "True":
+            # Not a failure: the topics exist and the platform works; a consumer may come first.
+            cond = result.condition
             result.condition = ConditionState(
-                TOPICS_READY,
-                "False",
-                "UnpublishedSubscription",
-                f"subscribed but published by no service of this platform: {', '.join(unpublished)}; "
-                "subscribe to another domain's topic by its full name",
+                cond.type,
+                cond.status,
+                cond.reason,
+                f"{cond.message}; subscribed but published by no service of this platform (created all the "
+                f"same): {', '.join(unpublished)}",
             )
         return result
 
