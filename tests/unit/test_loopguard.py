@@ -45,8 +45,8 @@ def test_a_new_generation_lifts_the_trip_and_settling_ends_it() -> None:
 class FightingApi(FakeApi):
     """Someone else's mutating admission: every ConfigMap we write is stored with one key changed."""
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        live = await super().apply(obj)
+    async def apply(self, obj: dict[str, Any], *, field_manager: str = "keelson-operator") -> dict[str, Any]:
+        live = await super().apply(obj, field_manager=field_manager)
         if obj["kind"] == "ConfigMap":
             live["data"] = {**live["data"], "KEELSON_HTTP_TIMEOUT_SECONDS": "99"}
         return live

@@ -257,7 +257,12 @@ class _Api:
         self.status: dict[str, Any] = {}
         self.applied: list[str] = []
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: dict[str, Any], *, field_manager: str = "keelson-operator") -> dict[str, Any]:
+        store = self.cache.stores.setdefault(obj["kind"], {})
+        if field_manager != "keelson-operator":  # a replicas hand-over: a partial object
+            live = store[(obj["metadata"]["namespace"], obj["metadata"]["name"])]  # type: ignore[index]
+            live["spec"] = {**live["spec"], **obj["spec"]}
+            return dict(live)
         if obj["kind"] in ("ServiceMonitor", "PrometheusRule") and not self.served:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         self.applied.append(obj["kind"])
@@ -265,7 +270,6 @@ class _Api:
         if obj["kind"] == "Deployment":
             live["spec"] = {**obj["spec"], "replicas": 3}
             live["status"] = {"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}
-        store = self.cache.stores.setdefault(obj["kind"], {})
         store[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = live  # type: ignore[index]
         return live
 

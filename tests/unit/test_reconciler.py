@@ -79,7 +79,12 @@ async def test_converges_then_writes_nothing() -> None:
     rec = _reconciler(api, cache)
     platform = _platform()
     first = await rec.reconcile(platform)
-    assert first.ready and first.writes == 37 + 1  # every child, then the status
+    # Every child, each autoscaled Deployment started at its HPA's minimum, then the status.
+    assert first.ready and first.writes == 37 + 5 + 1
+    assert [c for c in api.calls if c[0] == "apply as keelson-handover"] == [
+        ("apply as keelson-handover", "Deployment", s)
+        for s in ("gateway", "users", "orders", "payments", "notifications")
+    ]
     assert ("create", "Event", "Ready") in api.calls
     platform["status"] = api.status
     api.calls.clear()

@@ -55,3 +55,39 @@ def replicas_handovers(desired: list[dict[str, Any]], cache: ChildCache, uid: st
             # Never below the HPA's minimum: it would raise it there anyway, a little later.
             "spec": {"replicas": max(current, floor)},
         }
+
+
+def initial_replicas(desired: list[dict[str, Any]], cache: ChildCache) -> list[dict[str, Any]]:
+    """The apply bodies (for HANDOVER_MANAGER) that start new autoscaled Deployments at their HPA's
+    minimum, to land right after the Deployments are created.
+
+    Created without `replicas` (they are the HPA's), a Deployment starts at 1 and waits for the
+    HPA's first sync (15 s, longer without metrics) to reach its minimum: a service declared with
+    3 replicas for availability would run on 1 for that long. Handed over at once, it starts at
+    the minimum, and the HPA takes the field over when it first scales, as on a switch."""
+    hpas = {
+        (o["metadata"]["namespace"], o["spec"]["scaleTargetRef"]["name"]): o
+        for o in desired
+        if o["kind"] == "HorizontalPodAutoscaler"
+    }
+    out = []
+    for obj in desired:
+        if obj["kind"] != "Deployment" or "replicas" in obj["spec"]:
+            continue
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        hpa = hpas.get((namespace, name))
+        if hpa is None or int(hpa["spec"]["minReplicas"]) <= 1:
+            continue
+        if cache.get("Deployment", namespace, name) is not None:
+            continue
+        if cache.get("HorizontalPodAutoscaler", namespace, hpa["metadata"]["name"]) is not None:
+            continue  # the HPA runs already: the size is its own
+        out.append(
+            {
+                "apiVersion": obj["apiVersion"],
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"replicas": int(hpa["spec"]["minReplicas"])},
+            }
+        )
+    return out

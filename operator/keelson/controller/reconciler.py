@@ -23,7 +23,7 @@ from keelson.controller.areas import Area, AreaResult
 from keelson.controller.cache import ChildCache, controller_uid
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
 from keelson.controller.drift import drifted_fields, needs_apply, with_hash
-from keelson.controller.handover import HANDOVER_MANAGER, replicas_handovers
+from keelson.controller.handover import HANDOVER_MANAGER, initial_replicas, replicas_handovers
 from keelson.controller.loopguard import LoopGuard
 from keelson.controller.status import (
     MONITORING_KINDS,
@@ -193,7 +193,9 @@ class Reconciler:
         if not paused:
             held = await self._hand_over_replicas(desired, meta["uid"], outcome)
             kept = [o for o in desired if key_of(o) not in held]
+            starts = initial_replicas(kept, self.cache)
             await self._apply_all(kept, meta["uid"], generation, obs, outcome)
+            await self._start_at_minimum(starts, outcome)
             await self._prune(desired, meta["uid"], outcome)
             # The Event is the Ready transition's (reason WriteLoop), posted with the status.
             for label, fields in obs.new_write_loops.items():
@@ -395,6 +397,18 @@ class Reconciler:
             outcome.writes += 1
             metrics.OBJECTS_DELETED.labels(kind=kind).inc()
             log.info("deleted %s %s/%s: no longer desired", kind, namespace, name)
+
+    async def _start_at_minimum(self, bodies: list[dict[str, Any]], outcome: Outcome) -> None:
+        """New autoscaled Deployments start at their HPA's minimum (handover.initial_replicas)."""
+        for body in bodies:
+            try:
+                async with self._writes:
+                    await self.client.apply(body, field_manager=HANDOVER_MANAGER)
+            except ApiError as exc:
+                # Not fatal: the HPA raises it to its minimum at its next sync.
+                log.warning("could not start Deployment %s/%s at its minimum: %s", *key_of(body)[1:], exc)
+                continue
+            outcome.writes += 1
 
     async def _hand_over_replicas(self, desired: list[dict[str, Any]], uid: str, outcome: Outcome) -> set[ObjectKey]:
         """Keep the replicas of Deployments whose autoscaling is being switched on (handover.py);
