@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.kube import Kube
+from e2e.kube import Kube, eventually, third_party_crds
 from keelson.devstack.stack import LocalStack
 
 _counter = itertools.count()
@@ -49,3 +49,34 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     yield name
     # Keep later tests' audit windows and resyncs free of this test's objects.
     kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+# Every third-party kind Keelson can render, with the CRD that serves it.
+CRDS = {
+    "gateway-api-httproute.yaml": "httproutes.gateway.networking.k8s.io",
+    "prometheus-servicemonitor.yaml": "servicemonitors.monitoring.coreos.com",
+    "prometheus-prometheusrule.yaml": "prometheusrules.monitoring.coreos.com",
+    "strimzi-kafkatopic.yaml": "kafkatopics.kafka.strimzi.io",
+    "cnpg-cluster.yaml": "clusters.postgresql.cnpg.io",
+    "cnpg-database.yaml": "databases.postgresql.cnpg.io",
+}
+
+
+@pytest.fixture(scope="module")
+def third_party_kinds(kube: Kube) -> Iterator[None]:
+    """The CRDs, installed for this module only: other modules test the operator without them."""
+    created = []
+    for file, crd in CRDS.items():
+        proc = kube.run("create", "-f", str(third_party_crds() / file), check=False)
+        assert proc.returncode == 0 or "AlreadyExists" in proc.stderr, proc.stderr
+        if proc.returncode == 0:
+            created.append(crd)
+        eventually(lambda crd=crd: _established(kube, crd), timeout=60, what=f"CRD {crd} established")
+    yield
+    if created:
+        kube.run("delete", "crd", *created, "--wait=true", timeout=180)
+
+
+def _established(kube: Kube, crd: str) -> bool:
+    path = '{.status.conditions[?(@.type=="Established")].status}'
+    return kube.run("get", "crd", crd, "-o", f"jsonpath={path}", check=False).stdout == "True"

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from e2e.kube import Kube, eventually, third_party_crds
+from e2e.kube import Kube
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.controller.drift import drifted_fields, needs_apply, with_hash
 from keelson.databases.credentials import Credentials
@@ -35,37 +35,8 @@ from tests.cases.generated import Target, platforms
 
 pytestmark = pytest.mark.cluster
 
-# Every third-party kind Keelson can render, with the CRD that serves it.
-CRDS = {
-    "gateway-api-httproute.yaml": "httproutes.gateway.networking.k8s.io",
-    "prometheus-servicemonitor.yaml": "servicemonitors.monitoring.coreos.com",
-    "prometheus-prometheusrule.yaml": "prometheusrules.monitoring.coreos.com",
-    "strimzi-kafkatopic.yaml": "kafkatopics.kafka.strimzi.io",
-    "cnpg-cluster.yaml": "clusters.postgresql.cnpg.io",
-    "cnpg-database.yaml": "databases.postgresql.cnpg.io",
-}
 EXAMPLES = int(os.environ.get("KEELSON_ROUNDTRIP_EXAMPLES", "40"))
 _counter = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def third_party_kinds(kube: Kube) -> Iterator[None]:
-    """The CRDs, installed for this module only: other modules test the operator without them."""
-    created = []
-    for file, crd in CRDS.items():
-        proc = kube.run("create", "-f", str(third_party_crds() / file), check=False)
-        assert proc.returncode == 0 or "AlreadyExists" in proc.stderr, proc.stderr
-        if proc.returncode == 0:
-            created.append(crd)
-        eventually(lambda crd=crd: _established(kube, crd), timeout=60, what=f"CRD {crd} established")
-    yield
-    if created:
-        kube.run("delete", "crd", *created, "--wait=true", timeout=180)
-
-
-def _established(kube: Kube, crd: str) -> bool:
-    path = '{.status.conditions[?(@.type=="Established")].status}'
-    return kube.run("get", "crd", crd, "-o", f"jsonpath={path}", check=False).stdout == "True"
 
 
 @pytest.fixture(scope="module")
