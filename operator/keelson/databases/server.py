@@ -16,6 +16,7 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
+from keelson.controller import metrics
 from keelson.databases.admin import AdminConnection
 from keelson.databases.credentials import Credentials, scram_verifier
 
@@ -154,6 +155,7 @@ class PostgresSession:
 
     async def can_login(self, creds: Credentials) -> bool | None:
         """Whether the role logs in with this password: True, False (rejected), None (can't tell)."""
+        metrics.POSTGRES_CONNECTIONS.inc()
         try:
             conn = await psycopg.AsyncConnection.connect(
                 self._admin.conninfo,
@@ -170,6 +172,7 @@ class PostgresSession:
 
 @asynccontextmanager
 async def connect(admin: AdminConnection) -> AsyncIterator[Session]:
+    metrics.POSTGRES_CONNECTIONS.inc()
     try:
         conn = await psycopg.AsyncConnection.connect(
             admin.conninfo,

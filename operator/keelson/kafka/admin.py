@@ -17,6 +17,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from keelson.controller import metrics
+
 DEADLINE_SECONDS = 10.0
 SESSION_DEADLINE_SECONDS = 30.0  # from connecting to the last request of one reconcile
 
@@ -85,6 +87,7 @@ class KafkaAdmin:
 
     async def __aenter__(self) -> KafkaAdmin:
         self._ends_at = asyncio.get_running_loop().time() + self._session_deadline
+        metrics.KAFKA_ADMIN_REQUESTS.inc()
         try:
             await asyncio.wait_for(self._client.start(), self._budget())
         except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
@@ -108,6 +111,7 @@ class KafkaAdmin:
             if asyncio.iscoroutine(awaitable):
                 awaitable.close()  # never started: no "coroutine was never awaited" warning
             raise
+        metrics.KAFKA_ADMIN_REQUESTS.inc()
         try:
             return await asyncio.wait_for(awaitable, budget)
         except (TimeoutError, KafkaConnectionError, OSError) as exc:
