@@ -22,6 +22,7 @@ from keelson.controller import metrics
 from keelson.controller.areas import Area
 from keelson.controller.cache import DictCache, snapshot
 from keelson.controller.database_area import DatabasesArea
+from keelson.controller.gating import GatedArea, database_children, topic_children
 from keelson.controller.queue import WorkQueue
 from keelson.controller.reconciler import Reconciler
 from keelson.controller.topic_area import TopicsArea
@@ -53,6 +54,7 @@ class Controller:
         self.client: KubeClient | None = None
         self.reconciler: Reconciler | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.areas: list[GatedArea] = []
 
     def attach(self, indexes: Mapping[str, Any]) -> None:
         """kopf hands its indexes to handlers as keyword arguments; keep live references."""
@@ -70,7 +72,15 @@ class Controller:
     async def start(self) -> None:
         self.client = KubeClient()
         image = os.environ.get("KEELSON_REFERENCE_IMAGE", DEFAULT_REFERENCE_IMAGE)
-        areas: list[Area] = [DatabasesArea(self.client, self.cache), TopicsArea(self.cache)]
+        # External work runs when its inputs change or at least once per resync, not on every event
+        # of a child (a Deployment's status, while it rolls out): see gating.py. A little under the
+        # resync interval, so that the resync pass itself finds the last run due.
+        max_age = RESYNC_SECONDS * 0.9
+        self.areas = [
+            GatedArea(DatabasesArea(self.client, self.cache), self.cache, watched=database_children, max_age=max_age),
+            GatedArea(TopicsArea(self.cache), self.cache, watched=topic_children, max_age=max_age),
+        ]
+        areas: list[Area] = list(self.areas)
         self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas)
         self.tasks = [asyncio.create_task(self._worker(i)) for i in range(WORKERS)]
         self.tasks.append(asyncio.create_task(self._resync()))
@@ -178,6 +188,9 @@ def platform_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) 
 @kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
 async def platform_changed(namespace: str | None, name: str, type: str | None, body: kopf.Body, **kwargs: Any) -> None:
     CONTROLLER.attach(kwargs)
+    if type == "DELETED":
+        for area in CONTROLLER.areas:
+            area.forget(str(body.get("metadata", {}).get("uid", "")))
     if type == "DELETED" and CONTROLLER.reconciler is not None:
         # Gone for good: say what outlives it (Retain) while its last status is still at hand.
         await CONTROLLER.reconciler.report_retained(snapshot(body))

@@ -17,8 +17,7 @@ KAFKA_ADMIN_WRITES = Counter(
 )
 AREA_PASSES = Counter(
     "keelson_area_passes_total",
-    "Passes of an area's external work (databases, topics) that ran: their inputs changed or the "
-    "resync was due.",
+    "Passes of an area's external work (databases, topics) that ran: their inputs changed or the resync was due.",
     ["area"],
 )
 AREA_PASSES_SKIPPED = Counter(
