@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kopf._cogs.structs import references
 
 from keelson.api import v1alpha1
 from keelson.controller import metrics
@@ -25,6 +26,7 @@ from keelson.controller.database_area import DatabasesArea
 from keelson.controller.gating import GatedArea, database_children, topic_children
 from keelson.controller.queue import WorkQueue
 from keelson.controller.reconciler import Reconciler
+from keelson.controller.rescanning import keep_watching
 from keelson.controller.topic_area import TopicsArea
 from keelson.kube.client import KubeClient
 from keelson.kube.resources import CHILD_KINDS
@@ -55,6 +57,7 @@ class Controller:
         self.reconciler: Reconciler | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.areas: list[GatedArea] = []
+        self.insights: references.Insights | None = None  # set by main, handed to kopf
 
     def attach(self, indexes: Mapping[str, Any]) -> None:
         """kopf hands its indexes to handlers as keyword arguments; keep live references."""
@@ -69,7 +72,7 @@ class Controller:
         store = self.platforms.get(key)
         return next(iter(store), None) if store is not None else None
 
-    async def start(self) -> None:
+    async def start(self, settings: kopf.OperatorSettings | None = None) -> None:
         self.client = KubeClient()
         image = os.environ.get("KEELSON_REFERENCE_IMAGE", DEFAULT_REFERENCE_IMAGE)
         # External work runs when its inputs change or at least once per resync, not on every event
@@ -84,6 +87,11 @@ class Controller:
         self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas)
         self.tasks = [asyncio.create_task(self._worker(i)) for i in range(WORKERS)]
         self.tasks.append(asyncio.create_task(self._resync()))
+        if self.insights is not None and settings is not None:
+            watching = keep_watching(
+                insights=self.insights, registry=kopf.get_default_registry(), settings=settings, kinds=CHILD_KINDS
+            )
+            self.tasks.append(asyncio.create_task(watching))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -164,7 +172,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.watching.label_selectors[kind.group, kind.version, kind.plural] = (
             "app.kubernetes.io/managed-by=keelson"
         )
-    await CONTROLLER.start()
+    await CONTROLLER.start(settings)
 
 
 @kopf.on.cleanup()
