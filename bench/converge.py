@@ -3,13 +3,21 @@
 with the operator's writes per converge, its writes while idle, and its peak RSS.
 
     python bench/converge.py [--sizes 5 50 200] [--idle-seconds 120] [--state-dir DIR]
+    python bench/converge.py --external [--sizes 200] [--state-dir DIR]
 
 Runs on the embedded local stack (started if needed). Prints a Markdown table.
+
+`--external` measures the external work instead: every fifth service has a database (provider
+postgres on the stack's server) and publishes an event the next one subscribes to (provider admin
+on the stack's broker); the figures are the PostgreSQL connections (the server's
+pg_stat_database.sessions) and Kafka admin requests (the operator's own counter) from the apply
+to Ready, with the operator's count of area passes run and skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -17,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +58,78 @@ def operator_rss_peak_mb(stack: LocalStack) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def external_platform(services: int, stack: LocalStack) -> dict[str, Any]:
+    doc = big_platform(services, name="bench")
+    doc["spec"]["kafka"] = {
+        "provider": "admin",
+        "bootstrapServers": stack.kafka_bootstrap,
+        "partitions": 1,
+        "replicationFactor": 1,
+    }
+    doc["spec"]["databases"] = {"provider": "postgres", "adminSecretRef": {"name": "pg-admin"}}
+    doc["spec"]["domain"] = f"bench{int(time.time()) % 100000}"  # topics are cluster-wide: fresh names
+    for i, svc in enumerate(doc["spec"]["services"]):
+        if i % 5 == 0:
+            svc["database"] = {"engine": "postgres"}
+            svc["publishes"] = [f"event{i:03d}.happened"]
+        if i % 5 == 1:
+            svc["subscribes"] = [f"event{i - 1:03d}.happened"]
+    return doc
+
+
+def operator_metrics(stack: LocalStack) -> dict[str, float]:
+    port = stack.ports["operator-metrics"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("keelson_") and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def pg_sessions(stack: LocalStack) -> int:
+    import psycopg
+
+    with psycopg.connect(stack.postgres_admin_uri, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute("SELECT sum(sessions) FROM pg_stat_database").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def run_external(stack: LocalStack, kube: Kube, services: int) -> dict[str, Any]:
+    doc = external_platform(services, stack)
+    timeout = 60 + services * 3
+    ns = kube.namespace(f"ext-{services}-{int(time.time())}")
+    admin = base64.b64encode(stack.postgres_admin_uri.encode()).decode()
+    kube.apply(ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg-admin"}, "data": {"uri": admin}})
+    before_m, before_pg = operator_metrics(stack), pg_sessions(stack)
+    start = time.monotonic()
+    kube.apply(ns, doc)
+    eventually(lambda: is_ready(kube, ns), timeout=timeout, interval=0.5)
+    converge = time.monotonic() - start
+    # Sessions opened by pg_sessions itself are one per call: subtract the one of this reading.
+    after_pg, after_m = pg_sessions(stack) - 1, operator_metrics(stack)
+
+    def delta(name: str) -> float:
+        return after_m.get(name, 0.0) - before_m.get(name, 0.0)
+
+    row = {
+        "services": services,
+        "operator_s": round(converge, 1),
+        "reconciles": delta("keelson_reconcile_duration_seconds_count"),
+        "pg_sessions": after_pg - before_pg,
+        "pg_connections_operator": delta("keelson_postgres_connections_total"),
+        "kafka_admin_requests": delta("keelson_kafka_admin_requests_total"),
+        "db_passes": delta('keelson_area_passes_total{area="DatabasesReady"}'),
+        "db_skipped": delta('keelson_area_passes_skipped_total{area="DatabasesReady"}'),
+        "topic_passes": delta('keelson_area_passes_total{area="TopicsReady"}'),
+        "topic_skipped": delta('keelson_area_passes_skipped_total{area="TopicsReady"}'),
+    }
+    kube.run("delete", "namespace", ns, "--wait=true", timeout=timeout)
+    return row
 
 
 def run_size(stack: LocalStack, kube: Kube, services: int, idle_seconds: float) -> dict[str, Any]:
@@ -109,13 +190,20 @@ def main() -> int:
         type=Path,
         default=Path(os.environ.get("KEELSON_BENCH_STATE_DIR", Path.home() / ".local/state/keelson/bench")),
     )
+    parser.add_argument("--external", action="store_true", help="measure database and topic work instead")
     args = parser.parse_args()
 
     stack = LocalStack(args.state_dir)
-    stack.up(kafka=False, postgres=False, operator=True, progress=lambda m: print(f"# {m}", file=sys.stderr))
+    external = args.external
+    stack.up(kafka=external, postgres=external, operator=True, progress=lambda m: print(f"# {m}", file=sys.stderr))
     stack.stop_operator()
     stack.start_operator()  # a fresh process, so peak RSS is this run's
     kube = Kube(stack.admin_kubeconfig)
+    if external:
+        rows = [run_external(stack, kube, n) for n in args.sizes]
+        print(f"external work, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores")
+        print(json.dumps(rows))
+        return 0
     rows = []
     for n in args.sizes:
         rows.append(run_size(stack, kube, n, args.idle_seconds))

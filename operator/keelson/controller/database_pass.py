@@ -88,6 +88,7 @@ class DatabasePass:
         self.condition: ConditionState | None = None
         self.retry = False
         self.errors: list[str] = []
+        self.endpoint: str | None = None  # host:port of the server, once known
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -137,11 +138,16 @@ class DatabasePass:
         if creds is not None:
             self.annotations[service] = {CHECKSUM_ANNOTATION: checksum(creds)}
 
-    def keep_live_objects(self) -> None:
+    def keep_live_objects(self, *, only_missing: bool = False) -> None:
+        """Keep the live Secrets and egress policies; with `only_missing`, not those the pass
+        already decided on (a pass abandoned half-way may have set a password on the server)."""
         for service in self.wanted:
-            if self.provider != "external":
+            if self.provider != "external" and not (
+                only_missing and ("Secret", secret_name(self.ctx.name, service)) in self.objects
+            ):
                 self.keep_secret(service)
-            self.keep("NetworkPolicy", egress_policy_name(service))
+            if not (only_missing and ("NetworkPolicy", egress_policy_name(service)) in self.objects):
+                self.keep("NetworkPolicy", egress_policy_name(service))
 
     def droppable_previous(self) -> list[str]:
         """Services whose database this platform had under postgres, not retained."""

@@ -36,10 +36,12 @@ class PostgresPass(DatabasePass):
             self.fail("AdminSecretMissing", f"Secret {ref.name} not found in namespace {self.ctx.namespace}")
             return None
         try:
-            return parse_admin_secret(secret)
+            admin = parse_admin_secret(secret)
         except AdminSecretInvalid as exc:
             self.fail("AdminSecretInvalid", f"Secret {ref.name}: {exc}")
             return None
+        self.endpoint = admin.endpoint
+        return admin
 
     async def run(self) -> None:
         removed = [s for s in {*self.droppable_previous(), *self.owned_secret_services()} if s not in self.wanted]

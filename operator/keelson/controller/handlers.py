@@ -16,14 +16,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kopf._cogs.structs import references
 
 from keelson.api import v1alpha1
 from keelson.controller import metrics
 from keelson.controller.areas import Area
 from keelson.controller.cache import DictCache, snapshot
 from keelson.controller.database_area import DatabasesArea
+from keelson.controller.gating import GatedArea, database_children, topic_children
 from keelson.controller.queue import WorkQueue
 from keelson.controller.reconciler import Reconciler
+from keelson.controller.rescanning import keep_watching
 from keelson.controller.topic_area import TopicsArea
 from keelson.kube.client import KubeClient
 from keelson.kube.resources import CHILD_KINDS
@@ -34,6 +37,11 @@ log = logging.getLogger("keelson.operator")
 MANAGED = {"app.kubernetes.io/managed-by": "keelson"}
 RESYNC_SECONDS = float(os.environ.get("KEELSON_RESYNC_SECONDS", "60"))
 WORKERS = int(os.environ.get("KEELSON_WORKERS", "4"))
+# A pass that runs longer is cancelled and retried with backoff, whatever it waits on: no worker
+# is held for good. Far above a healthy pass (about 50 s to apply 1,400 objects of a 200-service
+# platform; see docs/benchmarks.md), and above the areas' own deadlines, which report which
+# server does not answer.
+PASS_DEADLINE_SECONDS = float(os.environ.get("KEELSON_PASS_DEADLINE_SECONDS", "300"))
 
 PlatformKey = tuple[str, str]
 
@@ -48,6 +56,8 @@ class Controller:
         self.client: KubeClient | None = None
         self.reconciler: Reconciler | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.areas: list[GatedArea] = []
+        self.insights: references.Insights | None = None  # set by main, handed to kopf
 
     def attach(self, indexes: Mapping[str, Any]) -> None:
         """kopf hands its indexes to handlers as keyword arguments; keep live references."""
@@ -62,13 +72,26 @@ class Controller:
         store = self.platforms.get(key)
         return next(iter(store), None) if store is not None else None
 
-    async def start(self) -> None:
+    async def start(self, settings: kopf.OperatorSettings | None = None) -> None:
         self.client = KubeClient()
         image = os.environ.get("KEELSON_REFERENCE_IMAGE", DEFAULT_REFERENCE_IMAGE)
-        areas: list[Area] = [DatabasesArea(self.client, self.cache), TopicsArea(self.cache)]
+        # External work runs when its inputs change or at least once per resync, not on every event
+        # of a child (a Deployment's status, while it rolls out): see gating.py. A little under the
+        # resync interval, so that the resync pass itself finds the last run due.
+        max_age = RESYNC_SECONDS * 0.9
+        self.areas = [
+            GatedArea(DatabasesArea(self.client, self.cache), self.cache, watched=database_children, max_age=max_age),
+            GatedArea(TopicsArea(self.cache), self.cache, watched=topic_children, max_age=max_age),
+        ]
+        areas: list[Area] = list(self.areas)
         self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas)
         self.tasks = [asyncio.create_task(self._worker(i)) for i in range(WORKERS)]
         self.tasks.append(asyncio.create_task(self._resync()))
+        if self.insights is not None and settings is not None:
+            watching = keep_watching(
+                insights=self.insights, registry=kopf.get_default_registry(), settings=settings, kinds=CHILD_KINDS
+            )
+            self.tasks.append(asyncio.create_task(watching))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -96,7 +119,21 @@ class Controller:
                 if platform is None:
                     metrics.forget_platform(*key)  # type: ignore[misc]
                     continue
-                outcome = await self.reconciler.reconcile(platform)
+                try:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    # that arrives as the pass ends, and stop() would then wait for ever.
+                    async with asyncio.timeout(PASS_DEADLINE_SECONDS):
+                        outcome = await self.reconciler.reconcile(platform)
+                except TimeoutError:
+                    delay = self.queue.retry(key)
+                    metrics.RECONCILE_ERRORS.inc()
+                    log.error(
+                        "reconcile of %s exceeded its %.0fs deadline; retrying in %.0fs",
+                        key,
+                        PASS_DEADLINE_SECONDS,
+                        delay,
+                    )
+                    continue
                 if outcome.retry:
                     delay = self.queue.retry(key)
                     log.warning("reconcile of %s failed, retrying in %.0fs: %s", key, delay, "; ".join(outcome.errors))
@@ -135,7 +172,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.watching.label_selectors[kind.group, kind.version, kind.plural] = (
             "app.kubernetes.io/managed-by=keelson"
         )
-    await CONTROLLER.start()
+    await CONTROLLER.start(settings)
 
 
 @kopf.on.cleanup()
@@ -159,6 +196,9 @@ def platform_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) 
 @kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
 async def platform_changed(namespace: str | None, name: str, type: str | None, body: kopf.Body, **kwargs: Any) -> None:
     CONTROLLER.attach(kwargs)
+    if type == "DELETED":
+        for area in CONTROLLER.areas:
+            area.forget(str(body.get("metadata", {}).get("uid", "")))
     if type == "DELETED" and CONTROLLER.reconciler is not None:
         # Gone for good: say what outlives it (Retain) while its last status is still at hand.
         await CONTROLLER.reconciler.report_retained(snapshot(body))

@@ -7,6 +7,7 @@ import logging
 import os
 
 import kopf
+from kopf._cogs.structs import references
 from prometheus_client import start_http_server
 
 
@@ -18,10 +19,14 @@ def run(*, metrics_port: int, health_port: int, namespaces: list[str] | None) ->
     # kopf logs every handled watch event at info; at hundreds of children that is noise.
     logging.getLogger("kopf.objects").setLevel(max(logging.getLevelName(level), logging.WARNING))
     start_http_server(metrics_port, addr=os.environ.get("KEELSON_METRICS_ADDRESS", "0.0.0.0"))
-    import keelson.controller.handlers  # noqa: F401  (registers the handlers)
+    from keelson.controller import handlers  # registers the handlers
 
+    # Our own handle on what kopf watches, for the rescans that work around its CRD race.
+    insights = references.Insights()
+    handlers.CONTROLLER.insights = insights
     asyncio.run(
         kopf.operator(
+            insights=insights,
             clusterwide=not namespaces,
             namespaces=namespaces or [],
             standalone=True,

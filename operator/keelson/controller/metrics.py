@@ -21,6 +21,22 @@ WRITE_LOOPS = Counter(
     "at one generation of their platform).",
     ["kind"],
 )
+AREA_PASSES = Counter(
+    "keelson_area_passes_total",
+    "Passes of an area's external work (databases, topics) that ran: their inputs changed or the resync was due.",
+    ["area"],
+)
+AREA_PASSES_SKIPPED = Counter(
+    "keelson_area_passes_skipped_total",
+    "Reconciles that reused an area's last result because none of its inputs had changed.",
+    ["area"],
+)
+KAFKA_ADMIN_REQUESTS = Counter(
+    "keelson_kafka_admin_requests_total", "Requests sent to Kafka's Admin API, reads included (and connects)."
+)
+POSTGRES_CONNECTIONS = Counter(
+    "keelson_postgres_connections_total", "Connections opened to PostgreSQL servers (admin and login checks)."
+)
 PLATFORMS = Gauge("keelson_platforms", "Platforms by readiness.", ["ready"])
 
 _readiness: dict[tuple[str, str], bool] = {}

@@ -16,10 +16,15 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
+from keelson.controller import metrics
 from keelson.databases.admin import AdminConnection
 from keelson.databases.credentials import Credentials, scram_verifier
 
 CONNECT_TIMEOUT_SECONDS = 5
+# The server ends any statement of ours that runs longer (a lock held by someone else, a slow
+# disk): the pass fails with that message instead of waiting. A server that does not answer at
+# all is the area's deadline's business (`controller.database_area`).
+STATEMENT_TIMEOUT_SECONDS = 10
 # Phrases of the server's FATAL messages that mean "these credentials are not accepted" rather
 # than "the server is not there" (libpq reports both as an OperationalError without SQLSTATE).
 _REJECTED = ("password authentication failed", "no pg_hba.conf entry", "does not exist", "not permitted to log in")
@@ -150,6 +155,7 @@ class PostgresSession:
 
     async def can_login(self, creds: Credentials) -> bool | None:
         """Whether the role logs in with this password: True, False (rejected), None (can't tell)."""
+        metrics.POSTGRES_CONNECTIONS.inc()
         try:
             conn = await psycopg.AsyncConnection.connect(
                 self._admin.conninfo,
@@ -166,9 +172,13 @@ class PostgresSession:
 
 @asynccontextmanager
 async def connect(admin: AdminConnection) -> AsyncIterator[Session]:
+    metrics.POSTGRES_CONNECTIONS.inc()
     try:
         conn = await psycopg.AsyncConnection.connect(
-            admin.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+            admin.conninfo,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_SECONDS * 1000}",
         )
     except psycopg.OperationalError as exc:
         raise _connect_error(exc, admin.endpoint) from exc

@@ -1,7 +1,9 @@
 """The operator's Kafka Admin API adapter: describe, create, grow and configure topics.
 
 Only this module imports the Kafka client. Every call has a deadline, so an unreachable broker
-turns into a `BrokerUnavailable` within seconds instead of a reconcile that hangs.
+turns into a `BrokerUnavailable` within seconds instead of a reconcile that hangs; and the session
+as a whole has one, so a broker that answers each call just in time cannot stretch a pass to the
+sum of all of them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from keelson.controller import metrics
+
 DEADLINE_SECONDS = 10.0
+SESSION_DEADLINE_SECONDS = 30.0  # from connecting to the last request of one reconcile
 
 
 class BrokerUnavailable(Exception):
@@ -59,15 +64,32 @@ def _check(response: Any, what: str, *, benign: tuple[int, ...] = ()) -> None:
 class KafkaAdmin:
     """One connection to a cluster for the length of a reconcile (`async with`)."""
 
-    def __init__(self, bootstrap_servers: str, *, client_id: str = "keelson-operator") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str = "keelson-operator",
+        session_deadline: float = SESSION_DEADLINE_SECONDS,
+    ) -> None:
         self._client = AIOKafkaAdminClient(
             bootstrap_servers=bootstrap_servers, client_id=client_id, request_timeout_ms=int(DEADLINE_SECONDS * 1000)
         )
+        self._session_deadline = session_deadline
+        self._ends_at = float("inf")
         self.writes = 0  # create/alter/delete requests sent: idempotency is checked on this
 
+    def _budget(self) -> float:
+        """Seconds the next call may take: its own deadline, within what is left of the session."""
+        left = self._ends_at - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise BrokerUnavailable(f"the admin session ran past its deadline of {self._session_deadline:g} s")
+        return min(DEADLINE_SECONDS, left)
+
     async def __aenter__(self) -> KafkaAdmin:
+        self._ends_at = asyncio.get_running_loop().time() + self._session_deadline
+        metrics.KAFKA_ADMIN_REQUESTS.inc()
         try:
-            await asyncio.wait_for(self._client.start(), DEADLINE_SECONDS)
+            await asyncio.wait_for(self._client.start(), self._budget())
         except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
             await self._close_quietly()
             raise BrokerUnavailable(f"cannot reach the brokers: {exc or type(exc).__name__}") from exc
@@ -84,7 +106,14 @@ class KafkaAdmin:
 
     async def _call(self, awaitable: Any) -> Any:
         try:
-            return await asyncio.wait_for(awaitable, DEADLINE_SECONDS)
+            budget = self._budget()
+        except BrokerUnavailable:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # never started: no "coroutine was never awaited" warning
+            raise
+        metrics.KAFKA_ADMIN_REQUESTS.inc()
+        try:
+            return await asyncio.wait_for(awaitable, budget)
         except (TimeoutError, KafkaConnectionError, OSError) as exc:
             raise BrokerUnavailable(f"the brokers did not answer: {exc or type(exc).__name__}") from exc
         except KafkaError as exc:

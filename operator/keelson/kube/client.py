@@ -3,12 +3,20 @@
 kopf does the watching; this client does server-side apply, pruning, status and events, with
 httpx and the credentials the `kubernetes` package resolves (kubeconfig or in-cluster, with
 in-cluster token refresh). Every write goes through here, so it is also where writes are counted.
+
+Under load the API server sheds requests (API Priority and Fairness: 429 with `Retry-After`; a
+5xx with `Retry-After` while it starts or is overloaded). Those are retried here, as client-go
+does, after at least `Retry-After` plus jitter, so that the operator's many in-flight requests do
+not come back in one burst; every other error goes to the caller, whose work queue backs off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -18,6 +26,15 @@ from kubernetes import config as k8s_config
 from keelson.kube.resources import Kind, kind_of
 
 FIELD_MANAGER = "keelson-operator"
+# Attempts per request when the server asks to come back later (client-go allows 10; a pass
+# has a deadline, and the work queue retries the platform after that anyway).
+ATTEMPTS = 5
+# Backoff without Retry-After: full jitter over BASE * 2**n, capped.
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 8.0
+# A Retry-After beyond this is not waited out in-line: the request fails and the queue backs off.
+RETRY_AFTER_CAP_SECONDS = 30.0
+RETRY_AFTER_JITTER = 0.2  # up to 20 % on top of Retry-After
 
 
 class ApiError(Exception):
@@ -39,6 +56,24 @@ def _load_configuration() -> Any:
     return configuration
 
 
+def retry_delay(attempt: int, retry_after: str | None, *, jitter: float) -> float:
+    """The wait before retry number `attempt + 1`. `jitter` is a draw from [0, 1)."""
+    if retry_after is not None:
+        try:
+            seconds = float(retry_after)  # the API server sends delta-seconds, never an HTTP date
+        except ValueError:
+            seconds = -1.0
+        if seconds >= 0:
+            return min(seconds, RETRY_AFTER_CAP_SECONDS) * (1 + RETRY_AFTER_JITTER * jitter)
+    return float(min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt) * jitter)
+
+
+def _retryable(response: httpx.Response) -> bool:
+    if response.status_code == 429:
+        return True
+    return response.status_code >= 500 and "Retry-After" in response.headers
+
+
 class _ConfigAuth(httpx.Auth):
     """Bearer token from the loaded configuration, refreshed the way the kubernetes client does
     (in-cluster tokens are rotated by the kubelet)."""
@@ -57,8 +92,20 @@ class _ConfigAuth(httpx.Auth):
 
 
 class KubeClient:
-    def __init__(self, configuration: Any | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        configuration: Any | None = None,
+        *,
+        timeout: float = 30.0,
+        attempts: int = ATTEMPTS,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         cfg = configuration or _load_configuration()
+        self._attempts = attempts
+        self._sleep = sleep
+        self._jitter = jitter
         context = (
             ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.verify_ssl else ssl._create_unverified_context()
         )
@@ -70,16 +117,23 @@ class KubeClient:
             auth=_ConfigAuth(cfg),
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            transport=transport,
         )
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(0, "ConnectionError", str(exc) or type(exc).__name__) from exc
+        for attempt in range(self._attempts):
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise ApiError(0, "ConnectionError", str(exc) or type(exc).__name__) from exc
+            if not _retryable(response) or attempt == self._attempts - 1:
+                break
+            # Every write Keelson sends is safe to repeat (apply, delete with a uid precondition,
+            # merge patches with a resourceVersion, Events), and a rejected one was not processed.
+            await self._sleep(retry_delay(attempt, response.headers.get("Retry-After"), jitter=self._jitter()))
         if response.status_code >= 400:
             try:
                 body = response.json()
