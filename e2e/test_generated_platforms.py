@@ -110,7 +110,9 @@ def _ready_for_generation(kube: Kube, namespace: str, name: str) -> dict[str, An
 
 
 def _converge(kube: Kube, namespace: str, doc: dict[str, Any]) -> dict[str, Any]:
-    proc = kube.apply(namespace, doc, check=False)
+    # JSON, not YAML: kubectl reads YAML 1.1, where a service named `y` or `n` is a boolean (found
+    # by this test; a user writing such a name must quote it, and admission says so).
+    proc = kube.run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(doc), check=False)
     assert proc.returncode == 0, f"admission refused a generated platform: {proc.stderr}"
     name = doc["metadata"]["name"]
 
