@@ -337,6 +337,56 @@ def test_missing_admin_secret_is_reported(kube: Kube, namespace: str) -> None:
     )
 
 
+def _metric(stack: LocalStack, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['operator-metrics']}/metrics", timeout=5) as rsp:
+        for line in rsp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def _sessions(stack: LocalStack) -> int:
+    """Sessions the server has seen, this one included (pg_stat_database.sessions, PostgreSQL 14+)."""
+    with _admin(stack) as conn:
+        row = conn.execute("SELECT sum(sessions) FROM pg_stat_database").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_deployment_status_event_alone_runs_no_database_pass(
+    kube: Kube, namespace: str, admin_secret: str, stack: LocalStack
+) -> None:
+    _provisioned(kube, namespace, _platform())
+    eventually(lambda: kube.condition("shop", namespace, "Ready").get("status") == "True", timeout=90, what="Ready")  # type: ignore[union-attr]
+    ran, skipped = (
+        'keelson_area_passes_total{area="DatabasesReady"}',
+        'keelson_area_passes_skipped_total{area="DatabasesReady"}',
+    )
+    time.sleep(2)  # the passes woken by the last status writes
+    before_ran, before_skipped = _metric(stack, ran), _metric(stack, skipped)
+    sessions = _sessions(stack)
+    before = reconcile_count(stack.ports["operator-metrics"])
+    for i in range(3):  # what the kubelet does as pods come and go
+        kube.run(
+            "patch",
+            "deployment",
+            "orders",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            f'{{"status":{{"observedGeneration":{100 + i}}}}}',
+        )
+        eventually(
+            lambda i=i: reconcile_count(stack.ports["operator-metrics"]) > before + i, timeout=30, what="a reconcile"
+        )
+    assert _sessions(stack) == sessions + 1  # this reading's own: the operator opened none
+    assert _metric(stack, ran) == before_ran
+    assert _metric(stack, skipped) >= before_skipped + 1
+
+
 @pytest.mark.postgres
 def test_a_hung_server_is_reported_within_the_deadline_and_pins_no_worker(kube: Kube, namespace: str) -> None:
     """As many platforms as the operator has workers, on a server that lets them log in and then
