@@ -156,6 +156,16 @@ def _host_not_a_dns_name(spec: dict[str, Any]) -> None:
     spec["gateway"]["host"] = "Shop.Example"
 
 
+def _topic_segment_ends_with_a_dash(spec: dict[str, Any]) -> None:
+    # Found by the generated platforms: `order.created-` made a KafkaTopic name the API refuses.
+    _svc(spec, "orders")["publishes"] = ["order.created-"]
+
+
+def _topic_too_long_for_kafka(spec: dict[str, Any]) -> None:
+    # <topic>.<service>.retry-<n> must fit Kafka's 249 characters.
+    _svc(spec, "orders")["publishes"] = ["o" * 60 + "." + "c" * 60]
+
+
 def on_doc(mutation: Callable[[dict[str, Any]], None]) -> Mutation:
     """A case that changes the whole object (its name), not only the spec."""
     mutation.on_doc = True  # type: ignore[attr-defined]
@@ -199,6 +209,8 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("env-duplicate", _env_duplicate, "env"),
     ("host-is-an-ip", _host_is_an_ip, "IP address"),
     ("host-not-a-dns-name", _host_not_a_dns_name, "host"),
+    ("topic-segment-ends-with-a-dash", _topic_segment_ends_with_a_dash, "publishes"),
+    ("topic-too-long-for-kafka", _topic_too_long_for_kafka, "publishes"),
     ("name-too-long", _name_too_long, "at most 63 characters"),
     ("name-too-long-for-cnpg", _name_too_long_for_cnpg, "at most 47 characters"),
 ]
