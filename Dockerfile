@@ -9,6 +9,14 @@
 # no registry is reachable there (docs/image.md).
 ARG PYTHON_IMAGE=python:3.11-slim
 
+# --- requirements: the runtime dependencies, read from pyproject.toml ---------------------------
+# A stage of its own so that the slow install below is reused as long as the list is unchanged,
+# whatever else changes in pyproject.toml (markers, linters' settings).
+FROM ${PYTHON_IMAGE} AS requirements
+COPY pyproject.toml /src/
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /requirements.txt
+
 # --- build: a ready virtualenv in /opt/keelson -------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -16,21 +24,19 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/keelson
 WORKDIR /src
-# The dependencies first, from pyproject.toml alone: this slow layer is reused until they change.
+# The dependencies first: this slow layer is reused until they change.
 # kubernetes/aio (68 MB, an asyncio client the operator never imports: kopf watches and
 # keelson.kube writes with httpx) goes in the same step, so no layer keeps it, and so does the
 # bytecode of the generated API and model classes of kubernetes.client (24 MB; the operator only
 # loads its configuration, and `import kubernetes.config` takes 0.5 s with or without it); the extension
 # modules are stripped (not the vendored libraries in *.libs, which auditwheel patched).
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /tmp/requirements.txt \
- && /opt/keelson/bin/pip install --requirement /tmp/requirements.txt \
+COPY --from=requirements /requirements.txt /tmp/requirements.txt
+RUN /opt/keelson/bin/pip install --requirement /tmp/requirements.txt \
  && rm -rf /opt/keelson/lib/python3*/site-packages/kubernetes/aio \
  && find /opt/keelson/lib/python3*/site-packages/kubernetes/client/api /opt/keelson/lib/python3*/site-packages/kubernetes/client/models \
       -name __pycache__ -prune -exec rm -rf {} + \
  && find /opt/keelson -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} +
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY services ./services
 # Then the project itself, and away with the installers: the image never installs anything.

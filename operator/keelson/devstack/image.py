@@ -253,12 +253,33 @@ def build(context: Path, tag: str = DEFAULT_TAG, progress: Any = _progress) -> s
     ensure_packages(progress)
     env = container_env()
     base = ensure_base(env, progress)
+    previous = _image_id(tag, env)
     started = time.monotonic()
     result = subprocess.run(build_argv(context, tag, base), env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ImageError(f"buildah bud failed:\n{(result.stdout + result.stderr)[-6000:]}")
     progress(f"built {tag} in {time.monotonic() - started:.1f}s")
+    if previous and previous != _image_id(tag, env):
+        # The image this tag named before, now nameless: ~115 MB each build would otherwise keep.
+        remove(previous, env)
     return tag
+
+
+def _image_id(name: str, env: dict[str, str]) -> str | None:
+    result = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", name],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def remove(name: str, env: dict[str, str] | None = None) -> None:
+    """Untag, or remove an image no other name refers to, keeping the build's cached layers
+    (``--no-prune``); an image still in use or named elsewhere is left alone."""
+    subprocess.run(["podman", "rmi", "--no-prune", name], env=env or container_env(), capture_output=True, check=False)
 
 
 def save(tag: str, archive: Path) -> None:
