@@ -24,12 +24,12 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/keelson
 WORKDIR /src
-# The dependencies first: this slow layer is reused until they change.
-# kubernetes/aio (68 MB, an asyncio client the operator never imports: kopf watches and
-# keelson.kube writes with httpx) goes in the same step, so no layer keeps it, and so does the
-# bytecode of the generated API and model classes of kubernetes.client (24 MB; the operator only
-# loads its configuration, and `import kubernetes.config` takes 0.5 s with or without it); the extension
-# modules are stripped (not the vendored libraries in *.libs, which auditwheel patched).
+# The dependencies first: this slow layer is reused until they change. In the same step, so
+# that no layer keeps them: kubernetes/aio goes (68 MB, an asyncio client the operator never
+# imports: kopf watches, keelson.kube writes with httpx), and so does the bytecode of
+# kubernetes.client's generated API and model classes (24 MB; the operator only loads its
+# configuration, and `import kubernetes.config` takes 0.5 s with or without it); extension modules
+# are stripped (not the vendored libraries in *.libs, which auditwheel patched). docs/image.md.
 COPY --from=requirements /requirements.txt /tmp/requirements.txt
 RUN /opt/keelson/bin/pip install --requirement /tmp/requirements.txt \
  && rm -rf /opt/keelson/lib/python3*/site-packages/kubernetes/aio \
