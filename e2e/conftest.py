@@ -38,6 +38,18 @@ def stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="session")
+def image() -> Iterator[str]:
+    """The project's image, built from the working tree's Dockerfile once per session as
+    scripts/image builds it (the base and every unchanged layer cached: seconds when warm)."""
+    from keelson.devstack import image as images
+
+    tag = f"localhost/keelson:e2e-{os.getpid()}"
+    images.build(Path(__file__).resolve().parents[1], tag, progress=print)
+    yield tag
+    images.remove(tag)
+
+
+@pytest.fixture(scope="session")
 def kube(stack: LocalStack) -> Kube:
     return Kube(stack.admin_kubeconfig)
 

@@ -21,3 +21,8 @@ LOG4J_VERSION: Final = "2.24.3"
 MAVEN_DEPENDENCY_PLUGIN_VERSION: Final = "3.8.1"
 # The PostgreSQL server is not built: it is the machine's, looked up by this major version.
 POSTGRES_MAJOR: Final = "15"
+# The stand-in for ``python:3.11-slim`` that `scripts/image` builds the Dockerfile on (no registry
+# is reachable): Debian's own Python 3.11 from this suite, made with mmdebstrap. Bump the revision
+# after changing how the base is made (devstack/image.py) so the cached one is rebuilt.
+BASE_IMAGE_SUITE: Final = "bookworm"
+BASE_IMAGE_VERSION: Final = f"{BASE_IMAGE_SUITE}-py3.11-r3"
