@@ -1,0 +1,115 @@
+"""The child cache: the owner index keeps a platform's pruning to its own children."""
+
+import copy
+from typing import Any
+
+from keelson.controller.cache import DictCache, controller_uid, owner_entry
+from keelson.controller.reconciler import Reconciler
+from tests.cases.invalid_platforms import example
+from tests.unit.test_reconciler import FakeApi
+
+
+class CountingStore(dict[tuple[str, str], Any]):
+    """A store that counts the cached objects a reader touches (a full scan touches them all)."""
+
+    touched = 0
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        CountingStore.touched += 1
+        return super().get(key, default)
+
+    def keys(self) -> Any:
+        CountingStore.touched += len(self)
+        return super().keys()
+
+
+class IndexedApi(FakeApi):
+    """FakeApi that also keeps the owner index, as kopf's second index per kind does."""
+
+    def _store(self, kind: str) -> dict[tuple[str, str], Any]:
+        self.cache.owners.setdefault(kind, {})
+        return self.cache.stores.setdefault(kind, CountingStore())  # type: ignore[return-value]
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        live = await super().apply(obj)
+        meta = live["metadata"]
+        for uid, key in owner_entry(meta["namespace"], meta["name"], live).items():
+            self.cache.owners[live["kind"]].setdefault(uid, set()).add(key)  # type: ignore[attr-defined]
+        return live
+
+
+def _platform(namespace: str, uid: str) -> dict[str, Any]:
+    doc = example()
+    doc["metadata"].update(namespace=namespace, uid=uid, generation=1, resourceVersion="1")
+    return doc
+
+
+def _add_other_platforms(cache: DictCache, count: int) -> int:
+    """Copies of ns/shop's children in other namespaces, owned by other platforms."""
+    added = 0
+    for kind, store in cache.stores.items():
+        owners = cache.owners[kind]
+        for (_, name), obj in list(store.items()):
+            for i in range(count):
+                other = copy.deepcopy(obj)
+                other["metadata"]["namespace"] = f"other-{i}"
+                for ref in other["metadata"].get("ownerReferences", []):
+                    ref["uid"] = f"other-uid-{i}"
+                store[(f"other-{i}", name)] = other  # type: ignore[index]
+                owners.setdefault(f"other-uid-{i}", set()).add((f"other-{i}", name))  # type: ignore[attr-defined]
+                added += 1
+    return added
+
+
+async def _touched_by_a_resync(others: int) -> tuple[int, int]:
+    cache = DictCache()
+    api = IndexedApi(cache)
+    rec = Reconciler(api, cache, reference_image="img:1", now=lambda: "2026-01-01T00:00:00Z")  # type: ignore[arg-type]
+    platform = _platform("ns", "p-uid")
+    await rec.reconcile(platform)
+    platform["status"] = api.status
+    added = _add_other_platforms(cache, others)
+    CountingStore.touched = 0
+    outcome = await rec.reconcile(platform)
+    assert outcome.ready and outcome.writes == 0
+    return CountingStore.touched, added
+
+
+async def test_a_reconcile_touches_only_its_own_platforms_children() -> None:
+    alone, _ = await _touched_by_a_resync(0)
+    crowded, added = await _touched_by_a_resync(50)
+    assert added > 1500
+    assert crowded == alone
+
+
+async def test_pruning_finds_stale_children_through_the_owner_index() -> None:
+    cache = DictCache()
+    api = IndexedApi(cache)
+    rec = Reconciler(api, cache, reference_image="img:1", now=lambda: "2026-01-01T00:00:00Z")  # type: ignore[arg-type]
+    platform = _platform("ns", "p-uid")
+    await rec.reconcile(platform)
+    _add_other_platforms(cache, 3)
+    platform["spec"]["services"] = [s for s in platform["spec"]["services"] if s["name"] != "users"]
+    for svc in platform["spec"]["services"]:
+        svc["calls"] = [c for c in svc.get("calls", []) if c != "users"]
+    platform["status"] = api.status
+    api.calls.clear()
+    await rec.reconcile(platform)
+    deleted = {(kind, name) for op, kind, name in api.calls if op == "delete"}
+    assert ("Deployment", "users") in deleted and ("Service", "users") in deleted
+    # Only ns/shop's own: the other platforms' copies of `users` are all still there.
+    assert all((f"other-{i}", "users") in cache.stores["Deployment"] for i in range(3))
+
+
+def test_the_owner_index_is_checked_against_the_object() -> None:
+    """The two kopf indexes are updated one after the other: an entry may be stale for a moment."""
+    obj = {"metadata": {"name": "a", "namespace": "ns", "ownerReferences": [{"uid": "new", "controller": True}]}}
+    cache = DictCache({"ConfigMap": {("ns", "a"): obj}}, owners={"ConfigMap": {"old": [("ns", "a")]}})
+    assert list(cache.owned_by("old")) == []
+    assert controller_uid(obj) == "new"
+
+
+def test_owner_entry() -> None:
+    owned = {"metadata": {"ownerReferences": [{"uid": "u", "controller": True}]}}
+    assert owner_entry("ns", "a", owned) == {"u": ("ns", "a")}
+    assert owner_entry("ns", "a", {"metadata": {}}) == {}
