@@ -21,3 +21,6 @@ LOG4J_VERSION: Final = "2.24.3"
 MAVEN_DEPENDENCY_PLUGIN_VERSION: Final = "3.8.1"
 # The PostgreSQL server is not built: it is the machine's, looked up by this major version.
 POSTGRES_MAJOR: Final = "15"
+# KubeVela's controller (vela-core), built only for bench/converge.py's peer comparison, not for the
+# stack: the newest version the Go module proxy serves here (v1.10.x is refused).
+KUBEVELA_VERSION: Final = "v1.9.13"
