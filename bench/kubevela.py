@@ -31,6 +31,7 @@ from keelson.devstack import building
 NAMESPACE = building.KUBEVELA_SYSTEM_NAMESPACE
 # How vela-core's requests identify themselves in the audit log (it authenticates as the admin).
 USER_AGENTS = ("kubevela/", "vela-core/")
+SETTLE_SECONDS = 5.0
 
 
 def ensure_built(progress: Any = print) -> Path:
@@ -73,6 +74,7 @@ class VelaCore:
             stderr=subprocess.STDOUT,
         )
         eventually(self._healthy, timeout=120, interval=0.5, what="vela-core /readyz")
+        time.sleep(SETTLE_SECONDS)  # /readyz is a ping: let its informers list before anything is timed
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
