@@ -113,3 +113,57 @@ def test_owner_entry() -> None:
     owned = {"metadata": {"ownerReferences": [{"uid": "u", "controller": True}]}}
     assert owner_entry("ns", "a", owned) == {"u": ("ns", "a")}
     assert owner_entry("ns", "a", {"metadata": {}}) == {}
+
+
+def _checks(monkeypatch: Any) -> list[int]:
+    import keelson.controller.cache as cache_module
+
+    calls: list[int] = []
+    real = cache_module.needs_apply
+
+    def counted(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        calls.append(1)
+        return real(desired, live)
+
+    monkeypatch.setattr(cache_module, "needs_apply", counted)
+    return calls
+
+
+def test_the_drift_check_is_remembered_while_neither_side_changes(monkeypatch: Any) -> None:
+    from keelson.controller.cache import SyncMemo
+    from keelson.controller.drift import with_hash
+
+    calls = _checks(monkeypatch)
+    desired = with_hash(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "ns"}, "data": {"k": "v"}}
+    )
+    live = copy.deepcopy(desired)
+    live["metadata"]["resourceVersion"] = "7"
+    memo = SyncMemo()
+    assert not memo.needs_apply(desired, live)
+    assert not memo.needs_apply(desired, live)
+    assert len(calls) == 1
+    # The live object changed (a new resourceVersion): checked again, and found drifted.
+    edited = copy.deepcopy(live)
+    edited["metadata"]["resourceVersion"] = "8"
+    edited["data"]["k"] = "hijacked"
+    assert memo.needs_apply(desired, edited)
+    assert memo.needs_apply(desired, edited)
+    assert len(calls) == 3  # a drifted child is never remembered
+    # The desired object changed (a new hash) while the live one did not: checked again.
+    changed = with_hash({**desired, "data": {"k": "w"}})
+    assert memo.needs_apply(changed, live)
+    assert len(calls) == 4
+
+
+def test_objects_without_a_resource_version_are_always_checked(monkeypatch: Any) -> None:
+    from keelson.controller.cache import SyncMemo
+    from keelson.controller.drift import with_hash
+
+    calls = _checks(monkeypatch)
+    desired = with_hash({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "ns"}})
+    memo = SyncMemo()
+    assert memo.needs_apply(desired, None)
+    assert not memo.needs_apply(desired, copy.deepcopy(desired))
+    assert not memo.needs_apply(desired, copy.deepcopy(desired))
+    assert len(calls) == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+from keelson.controller.drift import HASH_ANNOTATION, needs_apply
 from keelson.kube.resources import CHILD_KINDS
 
 # Children are stripped of what the operator never reads, to keep memory flat at scale.
@@ -106,3 +107,33 @@ class DictCache:
 def _keys(found: Any) -> list[tuple[str, str]]:
     """The (namespace, name) keys under one owner: a kopf Store of them, or a plain collection."""
     return [] if found is None else list(found)
+
+
+class SyncMemo:
+    """The drift check, remembered per child while neither side changes.
+
+    ``needs_apply`` is pure: with the same desired object (its hash) and the same live object
+    (its resourceVersion), the answer is the same. An idle resync asks it again for every child
+    of every platform, and the field-by-field comparison is most of a pass's CPU; this answers
+    from memory instead when the child was found in sync at that resourceVersion and hash.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._in_sync: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def needs_apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        meta = desired["metadata"]
+        key = (desired["kind"], meta.get("namespace", ""), meta["name"])
+        version = (live or {}).get("metadata", {}).get("resourceVersion")
+        stamp = (str(version), str(meta.get("annotations", {}).get(HASH_ANNOTATION)))
+        if version is not None and self._in_sync.get(key) == stamp:
+            return False
+        answer = needs_apply(desired, live)
+        if answer or version is None:
+            self._in_sync.pop(key, None)
+        else:
+            if len(self._in_sync) >= self.limit:  # deleted children's entries: start afresh
+                self._in_sync.clear()
+            self._in_sync[key] = stamp
+        return answer

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.controller import metrics
 from keelson.controller.areas import Area, AreaResult
-from keelson.controller.cache import ChildCache, controller_uid
+from keelson.controller.cache import ChildCache, SyncMemo, controller_uid
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
-from keelson.controller.drift import needs_apply, with_hash
+from keelson.controller.drift import with_hash
 from keelson.controller.status import (
     MONITORING_KINDS,
     PAUSED,
@@ -95,6 +95,7 @@ class Reconciler:
         # compare against what we wrote, or it writes the same status (and Event) again.
         self._written: dict[str, tuple[str, dict[str, Any]]] = {}
         self._writes = asyncio.Semaphore(concurrency)
+        self._sync = SyncMemo()
 
     async def reconcile(self, platform: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -305,7 +306,7 @@ class Reconciler:
                 else:
                     obs.conflicts.append(f"{kind}/{name}")
                 continue
-            if needs_apply(obj, live):
+            if self._sync.needs_apply(obj, live):
                 todo.append(obj)
         results = await asyncio.gather(*(self._apply(obj) for obj in todo), return_exceptions=True)
         for obj, result in zip(todo, results, strict=True):
