@@ -5,7 +5,7 @@ writes while idle, and its peak RSS; and the same figures for KubeVela's control
 the equivalent Application on the same stack (bench/kubevela.py; built and cached on first use).
 
     python bench/converge.py [--sizes 5 50 200] [--idle-seconds 120] [--no-kubevela] [--state-dir DIR]
-    python bench/converge.py --many [--platforms 40] [--services 25] [--idle-seconds 300] [--changes 7]
+    python bench/converge.py --many [--platforms 40] [--services 25] [--idle-seconds 300] [--changes 7] [--no-baselines]
 
 Runs on the embedded local stack (started if needed). Prints Markdown tables.
 """
@@ -149,6 +149,7 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=None, help="120, or 300 with --many")
     parser.add_argument("--no-kubevela", action="store_true", help="skip the KubeVela peer")
     parser.add_argument("--many", action="store_true", help="the many-platforms mode")
+    parser.add_argument("--no-baselines", action="store_true", help="with --many: the operator's figures only")
     parser.add_argument("--platforms", type=int, default=40)
     parser.add_argument("--services", type=int, default=25, help="per platform, with --many")
     parser.add_argument("--changes", type=int, default=7, help="single-service changes timed, with --many")

@@ -96,7 +96,14 @@ def _change_latencies(
 
 
 def run_many(
-    stack: LocalStack, kube: Kube, *, platforms: int, services: int, idle_seconds: float, changes: int
+    stack: LocalStack,
+    kube: Kube,
+    *,
+    platforms: int,
+    services: int,
+    idle_seconds: float,
+    changes: int,
+    baselines: bool = True,
 ) -> dict[str, Any]:
     doc = big_platform(services, name=PLATFORM)
     total = platforms * services
@@ -107,18 +114,20 @@ def run_many(
     stack.stop_operator()
     result: dict[str, Any] = {"platforms": platforms, "services": total}
 
-    ns = _namespaces(f"many-kubectl-{stamp}", platforms)
-    objects = measuring.render(doc, ns)
-    result["objects"] = len(objects)
-    result["kubectl_s"] = round(_plain_kubectl(kube, objects, ns, total), 1)
-    print(f"# kubectl baseline {result['kubectl_s']} s", flush=True)
-    measuring.delete_namespaces(kube, ns)
+    result["objects"] = len(measuring.render(doc, _namespaces("count", platforms)))
+    result["kubectl_s"] = result["direct_s"] = None
+    if baselines:
+        ns = _namespaces(f"many-kubectl-{stamp}", platforms)
+        objects = measuring.render(doc, ns)
+        result["kubectl_s"] = round(_plain_kubectl(kube, objects, ns, total), 1)
+        print(f"# kubectl baseline {result['kubectl_s']} s", flush=True)
+        measuring.delete_namespaces(kube, ns)
 
-    ns = _namespaces(f"many-direct-{stamp}", platforms)
-    objects = measuring.render(doc, ns)
-    result["direct_s"] = round(_plain_direct(kube, stack, objects, ns, total), 1)
-    print(f"# direct baseline {result['direct_s']} s", flush=True)
-    measuring.delete_namespaces(kube, ns)
+        ns = _namespaces(f"many-direct-{stamp}", platforms)
+        objects = measuring.render(doc, ns)
+        result["direct_s"] = round(_plain_direct(kube, stack, objects, ns, total), 1)
+        print(f"# direct baseline {result['direct_s']} s", flush=True)
+        measuring.delete_namespaces(kube, ns)
 
     pid = measuring.restart_operator(stack)
     ns = _namespaces(f"many-op-{stamp}", platforms)
@@ -163,8 +172,8 @@ def run_many(
     result["change_max_s"] = round(max(audit), 3)
     result["change_polled_p50_s"] = round(statistics.median(polled), 2)
     result["rss_mb"] = round(measuring.rss_peak_mb(pid), 1)
-    result["ratio_kubectl"] = round(result["operator_s"] / result["kubectl_s"], 2)
-    result["ratio_direct"] = round(result["operator_s"] / result["direct_s"], 2)
+    result["ratio_kubectl"] = round(result["operator_s"] / result["kubectl_s"], 2) if baselines else None
+    result["ratio_direct"] = round(result["operator_s"] / result["direct_s"], 2) if baselines else None
     measuring.delete_namespaces(kube, ns)
     return result
 
