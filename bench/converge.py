@@ -32,7 +32,7 @@ import direct_apply  # noqa: E402
 import kubevela  # noqa: E402
 import many_platforms  # noqa: E402
 import measuring  # noqa: E402
-from e2e.kube import Kube, eventually, operator_writes, utcnow  # noqa: E402
+from e2e.kube import Kube, eventually, utcnow  # noqa: E402
 from keelson.devstack.stack import LocalStack  # noqa: E402
 from tests.cases.invalid_platforms import big_platform  # noqa: E402
 
@@ -79,7 +79,7 @@ def run_size(
     kube.apply(ns, doc)
     eventually(lambda: is_ready(kube, ns), timeout=timeout, interval=0.25)
     row["operator_s"] = round(time.monotonic() - start, 1)
-    row["writes"] = len(operator_writes(stack.audit_log, since=since, namespace=ns))
+    row["writes"] = len(measuring.operator_writes(stack.audit_log, since=since, namespace=ns))
     # The Ready Event is posted just after the status flips: idle starts after it.
     eventually(lambda: any(e["reason"] == "Ready" for e in kube.list("events", ns)), timeout=30, what="the Ready event")
     namespaces = [ns]
@@ -110,7 +110,7 @@ def run_size(
     # One idle window for both: each one's writes, by its own identity in the audit log.
     idle_since = utcnow()
     time.sleep(idle_seconds)  # the measurement window itself
-    row["idle_writes"] = len(operator_writes(stack.audit_log, since=idle_since))
+    row["idle_writes"] = len(measuring.operator_writes(stack.audit_log, since=idle_since))
     row["rss_mb"] = round(measuring.rss_peak_mb(pid), 1)
     row["ratio"] = round(row["operator_s"] / row["plain_s"], 2)
     row["ratio_direct"] = round(row["operator_s"] / row["direct_s"], 2)

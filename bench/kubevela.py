@@ -14,7 +14,6 @@ ServiceAccount, PodDisruptionBudget or call-graph NetworkPolicy.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 
 import yaml
 
+import measuring
 from e2e.kube import WRITE_VERBS, Kube, eventually
 from keelson.devstack import building
 
@@ -141,19 +141,15 @@ def application_running(kube: Kube, namespace: str, name: str = "bench") -> bool
 def writes(audit_log: Path, *, since: str, until: str | None = None) -> tuple[int, int]:
     """vela-core's write requests in the audit log in the window: (real writes, dry runs)."""
     real = dry = 0
-    with audit_log.open() as fh:
-        for line in fh:
-            event = json.loads(line)
-            if event.get("stage") != "ResponseComplete" or event["requestReceivedTimestamp"] < since:
-                continue
-            if until is not None and event["requestReceivedTimestamp"] >= until:
-                continue
-            if event["verb"] not in WRITE_VERBS or not event.get("userAgent", "").startswith(USER_AGENTS):
-                continue
-            if "dryRun=" in event.get("requestURI", ""):
-                dry += 1
-            else:
-                real += 1
+    for event in measuring.audit_events(audit_log, since=since):
+        if until is not None and event["requestReceivedTimestamp"] >= until:
+            continue
+        if event["verb"] not in WRITE_VERBS or not event.get("userAgent", "").startswith(USER_AGENTS):
+            continue
+        if "dryRun=" in event.get("requestURI", ""):
+            dry += 1
+        else:
+            real += 1
     return real, dry
 
 

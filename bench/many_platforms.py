@@ -20,7 +20,7 @@ import yaml
 
 import direct_apply
 import measuring
-from e2e.kube import OPERATOR_USER, Kube, eventually, operator_writes, utcnow
+from e2e.kube import OPERATOR_USER, Kube, eventually, utcnow
 from keelson.devstack.stack import LocalStack
 from tests.cases.invalid_platforms import big_platform
 
@@ -145,7 +145,7 @@ def run_many(
     result["converge_cpu_s"] = round(measuring.cpu_seconds(pid) - cpu0, 1)
     print(f"# operator {result['operator_s']} s", flush=True)
     eventually(lambda: measuring.ready_events(kube, nsset) == platforms, timeout=120, interval=1.0, what="Ready events")
-    result["writes"] = len(operator_writes(stack.audit_log, since=since))
+    result["writes"] = len(measuring.operator_writes(stack.audit_log, since=since))
 
     # Idle: every platform Ready, nothing changes; resyncs every 60 s reconcile all 40.
     time.sleep(5)  # the last status writes' watch events
@@ -158,7 +158,7 @@ def run_many(
     passes = measuring.operator_metric(stack, "keelson_reconcile_duration_seconds_count") - passes0
     pass_s = measuring.operator_metric(stack, "keelson_reconcile_duration_seconds_sum") - pass_s0
     result["idle_seconds"] = idle_seconds
-    result["idle_writes"] = len(operator_writes(stack.audit_log, since=idle_since))
+    result["idle_writes"] = len(measuring.operator_writes(stack.audit_log, since=idle_since))
     result["idle_cpu_s"] = round(idle_cpu, 2)
     result["idle_core_pct"] = round(100 * idle_cpu / idle_seconds, 2)
     result["idle_passes"] = int(passes)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from e2e.kube import Kube, eventually
+from e2e.kube import OPERATOR_USER, WRITE_VERBS, Kube, eventually
 from keelson.devstack import cluster
 from keelson.devstack.stack import LocalStack
 
@@ -143,14 +143,32 @@ def operator_metric(stack: LocalStack, name: str) -> float:
 # --- the audit log ----------------------------------------------------------------------------
 
 
+def audit_files(audit_log: Path) -> list[Path]:
+    """The audit log and its rotated backups, oldest first: the API server rotates it at 200 MB
+    (``audit-<time>.log`` beside it), and a 7,000-object run crosses that."""
+    return [*sorted(audit_log.parent.glob(f"{audit_log.stem}-*{audit_log.suffix}")), audit_log]
+
+
 def audit_events(audit_log: Path, *, since: str) -> list[dict[str, Any]]:
     out = []
-    with audit_log.open() as fh:
-        for line in fh:
-            event = json.loads(line)
-            if event.get("stage") == "ResponseComplete" and event["requestReceivedTimestamp"] >= since:
-                out.append(event)
+    for path in audit_files(audit_log):
+        with path.open() as fh:
+            for line in fh:
+                event = json.loads(line)
+                if event.get("stage") == "ResponseComplete" and event["requestReceivedTimestamp"] >= since:
+                    out.append(event)
     return out
+
+
+def operator_writes(audit_log: Path, *, since: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """e2e.kube.operator_writes over the rotated backups too."""
+    return [
+        e
+        for e in audit_events(audit_log, since=since)
+        if e["user"]["username"] == OPERATOR_USER
+        and e["verb"] in WRITE_VERBS
+        and (namespace is None or e.get("objectRef", {}).get("namespace") == namespace)
+    ]
 
 
 def timestamp(value: str) -> datetime:
