@@ -186,3 +186,45 @@ def test_a_missing_build_tool_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path
     comp = building.Component("jars", "1.0", (), lambda out, version: None, "no time", files=("x.jar",), tool="mvn")
     with pytest.raises(building.BuildError, match="`mvn` is not on PATH"):
         building.ensure_component(comp, lambda _: None)
+
+
+KUBEVELA_GO_MOD = """module github.com/oam-dev/kubevela
+
+go 1.19
+
+require (
+\tk8s.io/api v0.26.3
+)
+
+replace (
+\tcloud.google.com/go => cloud.google.com/go v0.100.2
+\t// a comment
+\tgithub.com/docker/docker => github.com/moby/moby v20.10.24+incompatible
+)
+
+replace github.com/wercker/stern => github.com/oam-dev/stern v1.13.2
+"""
+
+
+def test_kubevela_wrapper_repeats_the_upstream_replaces() -> None:
+    assert building.replace_directives(KUBEVELA_GO_MOD) == [
+        "cloud.google.com/go => cloud.google.com/go v0.100.2",
+        "github.com/docker/docker => github.com/moby/moby v20.10.24+incompatible",
+        "github.com/wercker/stern => github.com/oam-dev/stern v1.13.2",
+    ]
+    wrapper = building.kubevela_wrapper_go_mod(KUBEVELA_GO_MOD, "v1.9.13")
+    assert "go 1.19\n" in wrapper
+    assert "require github.com/oam-dev/kubevela v1.9.13\n" in wrapper
+    assert "\tgithub.com/docker/docker => github.com/moby/moby v20.10.24+incompatible\n" in wrapper
+
+
+def test_kubevela_wrapper_refuses_local_replaces() -> None:
+    with pytest.raises(ValueError, match="local path"):
+        building.kubevela_wrapper_go_mod("module x\n\ngo 1.19\n\nreplace a/b => ./b\n", "v1.9.13")
+
+
+def test_kubevela_definitions_fill_in_the_namespace() -> None:
+    template = 'kind: TraitDefinition\nmetadata:\n  namespace: {{ include "systemDefinitionNamespace" . }}\n'
+    assert building.kubevela_definitions([template, template], "vela-system").count("namespace: vela-system") == 2
+    with pytest.raises(ValueError, match="template syntax"):
+        building.kubevela_definitions(["a: {{ .Values.x }}\n"], "vela-system")

@@ -2,6 +2,10 @@
 
 The operator never GETs a child: kopf's watches keep an index per kind (see `handlers`), and the
 reconciler reads them through this small interface, which tests replace with a dict.
+
+A second index per kind maps an owner's uid to the keys of the children it controls, so that
+pruning reads only the reconciled platform's children: its cost grows with that platform, not
+with the number of objects of every platform in the cluster.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+from keelson.controller.drift import HASH_ANNOTATION, needs_apply
 from keelson.kube.resources import CHILD_KINDS
 
 # Children are stripped of what the operator never reads, to keep memory flat at scale.
@@ -45,11 +50,29 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-class DictCache:
-    """A ChildCache over plain dicts: {kind: {(namespace, name): object}}."""
+def owner_entry(namespace: str, name: str, obj: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """The owner index's entry for a child: its controller's uid → its (namespace, name).
 
-    def __init__(self, stores: Mapping[str, Mapping[tuple[str, str], Any]] | None = None) -> None:
+    Empty, not None, for an object without a controller: kopf then drops an earlier entry.
+    """
+    uid = controller_uid(obj)
+    return {uid: (namespace, name)} if uid is not None else {}
+
+
+class DictCache:
+    """A ChildCache over plain dicts: {kind: {(namespace, name): object}}.
+
+    ``owners`` is the optional owner index, {kind: {owner uid: (namespace, name) keys}}; a kind
+    without one is scanned whole by ``owned_by`` (fine for the small dicts of tests).
+    """
+
+    def __init__(
+        self,
+        stores: Mapping[str, Mapping[tuple[str, str], Any]] | None = None,
+        owners: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.stores: dict[str, Mapping[tuple[str, str], Any]] = dict(stores or {})
+        self.owners: dict[str, Mapping[str, Any]] = dict(owners or {})
 
     def _values(self, store: Mapping[tuple[str, str], Any], key: tuple[str, str]) -> Iterator[dict[str, Any]]:
         found = store.get(key)
@@ -72,7 +95,45 @@ class DictCache:
             store = self.stores.get(kind.kind)
             if store is None:
                 continue
-            for key in list(store.keys()):
+            owners = self.owners.get(kind.kind)
+            keys = list(store.keys()) if owners is None else _keys(owners.get(uid))
+            for key in keys:
                 for obj in self._values(store, key):
+                    # Checked again: the two indexes are updated one after the other.
                     if controller_uid(obj) == uid:
                         yield obj
+
+
+def _keys(found: Any) -> list[tuple[str, str]]:
+    """The (namespace, name) keys under one owner: a kopf Store of them, or a plain collection."""
+    return [] if found is None else list(found)
+
+
+class SyncMemo:
+    """The drift check, remembered per child while neither side changes.
+
+    ``needs_apply`` is pure: with the same desired object (its hash) and the same live object
+    (its resourceVersion), the answer is the same. An idle resync asks it again for every child
+    of every platform, and the field-by-field comparison is most of a pass's CPU; this answers
+    from memory instead when the child was found in sync at that resourceVersion and hash.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._in_sync: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def needs_apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        meta = desired["metadata"]
+        key = (desired["kind"], meta.get("namespace", ""), meta["name"])
+        version = (live or {}).get("metadata", {}).get("resourceVersion")
+        stamp = (str(version), str(meta.get("annotations", {}).get(HASH_ANNOTATION)))
+        if version is not None and self._in_sync.get(key) == stamp:
+            return False
+        answer = needs_apply(desired, live)
+        if answer or version is None:
+            self._in_sync.pop(key, None)
+        else:
+            if len(self._in_sync) >= self.limit:  # deleted children's entries: start afresh
+                self._in_sync.clear()
+            self._in_sync[key] = stamp
+        return answer

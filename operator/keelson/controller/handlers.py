@@ -21,7 +21,7 @@ from kopf._cogs.structs import references
 from keelson.api import v1alpha1
 from keelson.controller import metrics
 from keelson.controller.areas import Area
-from keelson.controller.cache import DictCache, snapshot
+from keelson.controller.cache import DictCache, owner_entry, snapshot
 from keelson.controller.database_area import DatabasesArea
 from keelson.controller.gating import GatedArea, database_children, topic_children
 from keelson.controller.queue import WorkQueue
@@ -67,6 +67,9 @@ class Controller:
             index = indexes.get(_index_id(kind.kind))
             if index is not None:
                 self.cache.stores[kind.kind] = index
+            owners = indexes.get(_owner_index_id(kind.kind))
+            if owners is not None:
+                self.cache.owners[kind.kind] = owners
 
     def platform(self, key: PlatformKey) -> dict[str, Any] | None:
         store = self.platforms.get(key)
@@ -155,6 +158,10 @@ def _index_id(kind: str) -> str:
     return f"children_{kind.lower()}"
 
 
+def _owner_index_id(kind: str) -> str:
+    return f"owned_{kind.lower()}"
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Watches time out on both ends, so a silently dead connection is noticed and re-established.
@@ -210,6 +217,9 @@ def _register_child(group: str, version: str, plural: str, kind: str) -> None:
     def index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
         return {(namespace or "", name): snapshot(body)}
 
+    def owners(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, tuple[str, str]]:
+        return owner_entry(namespace or "", name, body)
+
     def changed(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
         CONTROLLER.attach(kwargs)
         platform = body.get("metadata", {}).get("labels", {}).get("keelson.dev/platform")
@@ -217,6 +227,7 @@ def _register_child(group: str, version: str, plural: str, kind: str) -> None:
             CONTROLLER.queue.add((namespace or "", platform))
 
     kopf.index(group, version, plural, labels=MANAGED, id=_index_id(kind))(index)
+    kopf.index(group, version, plural, labels=MANAGED, id=_owner_index_id(kind))(owners)
     kopf.on.event(group, version, plural, labels=MANAGED, id=f"{kind.lower()}_changed")(changed)
 
 

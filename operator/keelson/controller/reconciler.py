@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.controller import metrics
 from keelson.controller.areas import Area, AreaResult
-from keelson.controller.cache import ChildCache, controller_uid
+from keelson.controller.cache import ChildCache, SyncMemo, controller_uid
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
-from keelson.controller.drift import drifted_fields, needs_apply, with_hash
+from keelson.controller.drift import drifted_fields, with_hash
 from keelson.controller.handover import HANDOVER_MANAGER, initial_replicas, replicas_handovers
 from keelson.controller.loopguard import LoopGuard
 from keelson.controller.status import (
@@ -109,6 +109,7 @@ class Reconciler:
         self._writes = asyncio.Semaphore(concurrency)
         self.guard = guard or LoopGuard()
         self.clock = clock
+        self._sync = SyncMemo()
 
     async def reconcile(self, platform: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -343,7 +344,7 @@ class Reconciler:
                 else:
                     obs.conflicts.append(f"{kind}/{name}")
                 continue
-            if not needs_apply(obj, live):
+            if not self._sync.needs_apply(obj, live):
                 self.guard.settled(key)
                 continue
             trip = self.guard.check(key, generation, now, drifted_fields(obj, live))

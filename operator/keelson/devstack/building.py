@@ -25,6 +25,7 @@ from keelson.devstack.versions import (
     HELM_VERSION,
     KAFKA_VERSION,
     KUBERNETES_VERSION,
+    KUBEVELA_VERSION,
     KWOK_VERSION,
     LOG4J_VERSION,
     MAVEN_DEPENDENCY_PLUGIN_VERSION,
@@ -39,6 +40,7 @@ KWOK_MODULE = "sigs.k8s.io/kwok"
 KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
 HELM_MODULE = "helm.sh/helm/v3"
 HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
+KUBEVELA_MODULE = "github.com/oam-dev/kubevela"
 
 # Lines of k8s.io/kubernetes's go.mod that point a staging module at its in-repo copy, either
 # inside a ``replace ( ... )`` block or as a one-line ``replace`` directive.
@@ -140,6 +142,43 @@ def helm_ldflags(helm_version: str, helm_go_mod: str) -> str:
         for package in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
             flags += [f"-X {package}.k8sVersionMajor=1", f"-X {package}.k8sVersionMinor={match.group(1)}"]
     return " ".join(flags)
+
+
+_REPLACE_BLOCK = re.compile(r"^replace\s*\(\n(.*?)^\)", re.M | re.S)
+_REPLACE_LINE = re.compile(r"^\s*replace\s+(\S.*=>.*)$", re.M)
+
+
+def replace_directives(go_mod: str) -> list[str]:
+    """Every ``old => new`` of a go.mod's replace directives, blocks and one-liners alike."""
+    lines = [line.strip() for block in _REPLACE_BLOCK.findall(go_mod) for line in block.splitlines()]
+    lines += [match.strip() for match in _REPLACE_LINE.findall(go_mod)]
+    return [line for line in lines if line and not line.startswith("//")]
+
+
+def kubevela_wrapper_go_mod(upstream_go_mod: str, kubevela_version: str) -> str:
+    """go.mod of a module that builds vela-core from the proxy.
+
+    kubevela's go.mod replaces a few modules (docker → moby, a forked stern, ...), which ``go
+    install`` refuses; a main module that requires it and repeats those replaces builds it.
+    """
+    replaces = replace_directives(upstream_go_mod)
+    if any("=> ." in line or "=> /" in line for line in replaces):
+        raise ValueError("kubevela's go.mod replaces a module with a local path")
+    body = "".join(f"\t{line}\n" for line in replaces)
+    return (
+        "module keelson.dev/bench/kubevela\n\n"
+        f"go {go_directive(upstream_go_mod)}\n\n"
+        f"require {KUBEVELA_MODULE} {kubevela_version}\n" + (f"\nreplace (\n{body})\n" if replaces else "")
+    )
+
+
+def kubevela_definitions(templates: list[str], namespace: str) -> str:
+    """The chart's definition templates as plain YAML: their one template line is the namespace."""
+    rendered = [t.replace('{{ include "systemDefinitionNamespace" . }}', namespace) for t in templates]
+    leftover = [t for t in rendered if "{{" in t]
+    if leftover:
+        raise ValueError(f"unexpected template syntax in a KubeVela definition: {leftover[0][:200]}")
+    return join_yaml_documents(rendered)
 
 
 KAFKA_GROUP = "org.apache.kafka"
@@ -333,6 +372,29 @@ def build_kafka(out: Path, version: str = KAFKA_VERSION) -> None:
     )  # fmt: skip
 
 
+# What the benchmark's Application uses: a Deployment and a Service per component (webservice),
+# replicas (scaler), and an HPA (hpa) as Keelson renders one.
+KUBEVELA_DEFINITIONS = ("webservice", "scaler", "hpa", "gateway")
+KUBEVELA_CRDS = "kubevela-crds.yaml"
+KUBEVELA_DEFS = "kubevela-definitions.yaml"
+KUBEVELA_SYSTEM_NAMESPACE = "vela-system"
+
+
+def build_kubevela(out: Path, version: str = KUBEVELA_VERSION) -> None:
+    """vela-core from github.com/oam-dev/kubevela, with its CRDs and the definitions the benchmark uses."""
+    work, log = _fresh_work_dir("kubevela", version)
+    source = _download_module_dir(KUBEVELA_MODULE, version, cwd=work, log=log)
+    (work / "go.mod").write_text(kubevela_wrapper_go_mod((source / "go.mod").read_text(), version))
+    (work / "main.go").write_text((source / "cmd/core/main.go").read_text())
+    _run_go(["mod", "tidy"], cwd=work, log=log)
+    _run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "vela-core"), "."], cwd=work, log=log)
+    crds = sorted((source / "charts/vela-core/crds").glob("*.yaml"))
+    (out / KUBEVELA_CRDS).write_text(join_yaml_documents([crd.read_text() for crd in crds]))
+    templates = source / "charts/vela-core/templates/defwithtemplate"
+    definitions = [(templates / f"{name}.yaml").read_text() for name in KUBEVELA_DEFINITIONS]
+    (out / KUBEVELA_DEFS).write_text(kubevela_definitions(definitions, KUBEVELA_SYSTEM_NAMESPACE))
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -364,9 +426,19 @@ KAFKA = Component(
     tool="mvn",
 )
 
+# Not in COMPONENTS either: the peer of bench/converge.py, never part of the product or the stack.
+KUBEVELA = Component(
+    "kubevela",
+    KUBEVELA_VERSION,
+    ("vela-core",),
+    build_kubevela,
+    "5-10 min on 2 cores",
+    files=(KUBEVELA_CRDS, KUBEVELA_DEFS),
+)
+
 
 def component(name: str) -> Component:
-    for candidate in (*COMPONENTS, KAFKA):
+    for candidate in (*COMPONENTS, KAFKA, KUBEVELA):
         if candidate.name == name:
             return candidate
     raise KeyError(name)

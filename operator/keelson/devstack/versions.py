@@ -26,3 +26,7 @@ POSTGRES_MAJOR: Final = "15"
 # after changing how the base is made (devstack/image.py) so the cached one is rebuilt.
 BASE_IMAGE_SUITE: Final = "bookworm"
 BASE_IMAGE_VERSION: Final = f"{BASE_IMAGE_SUITE}-py3.11-r3"
+
+# KubeVela's controller (vela-core), built only for bench/converge.py's peer comparison, not for the
+# stack: the newest version the Go module proxy serves here (v1.10.x is refused).
+KUBEVELA_VERSION: Final = "v1.9.13"
