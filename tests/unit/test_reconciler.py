@@ -270,3 +270,23 @@ async def test_the_hand_over_lands_before_the_apply_without_replicas() -> None:
     await rec.reconcile(platform)
     users_calls = [c for c in api.calls if c[2] == "users" and c[1] == "Deployment"]
     assert users_calls == [("apply as keelson-handover", "Deployment", "users"), ("apply", "Deployment", "users")]
+
+
+class TerminatingApi(FakeApi):
+    """The namespace is being deleted: the API server refuses every new object."""
+
+    async def apply(self, obj: dict[str, Any], *, field_manager: str = "keelson-operator") -> dict[str, Any]:
+        self.calls.append(("apply", obj["kind"], obj["metadata"]["name"]))
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'{obj["kind"].lower()}s "{obj["metadata"]["name"]}" is forbidden: unable to create new content in '
+            "namespace ns because it is being terminated",
+        )
+
+
+async def test_a_terminating_namespace_is_not_retried() -> None:
+    cache = DictCache()
+    rec = _reconciler(TerminatingApi(cache), cache)
+    outcome = await rec.reconcile(_platform())
+    assert outcome.errors and not outcome.retry
