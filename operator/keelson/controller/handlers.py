@@ -19,7 +19,7 @@ import kopf
 from kopf._cogs.structs import references
 
 from keelson.api import v1alpha1
-from keelson.controller import metrics
+from keelson.controller import kopfpatch, metrics
 from keelson.controller.areas import Area
 from keelson.controller.cache import DictCache, owner_entry, snapshot
 from keelson.controller.database_area import DatabasesArea
@@ -31,6 +31,8 @@ from keelson.controller.topic_area import TopicsArea
 from keelson.kube.client import KubeClient
 from keelson.kube.resources import CHILD_KINDS
 from keelson.render import DEFAULT_REFERENCE_IMAGE
+
+kopfpatch.install()  # a deleted CRD must not end the operator (see kopfpatch)
 
 log = logging.getLogger("keelson.operator")
 
