@@ -202,8 +202,9 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("metrics-reserved-label", _metrics_reserved_label, "Keelson's own labels"),
     ("requests-over-limits", _requests_over_limits, "requests must not exceed limits"),
     ("unknown-resource", _unknown_resource, "resource names are"),
-    ("not-a-quantity", _not_a_quantity, "quantity"),
-    ("negative-quantity", _negative_quantity, "non-negative"),
+    # The API server's message is the schema pattern's: it names the field, not the rule.
+    ("not-a-quantity", _not_a_quantity, "cpu"),
+    ("negative-quantity", _negative_quantity, "cpu"),
     ("env-value-and-value-from", _env_value_and_value_from, "value and valueFrom must not both be set"),
     ("env-source-empty", _env_source_empty, "exactly one of secretKeyRef or configMapKeyRef"),
     ("env-duplicate", _env_duplicate, "env"),

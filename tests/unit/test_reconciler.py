@@ -285,8 +285,12 @@ class TerminatingApi(FakeApi):
         )
 
 
-async def test_a_terminating_namespace_is_not_retried() -> None:
+async def test_a_terminating_namespace_is_not_retried_nor_written_again() -> None:
     cache = DictCache()
-    rec = _reconciler(TerminatingApi(cache), cache)
+    api = TerminatingApi(cache)
+    rec = _reconciler(api, cache)
     outcome = await rec.reconcile(_platform())
     assert outcome.errors and not outcome.retry
+    api.calls.clear()
+    again = await rec.reconcile(_platform())
+    assert api.calls == [] and again.writes == 0

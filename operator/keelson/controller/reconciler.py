@@ -110,6 +110,9 @@ class Reconciler:
         self.guard = guard or LoopGuard()
         self.clock = clock
         self._sync = SyncMemo()
+        # Platforms whose namespace is being deleted (the API server said so): they go with it,
+        # and every write until then would only fight the namespace controller.
+        self._terminating: set[str] = set()
 
     async def reconcile(self, platform: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -146,6 +149,8 @@ class Reconciler:
         if meta.get("deletionTimestamp"):
             await self._finalize(platform, model, outcome)
             return  # children go with the platform through their owner references
+        if meta.get("uid") in self._terminating:
+            return  # its namespace is being deleted (see _apply_all); only the cleanup above still runs
 
         paused = meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "paused"
         live_status = platform.get("status") or {}
@@ -239,6 +244,7 @@ class Reconciler:
         There is no finalizer for Retain, so a deletion never waits on a broker or a server; the
         last status is what tells where the data lives."""
         self._written.pop(platform["metadata"].get("uid", ""), None)
+        self._terminating.discard(platform["metadata"].get("uid", ""))
         status = platform.get("status") or {}
         spec = platform.get("spec") or {}
         kept = []
@@ -344,6 +350,8 @@ class Reconciler:
                 else:
                     obs.conflicts.append(f"{kind}/{name}")
                 continue
+            if live is not None and live.get("metadata", {}).get("deletionTimestamp"):
+                continue  # on its way out (a namespace deletion, a foreground delete): re-made once gone
             if not self._sync.needs_apply(obj, live):
                 self.guard.settled(key)
                 continue
@@ -372,7 +380,10 @@ class Reconciler:
                 outcome.errors.append(f"{label}: {result}")
                 # A namespace being deleted refuses new objects, and the platform goes with it:
                 # retrying would only hammer the API server until it is gone (seen: ~3,000 refusals).
-                outcome.retry |= not namespace_terminating(result)
+                if namespace_terminating(result):
+                    self._terminating.add(uid)
+                else:
+                    outcome.retry = True
             elif isinstance(result, BaseException):
                 raise result
             else:
