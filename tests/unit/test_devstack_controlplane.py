@@ -61,7 +61,7 @@ def test_nodes_are_fake_untainted_and_roomy() -> None:
     for node in nodes:
         assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
         assert node["metadata"]["labels"]["type"] == "kwok"
-        assert node["status"]["capacity"] == {"cpu": "32", "memory": "256Gi", "ephemeral-storage": "1Ti", "pods": "500"}
+        assert node["status"]["capacity"] == {"cpu": "1000", "memory": "4Ti", "ephemeral-storage": "1Ti", "pods": "500"}
         assert "taints" not in node.get("spec", {})
 
 

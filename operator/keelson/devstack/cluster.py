@@ -12,8 +12,9 @@ KEELSON_NAMESPACE = "keelson-system"
 OPERATOR_SERVICE_ACCOUNT = "keelson-operator"
 FIELD_MANAGER = "keelson-dev"
 NODE_COUNT = 3
-# Room for the generated-platform tests, which keep dozens of platforms running at once.
-NODE_CAPACITY = {"cpu": "32", "memory": "256Gi", "ephemeral-storage": "1Ti", "pods": "500"}
+# Simulated nodes: room for the generated-platform tests, which keep dozens of platforms running
+# at once with requests of up to 2 CPUs a pod (a cluster that is full is not what they test).
+NODE_CAPACITY = {"cpu": "1000", "memory": "4Ti", "ephemeral-storage": "1Ti", "pods": "500"}
 
 
 class KubectlError(RuntimeError):
