@@ -83,12 +83,13 @@ def third_party_kinds(kube: Kube) -> Iterator[None]:
         assert proc.returncode == 0 or "AlreadyExists" in proc.stderr, proc.stderr
         if proc.returncode == 0:
             created.append(crd)
-        eventually(lambda crd=crd: _established(kube, crd), timeout=60, what=f"CRD {crd} established")
+        eventually(lambda crd=crd: established(kube, crd), timeout=60, what=f"CRD {crd} established")
     yield
     if created:
         kube.run("delete", "crd", *created, "--wait=true", timeout=180)
 
 
-def _established(kube: Kube, crd: str) -> bool:
+def established(kube: Kube, crd: str) -> bool:
+    """Polled rather than `kubectl wait`, which fails at once while a new CRD has no conditions yet."""
     path = '{.status.conditions[?(@.type=="Established")].status}'
     return kube.run("get", "crd", crd, "-o", f"jsonpath={path}", check=False).stdout == "True"

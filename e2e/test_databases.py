@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from e2e.conftest import established
 from e2e.kube import Kube, eventually, operator_writes, reconcile_count, third_party_crds, utcnow
 from keelson.controller.database_area import DEADLINE_SECONDS as DATABASES_DEADLINE
 from keelson.databases.naming import identifier
@@ -447,7 +448,7 @@ def cnpg_crds(kube: Kube) -> None:
         proc = kube.run("create", "-f", str(third_party_crds() / name), check=False)
         assert proc.returncode == 0 or "AlreadyExists" in proc.stderr, proc.stderr
     for crd in ("clusters.postgresql.cnpg.io", "databases.postgresql.cnpg.io"):
-        kube.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        eventually(lambda crd=crd: established(kube, crd), timeout=60, what=f"CRD {crd} established")
     # No operator restart: both CRDs of one group created at once while it runs is the case kopf
     # can race on (controller/rescanning.py); the tests below need both kinds watched.
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.conftest import established
 from e2e.kube import Kube, eventually, operator_writes, reconcile_count, third_party_crds, utcnow
 from e2e.test_chart import _rendered as chart_objects
 from keelson.api.v1alpha1 import MicroservicePlatform
@@ -84,7 +85,7 @@ def prometheus_crds(kube: Kube) -> None:
     for file, crd in CRDS.items():
         proc = kube.run("create", "-f", str(third_party_crds() / file), check=False)
         assert proc.returncode == 0 or "AlreadyExists" in proc.stderr, proc.stderr
-        kube.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        eventually(lambda crd=crd: established(kube, crd), timeout=60, what=f"CRD {crd} established")
     # No operator restart: CRDs of one group created while it runs is the case kopf can race on
     # (controller/rescanning.py); the test below needs both kinds watched.
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from e2e.conftest import established
 from e2e.kube import Kube, eventually, reconcile_count, third_party_crds
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.devstack.stack import LocalStack
@@ -178,7 +179,7 @@ def test_finalizer_never_wedges_when_the_broker_is_gone(kube: Kube, namespace: s
 
 def test_strimzi_topics_are_accepted_by_the_real_crd(kube: Kube, namespace: str, stack: LocalStack) -> None:
     kube.run("apply", "--server-side", "-f", str(third_party_crds() / STRIMZI_CRD))
-    kube.run("wait", "--for=condition=Established", "crd/kafkatopics.kafka.strimzi.io", "--timeout=30s")
+    eventually(lambda: established(kube, "kafkatopics.kafka.strimzi.io"), timeout=60, what="Strimzi CRD established")
     doc = _platform(stack)
     doc["spec"]["kafka"] = {
         "provider": "strimzi",
