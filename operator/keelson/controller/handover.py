@@ -24,6 +24,15 @@ from keelson.controller.drift import needs_apply
 HANDOVER_MANAGER = "keelson-handover"
 
 
+def _hpas_by_target(desired: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The desired HPAs, by (namespace, name) of the Deployment they scale."""
+    return {
+        (o["metadata"]["namespace"], o["spec"]["scaleTargetRef"]["name"]): o
+        for o in desired
+        if o["kind"] == "HorizontalPodAutoscaler"
+    }
+
+
 def replicas_handovers(desired: list[dict[str, Any]], cache: ChildCache, uid: str) -> Iterator[dict[str, Any]]:
     """The apply bodies (for HANDOVER_MANAGER) that must land before the Deployments they name.
 
@@ -31,11 +40,7 @@ def replicas_handovers(desired: list[dict[str, Any]], cache: ChildCache, uid: st
     replicas while its HPA is not there yet: autoscaling is being switched on. A new Deployment has
     no replicas to keep, one whose HPA exists was handed over already, and one that another owner
     controls is not applied at all."""
-    hpas = {
-        (o["metadata"]["namespace"], o["spec"]["scaleTargetRef"]["name"]): o
-        for o in desired
-        if o["kind"] == "HorizontalPodAutoscaler"
-    }
+    hpas = _hpas_by_target(desired)
     for obj in desired:
         if obj["kind"] != "Deployment" or "replicas" in obj["spec"]:
             continue
@@ -65,11 +70,7 @@ def initial_replicas(desired: list[dict[str, Any]], cache: ChildCache) -> list[d
     HPA's first sync (15 s, longer without metrics) to reach its minimum: a service declared with
     3 replicas for availability would run on 1 for that long. Handed over at once, it starts at
     the minimum, and the HPA takes the field over when it first scales, as on a switch."""
-    hpas = {
-        (o["metadata"]["namespace"], o["spec"]["scaleTargetRef"]["name"]): o
-        for o in desired
-        if o["kind"] == "HorizontalPodAutoscaler"
-    }
+    hpas = _hpas_by_target(desired)
     out = []
     for obj in desired:
         if obj["kind"] != "Deployment" or "replicas" in obj["spec"]:
