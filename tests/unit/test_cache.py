@@ -167,3 +167,53 @@ def test_objects_without_a_resource_version_are_always_checked(monkeypatch: Any)
     assert not memo.needs_apply(desired, copy.deepcopy(desired))
     assert not memo.needs_apply(desired, copy.deepcopy(desired))
     assert len(calls) == 3
+
+
+def _versioned(obj: dict[str, Any], version: str, **data: str) -> dict[str, Any]:
+    live = copy.deepcopy(obj)
+    live["metadata"]["resourceVersion"] = version
+    live.setdefault("data", {}).update(data)
+    return live
+
+
+def test_our_own_write_not_yet_in_the_cache_is_not_written_again() -> None:
+    from keelson.controller.cache import SyncMemo
+    from keelson.controller.drift import with_hash
+
+    now = [100.0]
+    memo = SyncMemo(expect_seconds=10, clock=lambda: now[0])
+    desired = with_hash(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "ns"}, "data": {"k": "v"}}
+    )
+    key = ("ConfigMap", "ns", "a")
+    # Created: until the watch shows it, the cache still says absent, which is not drift.
+    assert memo.needs_apply(desired, None)
+    memo.applied(desired, None, _versioned(desired, "5"))
+    assert not memo.needs_apply(desired, None)
+    assert memo.pending([key]) == 10
+    # The watch delivers our write: compared as usual from then on, and nothing is pending.
+    assert not memo.needs_apply(desired, _versioned(desired, "5"))
+    assert memo.pending([key]) is None
+    # Deleted by hand after that: absent is drift again at once.
+    assert memo.needs_apply(desired, None)
+
+    # An edit over a live object; the cache still shows the old version until the event comes.
+    old = _versioned(desired, "6", k="hijacked")
+    memo.applied(desired, old, _versioned(desired, "7"))
+    assert not memo.needs_apply(desired, old)
+    # Someone else's newer version (not ours): compared, and drifted.
+    assert memo.needs_apply(desired, _versioned(desired, "8", k="again"))
+
+    # The desired object changed since our write: the old expectation does not hold it back.
+    memo.applied(desired, old, _versioned(desired, "9"))
+    changed = with_hash({**desired, "data": {"k": "w"}})
+    assert memo.needs_apply(changed, old)
+
+    # Created and deleted before the cache ever showed it: written again once the expectation lapses.
+    memo.applied(desired, None, _versioned(desired, "10"))
+    now[0] += 4
+    assert not memo.needs_apply(desired, None)
+    assert memo.pending([key]) == 6
+    now[0] += 6
+    assert memo.needs_apply(desired, None)
+    assert memo.pending([key]) is None

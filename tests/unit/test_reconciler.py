@@ -19,6 +19,7 @@ class FakeApi:
         self.status: dict[str, Any] | None = None
         self.version = 1  # the platform's resourceVersion on the server
         self.preconditions: list[str] = []
+        self.written = 0
 
     def _store(self, kind: str) -> dict[tuple[str, str], Any]:
         return self.cache.stores.setdefault(kind, {})  # type: ignore[return-value]
@@ -32,7 +33,9 @@ class FakeApi:
         self.calls.append(("apply", obj["kind"], obj["metadata"]["name"]))
         if obj["kind"] == self.fail_kind:
             raise ApiError(422, "Invalid", f"{obj['kind']} is invalid")
-        live = {**obj, "metadata": {**obj["metadata"], "uid": f"uid-{obj['metadata']['name']}"}}
+        self.written += 1  # every write makes a new resourceVersion, as on the server
+        meta = {**obj["metadata"], "uid": f"uid-{obj['metadata']['name']}", "resourceVersion": str(1000 + self.written)}
+        live = {**obj, "metadata": meta}
         if obj["kind"] == "Deployment":
             live["spec"] = {**obj["spec"], "replicas": 3}
             live["status"] = {"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}
@@ -99,7 +102,10 @@ async def test_drift_and_removal_are_repaired() -> None:
     platform = _platform()
     await rec.reconcile(platform)
     platform["status"] = api.status
-    cache.stores["Service"][("ns", "orders")]["spec"]["selector"] = {"hijacked": "yes"}  # type: ignore[index]
+    await rec.reconcile(platform)  # woken by the events of its own writes: they are in the cache
+    hijacked = cache.stores["Service"][("ns", "orders")]
+    hijacked["spec"]["selector"] = {"hijacked": "yes"}  # type: ignore[index]
+    hijacked["metadata"]["resourceVersion"] = "1"  # type: ignore[index]  # someone else's write
     del cache.stores["ConfigMap"][("ns", "users-config")]  # type: ignore[attr-defined]
     api.calls.clear()
     await rec.reconcile(platform)
@@ -294,3 +300,29 @@ async def test_a_terminating_namespace_is_not_retried_nor_written_again() -> Non
     api.calls.clear()
     again = await rec.reconcile(_platform())
     assert api.calls == [] and again.writes == 0
+
+
+class LaggingApi(FakeApi):
+    """A watch that has not delivered our writes yet: applies reach the server, not the cache."""
+
+    async def apply(self, obj: dict[str, Any], *, field_manager: str = "keelson-operator") -> dict[str, Any]:
+        if field_manager != "keelson-operator":  # the replicas hand-over of a new Deployment
+            self.calls.append((f"apply as {field_manager}", obj["kind"], obj["metadata"]["name"]))
+            return obj
+        made = await super().apply(obj, field_manager=field_manager)
+        self._store(obj["kind"]).pop((obj["metadata"]["namespace"], obj["metadata"]["name"]), None)
+        return made
+
+
+async def test_a_pass_before_the_watch_shows_our_writes_writes_nothing_again() -> None:
+    cache = DictCache()
+    api = LaggingApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    first = await rec.reconcile(platform)
+    applied = [c for c in api.calls if c[0] == "apply"]
+    assert applied and first.requeue_after is not None  # it comes back when the expectations lapse
+    api.calls.clear()
+    second = await rec.reconcile(platform)
+    assert [c for c in api.calls if c[0] == "apply"] == []
+    assert second.requeue_after is not None and second.requeue_after <= first.requeue_after

@@ -10,7 +10,9 @@ with the number of objects of every platform in the cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from keelson.controller.drift import HASH_ANNOTATION, needs_apply
@@ -116,17 +118,33 @@ class SyncMemo:
     (its resourceVersion), the answer is the same. An idle resync asks it again for every child
     of every platform, and the field-by-field comparison is most of a pass's CPU; this answers
     from memory instead when the child was found in sync at that resourceVersion and hash.
+
+    It also remembers what we just wrote (controller-runtime calls these expectations). The watch
+    cache lags our own applies: a pass that starts before the event of an apply arrives still sees
+    the object as it was (or absent) and would apply it again, an extra write per object at every
+    creation (seen: a new PrometheusRule applied three times, which then counted towards the
+    write-loop guard and held back a real repair). So, until the cache shows the version our apply
+    made (or any other new version) and for at most `expect_seconds`, a live object still at the
+    resourceVersion it had before our apply is taken as "not seen yet", not as drift. An object
+    created and deleted by hand before the cache ever showed it looks the same as one not seen
+    yet: `pending()` says how long until the expectation lapses, and the reconciler comes back then.
     """
 
-    def __init__(self, limit: int = 200_000) -> None:
+    def __init__(
+        self, limit: int = 200_000, expect_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
-        self._in_sync: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self.expect_seconds = expect_seconds
+        self.clock = clock
+        self._in_sync: dict[Key, tuple[str, str]] = {}
+        self._expected: dict[Key, _Expected] = {}
 
     def needs_apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
-        meta = desired["metadata"]
-        key = (desired["kind"], meta.get("namespace", ""), meta["name"])
-        version = (live or {}).get("metadata", {}).get("resourceVersion")
-        stamp = (str(version), str(meta.get("annotations", {}).get(HASH_ANNOTATION)))
+        key, version, stamp = self._stamp(desired, live)
+        expected = self._expected.pop(key, None)
+        if expected is not None and expected.stale((version or ""), stamp[1], self.clock()):
+            self._expected[key] = expected
+            return False  # our own write is not in the cache yet
         if version is not None and self._in_sync.get(key) == stamp:
             return False
         answer = needs_apply(desired, live)
@@ -137,3 +155,40 @@ class SyncMemo:
                 self._in_sync.clear()
             self._in_sync[key] = stamp
         return answer
+
+    def applied(self, desired: dict[str, Any], live: dict[str, Any] | None, made: dict[str, Any] | None) -> None:
+        """`desired` was just applied over `live` (what the cache showed then); `made` is the
+        server's answer."""
+        key, version, stamp = self._stamp(desired, live)
+        after = str(((made or {}).get("metadata") or {}).get("resourceVersion") or "")
+        if len(self._expected) >= self.limit:
+            self._expected.clear()
+        self._expected[key] = _Expected(version or "", after, stamp[1], self.clock() + self.expect_seconds)
+
+    def pending(self, keys: Iterable[Key]) -> float | None:
+        """Seconds until the last of these children's expectations lapses, if any is unmet."""
+        now = self.clock()
+        waits = [e.until - now for k in keys if (e := self._expected.get(k)) is not None and e.until > now]
+        return max(waits) if waits else None
+
+    @staticmethod
+    def _stamp(desired: dict[str, Any], live: dict[str, Any] | None) -> tuple[Key, str | None, tuple[str, str]]:
+        meta = desired["metadata"]
+        key = (desired["kind"], meta.get("namespace", ""), meta["name"])
+        version = (live or {}).get("metadata", {}).get("resourceVersion")
+        return key, version, (str(version), str(meta.get("annotations", {}).get(HASH_ANNOTATION)))
+
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+
+
+@dataclass(frozen=True)
+class _Expected:
+    before: str  # the live resourceVersion when we applied ("" when absent)
+    after: str  # the one our apply made
+    digest: str  # the desired object's hash
+    until: float
+
+    def stale(self, version: str, digest: str, now: float) -> bool:
+        """The cache still shows what was there before our apply of this same desired object."""
+        return version == self.before and version != self.after and digest == self.digest and now < self.until

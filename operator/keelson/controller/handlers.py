@@ -144,6 +144,8 @@ class Controller:
                     log.warning("reconcile of %s failed, retrying in %.0fs: %s", key, delay, "; ".join(outcome.errors))
                 else:
                     self.queue.forget(key)
+                    if outcome.requeue_after is not None:
+                        self.queue.add_after(key, outcome.requeue_after)
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let one platform's failure kill a worker

@@ -63,6 +63,8 @@ class Outcome:
     ready: bool = False
     retry: bool = False  # a transient failure: try again with backoff
     errors: list[str] = field(default_factory=list)
+    # Come back after this many seconds: some of our writes are not in the watch cache yet.
+    requeue_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class Reconciler:
         self._writes = asyncio.Semaphore(concurrency)
         self.guard = guard or LoopGuard()
         self.clock = clock
-        self._sync = SyncMemo()
+        self._sync = SyncMemo(clock=clock)
         # Platforms whose namespace is being deleted (the API server said so): they go with it,
         # and every write until then would only fight the namespace controller.
         self._terminating: set[str] = set()
@@ -362,9 +364,9 @@ class Reconciler:
                     trip.reported = True
                     obs.new_write_loops[f"{kind}/{name}"] = trip.fields
                 continue
-            todo.append(obj)
-        results = await asyncio.gather(*(self._apply(obj) for obj in todo), return_exceptions=True)
-        for obj, result in zip(todo, results, strict=True):
+            todo.append((obj, live))
+        results = await asyncio.gather(*(self._apply(obj) for obj, _ in todo), return_exceptions=True)
+        for (obj, live), result in zip(todo, results, strict=True):
             label = f"{obj['kind']}/{obj['metadata']['name']}"
             if isinstance(result, ApiError):
                 if obj["kind"] in ROUTE_KINDS and result.status == 404:
@@ -389,12 +391,19 @@ class Reconciler:
             else:
                 outcome.writes += 1
                 self.guard.record(key_of(obj), generation, now)
+                self._sync.applied(obj, live, result)
+        # Writes the watch has not shown yet were skipped above; if one was lost (deleted before
+        # the cache ever showed it), the pass when its expectation lapses writes it again.
+        unseen = self._sync.pending(key_of(obj) for obj in desired)
+        if unseen is not None:
+            outcome.requeue_after = unseen if outcome.requeue_after is None else max(outcome.requeue_after, unseen)
 
-    async def _apply(self, obj: dict[str, Any]) -> None:
+    async def _apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         async with self._writes:
-            await self.client.apply(obj)
+            made = await self.client.apply(obj)
         metrics.OBJECTS_APPLIED.labels(kind=obj["kind"]).inc()
         log.info("applied %s %s/%s", obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        return made
 
     async def _prune(self, desired: list[dict[str, Any]], uid: str, outcome: Outcome) -> None:
         wanted = {key_of(o) for o in desired}
