@@ -31,12 +31,8 @@ AREA_PASSES_SKIPPED = Counter(
     "Reconciles that reused an area's last result because none of its inputs had changed.",
     ["area"],
 )
-KAFKA_ADMIN_REQUESTS = Counter(
-    "keelson_kafka_admin_requests_total", "Requests sent to Kafka's Admin API, reads included (and connects)."
-)
-POSTGRES_CONNECTIONS = Counter(
-    "keelson_postgres_connections_total", "Connections opened to PostgreSQL servers (admin and login checks)."
-)
+# keelson_kafka_admin_requests_total and keelson_postgres_connections_total are defined where the
+# I/O happens (keelson.kafka.admin, keelson.databases.server), a layer below the controller.
 PLATFORMS = Gauge("keelson_platforms", "Platforms by readiness.", ["ready"])
 
 _readiness: dict[tuple[str, str], bool] = {}

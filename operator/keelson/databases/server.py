@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg
+from prometheus_client import Counter
 from psycopg import sql
 
-from keelson.controller import metrics
 from keelson.databases.admin import AdminConnection
 from keelson.databases.credentials import Credentials, scram_verifier
+
+POSTGRES_CONNECTIONS = Counter(
+    "keelson_postgres_connections_total", "Connections opened to PostgreSQL servers (admin and login checks)."
+)
 
 CONNECT_TIMEOUT_SECONDS = 5
 # The server ends any statement of ours that runs longer (a lock held by someone else, a slow
@@ -155,7 +159,7 @@ class PostgresSession:
 
     async def can_login(self, creds: Credentials) -> bool | None:
         """Whether the role logs in with this password: True, False (rejected), None (can't tell)."""
-        metrics.POSTGRES_CONNECTIONS.inc()
+        POSTGRES_CONNECTIONS.inc()
         try:
             conn = await psycopg.AsyncConnection.connect(
                 self._admin.conninfo,
@@ -172,7 +176,7 @@ class PostgresSession:
 
 @asynccontextmanager
 async def connect(admin: AdminConnection) -> AsyncIterator[Session]:
-    metrics.POSTGRES_CONNECTIONS.inc()
+    POSTGRES_CONNECTIONS.inc()
     try:
         conn = await psycopg.AsyncConnection.connect(
             admin.conninfo,

@@ -16,8 +16,11 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from prometheus_client import Counter
 
-from keelson.controller import metrics
+KAFKA_ADMIN_REQUESTS = Counter(
+    "keelson_kafka_admin_requests_total", "Requests sent to Kafka's Admin API, reads included (and connects)."
+)
 
 DEADLINE_SECONDS = 10.0
 SESSION_DEADLINE_SECONDS = 30.0  # from connecting to the last request of one reconcile
@@ -87,7 +90,7 @@ class KafkaAdmin:
 
     async def __aenter__(self) -> KafkaAdmin:
         self._ends_at = asyncio.get_running_loop().time() + self._session_deadline
-        metrics.KAFKA_ADMIN_REQUESTS.inc()
+        KAFKA_ADMIN_REQUESTS.inc()
         try:
             await asyncio.wait_for(self._client.start(), self._budget())
         except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
@@ -111,7 +114,7 @@ class KafkaAdmin:
             if asyncio.iscoroutine(awaitable):
                 awaitable.close()  # never started: no "coroutine was never awaited" warning
             raise
-        metrics.KAFKA_ADMIN_REQUESTS.inc()
+        KAFKA_ADMIN_REQUESTS.inc()
         try:
             return await asyncio.wait_for(awaitable, budget)
         except (TimeoutError, KafkaConnectionError, OSError) as exc:
