@@ -232,6 +232,25 @@ def test_delete_policy_drops_a_removed_database_and_all_at_platform_deletion(
     assert any(e["reason"] == "DatabasesDropped" for e in events)  # the rest, by the finalizer
 
 
+def test_deleting_the_namespace_drops_the_databases_and_is_not_held(
+    kube: Kube, namespace: str, admin_secret: str, stack: LocalStack
+) -> None:
+    """The namespace controller deletes the admin Secret with the platform, often first: the
+    finalizer's drops must not wait for a Secret no one can create in a terminating namespace."""
+    _provisioned(kube, namespace, _platform(deletionPolicy="Delete"))
+    names = [identifier(namespace, "shop", s) for s in DB_SERVICES]
+    assert all(_exists(stack, n) == (True, True) for n in names)
+    # The Secret first, as the namespace controller may do it, then the namespace.
+    kube.run("delete", "secret", admin_secret, "-n", namespace)
+    kube.run("delete", "namespace", namespace, "--wait=false")
+    eventually(
+        lambda: kube.run("get", "namespace", namespace, check=False).returncode != 0,
+        timeout=120,
+        what="namespace gone",
+    )
+    assert [n for n in names if _exists(stack, n) != (False, False)] == []
+
+
 def test_rotation_by_annotation(kube: Kube, namespace: str, admin_secret: str) -> None:
     _provisioned(kube, namespace, _platform())
     old = _secret_data(kube, namespace, "shop-orders-db")

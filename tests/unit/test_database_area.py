@@ -377,6 +377,23 @@ async def test_cleanup_drops_everything_or_reports_and_holds() -> None:
     assert done.done and not w.server.dbs and not w.server.roles
 
 
+async def test_cleanup_after_the_admin_secret_went_with_the_namespace() -> None:
+    w = World(lambda spec: spec["databases"].update({"deletionPolicy": "Delete"}))
+    await w.reconcile()  # reads the admin Secret while it exists
+    w.client.secrets.pop("pg-admin")
+    w.platform["metadata"]["deletionTimestamp"] = "2026-12-06T08:00:00Z"
+    done = await w.area.cleanup(w.platform, MicroservicePlatform.from_object(w.platform))
+    assert done.done and not w.server.dbs and not w.server.roles
+
+    # Never read by this process (it restarted): the condition says how to unblock.
+    fresh = World(lambda spec: spec["databases"].update({"deletionPolicy": "Delete"}))
+    fresh.client.secrets.pop("pg-admin")
+    fresh.platform["metadata"]["deletionTimestamp"] = "2026-12-06T08:00:00Z"
+    held = await fresh.area.cleanup(fresh.platform, MicroservicePlatform.from_object(fresh.platform))
+    assert not held.done and held.retry
+    assert "remove the platform's finalizer keelson.dev/cleanup" in held.condition.message
+
+
 async def test_retain_needs_no_finalizer() -> None:
     w = World()
     assert not w.area.needs_cleanup(MicroservicePlatform.from_object(w.platform))

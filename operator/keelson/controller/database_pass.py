@@ -52,6 +52,11 @@ class AreaState:
     memory: dict[tuple[str, str, str], Credentials] = field(default_factory=dict)
     # (endpoint, role, checksum) known to log in (see databases.provisioning).
     verified: set[tuple[str, str, str]] = field(default_factory=set)
+    # The admin connection last read per (namespace, Secret name), in memory only. Deleting a
+    # namespace deletes the admin Secret and the platform together, and the Secret usually goes
+    # first: the Delete policy's drops at deletion would then wait for ever for a Secret nobody can
+    # create again in a terminating namespace, and hold the namespace with them.
+    admins: dict[tuple[str, str], AdminConnection] = field(default_factory=dict)
 
 
 def entry(
@@ -74,6 +79,7 @@ class DatabasePass:
         self.state = state
         meta = platform["metadata"]
         self.uid = meta.get("uid", "")
+        self.deleting = bool(meta.get("deletionTimestamp"))
         self.ctx = RenderContext(name=meta["name"], namespace=meta["namespace"], spec=model.spec)
         self.model = model
         self.provider = provider(self.ctx)

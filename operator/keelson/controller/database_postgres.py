@@ -27,19 +27,33 @@ class PostgresPass(DatabasePass):
         if ref is None:
             self.fail("AdminSecretMissing", "spec.databases.adminSecretRef is not set", retry=False)
             return None
+        remembered = (self.ctx.namespace, ref.name)
         try:
             secret = await self.state.client.get(SECRET_KIND, self.ctx.namespace, ref.name)
         except ApiError as exc:
             self.fail("AdminSecretUnreadable", f"Secret {ref.name}: {exc.status} {exc.reason}")
             return None
+        if secret is None and self.deleting and remembered in self.state.admins:
+            # Gone with its namespace (or by hand) while the platform is on its way out: the drops
+            # its Delete policy asks for use the credentials read while it existed.
+            admin = self.state.admins[remembered]
+            log.warning("admin Secret %s/%s is gone; dropping with the credentials last read", *remembered)
+            self.endpoint = admin.endpoint
+            return admin
         if secret is None:
-            self.fail("AdminSecretMissing", f"Secret {ref.name} not found in namespace {self.ctx.namespace}")
+            hint = (
+                "; recreate it, or remove the platform's finalizer keelson.dev/cleanup to keep the databases"
+                if self.deleting
+                else ""
+            )
+            self.fail("AdminSecretMissing", f"Secret {ref.name} not found in namespace {self.ctx.namespace}{hint}")
             return None
         try:
             admin = parse_admin_secret(secret)
         except AdminSecretInvalid as exc:
             self.fail("AdminSecretInvalid", f"Secret {ref.name}: {exc}")
             return None
+        self.state.admins[remembered] = admin
         self.endpoint = admin.endpoint
         return admin
 
