@@ -1,5 +1,6 @@
 """The reconcile pass against an in-memory API (the real API server is exercised in e2e/)."""
 
+import copy
 from typing import Any
 
 from keelson.controller.cache import DictCache
@@ -35,7 +36,7 @@ class FakeApi:
             raise ApiError(422, "Invalid", f"{obj['kind']} is invalid")
         self.written += 1  # every write makes a new resourceVersion, as on the server
         meta = {**obj["metadata"], "uid": f"uid-{obj['metadata']['name']}", "resourceVersion": str(1000 + self.written)}
-        live = {**obj, "metadata": meta}
+        live = copy.deepcopy({**obj, "metadata": meta})  # the server stores its own copy
         if obj["kind"] == "Deployment":
             live["spec"] = {**obj["spec"], "replicas": 3}
             live["status"] = {"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}
@@ -326,3 +327,34 @@ async def test_a_pass_before_the_watch_shows_our_writes_writes_nothing_again() -
     second = await rec.reconcile(platform)
     assert [c for c in api.calls if c[0] == "apply"] == []
     assert second.requeue_after is not None and second.requeue_after <= first.requeue_after
+
+
+async def test_an_unchanged_platform_is_rendered_once(monkeypatch: Any) -> None:
+    from keelson.controller import reconciler as module
+
+    renders: list[int] = []
+    real = module.render_platform
+
+    def counted(ctx: Any) -> list[dict[str, Any]]:
+        renders.append(1)
+        return real(ctx)
+
+    monkeypatch.setattr(module, "render_platform", counted)
+    cache = DictCache()
+    api = FakeApi(cache)
+    rec = _reconciler(api, cache)
+    platform = _platform()
+    for _ in range(3):
+        await rec.reconcile(platform)
+        platform["status"] = api.status
+    assert len(renders) == 1
+    # Any input changed: the spec, or the platform's identity (a new object of the same name).
+    service = platform["spec"]["services"][0]
+    service["resources"] = {"requests": {"cpu": "123m"}}
+    api.calls.clear()
+    await rec.reconcile(platform)
+    assert len(renders) == 2
+    assert ("apply", "Deployment", service["name"]) in api.calls  # the new rendering was applied
+    platform["metadata"]["uid"] = "p-uid-2"
+    await rec.reconcile(platform)
+    assert len(renders) == 3
