@@ -79,7 +79,7 @@ async def test_a_failing_migration_leaves_nothing_behind(db: Database) -> None:
 
 
 def test_migration_files_are_found_in_a_package_and_named_strictly(tmp_path: Path) -> None:
-    assert [m.name for m in migrations()] == ["idempotency_keys"]
+    assert [m.name for m in migrations()] == ["idempotency_keys", "released_keys"]
     assert [m.version for m in load_migrations("keelson_services.services.users", "users")] == [1, 2, 3]
 
 
@@ -156,7 +156,11 @@ async def test_a_refused_request_releases_its_key_but_a_crash_holds_it_until_the
 
     with pytest.raises(ApiError):
         await store.run(scope="u", key="k-refused", request_fingerprint=CHARGE, handler=invalid)
-    assert await store.begin("u", "k-refused", CHARGE) is None  # free again
+    # Still bound to its request: another body with the key is a 422, whatever happened before.
+    other = fingerprint("POST", "/charges", {"amount_cents": 9999, "currency": "EUR"})
+    with pytest.raises(KeyReusedError):
+        await store.begin("u", "k-refused", other)
+    assert await store.begin("u", "k-refused", CHARGE) is None  # free again for the same request
 
     async def crash() -> StoredResponse:
         raise RuntimeError("provider timed out after charging")
@@ -177,3 +181,28 @@ async def test_completed_keys_can_be_purged(store: IdempotencyStore) -> None:
     await store.run(scope="u", key="old", request_fingerprint=CHARGE, handler=charge)
     assert await store.purge(timedelta(hours=24)) == 0
     assert await store.purge(timedelta(seconds=-1)) == 1
+
+
+async def test_the_purger_forgets_completed_released_and_abandoned_keys_after_retention(
+    store: IdempotencyStore,
+) -> None:
+    from keelson_services.errors import ApiError
+    from keelson_services.idempotency import IdempotencyPurger
+
+    async def charge() -> StoredResponse:
+        return StoredResponse(201, b"{}")
+
+    async def refused() -> StoredResponse:
+        raise ApiError(503, "payments_unavailable", "no verdict")
+
+    await store.run(scope="u", key="done", request_fingerprint=CHARGE, handler=charge)
+    with pytest.raises(ApiError):
+        await store.run(scope="u", key="released", request_fingerprint=CHARGE, handler=refused)
+    await store.begin("u", "running", CHARGE)  # in progress, its lease still running
+    kept = IdempotencyPurger(store)  # the default retention: nothing is that old yet
+    assert await kept.purge_once() == 0
+    # With a retention already past, only what no request still holds goes.
+    assert await IdempotencyPurger(store, retention=timedelta(seconds=-1)).purge_once() == 2
+    with pytest.raises(RequestInFlightError):
+        await store.begin("u", "running", CHARGE)
+    assert await store.begin("u", "done", CHARGE) is None  # forgotten: a new request may use it

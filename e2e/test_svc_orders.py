@@ -206,6 +206,10 @@ async def test_payments_down_opens_the_circuit_then_orders_fail_fast_and_recover
             # After the open period, a probe goes through and closes the circuit again.
             recovered = await wait_for(lambda: _paid(s, "after"), within=OPEN_SECONDS + 5, interval=0.2)
             assert recovered["status"] == "paid"
+            # The key of a timed-out order stays bound to its request: another body is a 422,
+            # not the first order (which a retry of the same request resumes, below).
+            reused = await s.order("down-0", currency="USD")
+            assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
             # A timed-out order, retried with its key, resumes: paid once.
             resumed = await s.order("down-0")
             assert resumed.status_code == 201 and resumed.json()["status"] == "paid"

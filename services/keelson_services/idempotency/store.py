@@ -10,6 +10,11 @@ Claiming is one `INSERT ... ON CONFLICT DO NOTHING`, so of any number of concurr
 exactly one wins. A claim carries a lease: if its request crashes without completing or releasing
 it, the key falls free when the lease ends and a retry may run (the side effect behind it must
 itself be safe to repeat, e.g. a payment provider call that carries the same key).
+
+A released claim (the request was refused, or a dependency gave no verdict) lets the same request
+run again, and only that request: the key stays bound to its fingerprint, as a completed one
+does. Keys are kept for `RETENTION` (24 h, as payment APIs keep theirs) and then purged by
+`IdempotencyPurger`, every replica's background job.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from keelson_services.errors import ApiError
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+RETENTION = timedelta(hours=24)
 
 
 def migrations() -> list[Migration]:
@@ -116,10 +122,14 @@ class IdempotencyStore:
                 return StoredResponse(
                     row["response_status"], bytes(row["response_body"]), row["response_headers"] or {}
                 )
-            if not row["expired"]:
+            if row["status"] == "in_progress" and not row["expired"]:
                 raise RequestInFlightError()
+            # Released, or a crashed claim whose lease ended: the same request claims it again.
             await conn.execute(
-                "UPDATE idempotency_keys SET locked_until = now() + %s WHERE scope = %s AND key = %s",
+                """
+                UPDATE idempotency_keys SET status = 'in_progress', locked_until = now() + %s
+                WHERE scope = %s AND key = %s
+                """,
                 [self.lease, scope, key],
             )
             return None
@@ -137,20 +147,27 @@ class IdempotencyStore:
             )
 
     async def release(self, scope: str, key: str) -> None:
-        """Give up a claim whose request changed nothing (it failed validation, a dependency was
-        down), so that a retry with the same key runs."""
+        """Give up a claim (the request was refused, or a dependency gave no verdict), so that a
+        retry of the same request with the same key runs; another request with it is still a 422."""
         async with self.db.connection() as conn:
             await conn.execute(
-                "DELETE FROM idempotency_keys WHERE scope = %s AND key = %s AND status = 'in_progress'",
+                """
+                UPDATE idempotency_keys SET status = 'released', locked_until = now()
+                WHERE scope = %s AND key = %s AND status = 'in_progress'
+                """,
                 [scope, key],
             )
 
-    async def purge(self, older_than: timedelta) -> int:
-        """Forget completed keys older than `older_than` (e.g. 24 h, as payment APIs do)."""
+    async def purge(self, older_than: timedelta = RETENTION) -> int:
+        """Forget keys older than `older_than`: completed and released ones, and claims whose
+        lease ended that long ago (their request crashed and was never retried)."""
         async with self.db.connection() as conn:
             cursor = await conn.execute(
-                "DELETE FROM idempotency_keys WHERE status = 'completed' AND created_at < now() - %s",
-                [older_than],
+                """
+                DELETE FROM idempotency_keys
+                WHERE created_at < now() - %s AND (status <> 'in_progress' OR locked_until < now() - %s)
+                """,
+                [older_than, older_than],
             )
             return cursor.rowcount
 

@@ -12,7 +12,7 @@ from keelson_services.db import Database
 from keelson_services.events import ConsumerRunner, Outbox, OutboxRelay
 from keelson_services.http import ServiceClient
 from keelson_services.http.breaker import MonotonicClock
-from keelson_services.idempotency import IdempotencyStore
+from keelson_services.idempotency import IdempotencyPurger, IdempotencyStore
 from keelson_services.messaging import EventProducer, RetryingConsumer
 from keelson_services.services.orders.config import OrdersConfig
 from keelson_services.services.orders.flows import OrderFlows
@@ -30,6 +30,7 @@ class OrdersComponents:
     client: ServiceClient
     orders: OrderRepository
     idempotency: IdempotencyStore
+    purger: IdempotencyPurger
     outbox: Outbox
     relay: OutboxRelay
     flows: OrderFlows
@@ -58,12 +59,14 @@ class OrdersComponents:
             consumer = ConsumerRunner(
                 lambda: RetryingConsumer.from_settings(settings, handlers(flows, orders)), name=settings.service
             )
+        idempotency = IdempotencyStore(db, lease=timedelta(seconds=config.idempotency_lease_seconds))
         return cls(
             config=config,
             db=db,
             client=client,
             orders=orders,
-            idempotency=IdempotencyStore(db, lease=timedelta(seconds=config.idempotency_lease_seconds)),
+            idempotency=idempotency,
+            purger=IdempotencyPurger(idempotency),
             outbox=outbox,
             relay=OutboxRelay(
                 db, (lambda: EventProducer.from_settings(settings)) if kafka else None, service=settings.service

@@ -4,7 +4,8 @@ and `order.cancelled` through the transactional outbox, and settles orders from
 `payment.completed` / `payment.failed`.
 
 Start-up opens the pool, applies its migrations (its own, the idempotency store's and the
-outbox's), and starts the outbox relay, the consumer and the resumer of stalled orders."""
+outbox's), and starts the outbox relay, the consumer, the resumer of stalled orders and the purger of old
+idempotency keys."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def create_app(
             *events.migrations(),
         ]
         async with lifecycle.running(
-            parts.db, migrations, [parts.relay, parts.consumer, parts.resumer], close=[parts.client]
+            parts.db, migrations, [parts.relay, parts.consumer, parts.resumer, parts.purger], close=[parts.client]
         ):
             yield
 

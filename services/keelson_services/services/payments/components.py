@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from keelson_services.db import Database
 from keelson_services.events import Outbox, OutboxRelay
-from keelson_services.idempotency import IdempotencyStore
+from keelson_services.idempotency import IdempotencyPurger, IdempotencyStore
 from keelson_services.messaging import EventProducer
 from keelson_services.services.payments.charges import Charges
 from keelson_services.services.payments.config import PaymentsConfig
@@ -23,6 +23,7 @@ class PaymentsComponents:
     payments: PaymentRepository
     provider: PaymentProvider
     idempotency: IdempotencyStore
+    purger: IdempotencyPurger
     outbox: Outbox
     relay: OutboxRelay
     charges: Charges
@@ -43,12 +44,14 @@ class PaymentsComponents:
             (lambda: EventProducer.from_settings(settings)) if settings.kafka_bootstrap else None,
             service=settings.service,
         )
+        idempotency = IdempotencyStore(db, lease=timedelta(seconds=config.idempotency_lease_seconds))
         return cls(
             config=config,
             db=db,
             payments=payments,
             provider=provider,
-            idempotency=IdempotencyStore(db, lease=timedelta(seconds=config.idempotency_lease_seconds)),
+            idempotency=idempotency,
+            purger=IdempotencyPurger(idempotency),
             outbox=outbox,
             relay=relay,
             charges=Charges(db, payments, provider, outbox),

@@ -2,7 +2,7 @@
 key; `payment.completed` / `payment.failed` through the transactional outbox.
 
 Start-up opens the pool, applies its migrations (its own, the idempotency store's and the
-outbox's) and starts the outbox relay."""
+outbox's) and starts the outbox relay and the purger of old idempotency keys."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def create_app(
             *idempotency.migrations(),
             *events.migrations(),
         ]
-        async with lifecycle.running(parts.db, migrations, [parts.relay]):
+        async with lifecycle.running(parts.db, migrations, [parts.relay, parts.purger]):
             yield
 
     app = create_service_app(
