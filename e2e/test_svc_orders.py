@@ -259,3 +259,55 @@ async def test_a_payment_completed_after_the_order_was_cancelled_is_refunded_onc
         assert s.rows("SELECT event_type FROM processed_events") == [("shop.payment.completed",)]
         events = s.rows("SELECT event FROM outbox WHERE key = %s ORDER BY id", order_id)
         assert [e for (e,) in events] == ["order.created", "order.cancelled"]  # never order.paid
+
+
+async def test_orders_that_fail_for_good_do_not_starve_the_resumer() -> None:
+    """The resumer's batch used to be the oldest pending orders: a batch's worth that never get a
+    verdict held the front of the queue for good, and newer pending orders were never resumed."""
+    from keelson_services.db import Database
+    from keelson_services.errors import ApiError
+    from keelson_services.services.orders.repository import OrderRepository
+    from keelson_services.services.orders.resumer import BATCH, PendingOrderResumer
+
+    async with stack() as s:  # its orders app has migrated the database
+        hopeless = BATCH + 5
+        with psycopg.connect(s.orders_uri, autocommit=True) as conn:
+            for n in range(hopeless + 5):  # the hopeless ones are the oldest
+                conn.execute(
+                    """
+                    INSERT INTO orders (user_id, idempotency_key, currency, total_cents, items, updated_at)
+                    VALUES ('user-1', %s, 'EUR', 100, '[]', now() - make_interval(secs => %s))
+                    """,
+                    [f"k{n}", 3600 - n],
+                )
+        ids = [row[0] for row in s.rows("SELECT id FROM orders ORDER BY updated_at")]
+        bad = set(ids[:hopeless])
+
+        class Flows:
+            """Payments that never give the hopeless orders a verdict, and pay the others."""
+
+            def __init__(self) -> None:
+                self.tried: list[uuid.UUID] = []
+
+            async def resume(self, order_id: uuid.UUID) -> Any:
+                self.tried.append(order_id)
+                if order_id in bad:
+                    raise ApiError(503, "service_unavailable", "payments gave no verdict")
+                with psycopg.connect(s.orders_uri, autocommit=True) as conn:
+                    conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", [order_id])
+                return type("Paid", (), {"status": "paid"})()
+
+        db = Database(s.orders_uri, max_size=2)
+        await db.open(timeout_seconds=10)
+        try:
+            flows = Flows()
+            resumer = PendingOrderResumer(flows, OrderRepository(db), after_seconds=60, interval_seconds=600)  # type: ignore[arg-type]
+            assert await resumer.resume_stalled() == 0  # a batch of the hopeless ones
+            assert set(flows.tried) <= bad and len(flows.tried) == BATCH
+            assert await resumer.resume_stalled() == 5  # the rest, the newer ones among them
+            assert set(ids) - bad <= set(flows.tried[BATCH:])
+            # The hopeless ones wait out their back-off: the next round tries none of them again.
+            flows.tried.clear()
+            assert await resumer.resume_stalled() == 0 and flows.tried == []
+        finally:
+            await db.close()

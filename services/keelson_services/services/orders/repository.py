@@ -68,17 +68,33 @@ class OrderRepository:
         return str(row["user_id"])
 
     async def stalled(self, *, older_than_seconds: float, limit: int) -> list[UUID]:
-        """Pending orders untouched for `older_than_seconds`, oldest first."""
+        """Pending orders untouched for `older_than_seconds` whose next resume is due, the least
+        recently tried first (an order never tried is due from its last update)."""
         async with self.db.connection() as conn:
             cursor = await conn.execute(
                 """
                 SELECT id FROM orders
                 WHERE status = 'pending' AND updated_at < now() - make_interval(secs => %s)
-                ORDER BY updated_at LIMIT %s
+                  AND coalesce(next_resume_at, updated_at) <= now()
+                ORDER BY coalesce(next_resume_at, updated_at) LIMIT %s
                 """,
                 [older_than_seconds, limit],
             )
             return [row["id"] for row in await cursor.fetchall()]
+
+    async def resume_failed(self, order_id: UUID, *, first_delay_seconds: float, max_delay_seconds: float) -> None:
+        """Put off the next resume of an order whose resume got no verdict: first_delay, doubling
+        with every failed attempt, at most max_delay."""
+        async with self.db.connection() as conn:
+            await conn.execute(
+                """
+                UPDATE orders SET resume_attempts = resume_attempts + 1,
+                    next_resume_at = now() + make_interval(
+                        secs => least(%s * power(2, least(resume_attempts, 30)), %s))
+                WHERE id = %s AND status = 'pending'
+                """,
+                [first_delay_seconds, max_delay_seconds, order_id],
+            )
 
     async def page(self, *, user_id: str, limit: int, offset: int) -> list[Order]:
         async with self.db.connection() as conn:

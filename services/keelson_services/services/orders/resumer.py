@@ -12,8 +12,10 @@ that created an order is certainly over. Resuming is the same charge under the s
 (asking its provider by the same key) and answers 409 while one is under way, so replicas
 resuming the same order at once, or a late client retry, charge nothing twice.
 
-A resume that gets no verdict either (payments still down, its breaker open) is left for the
-next round; it is logged, never raised.
+A resume that gets no verdict either (payments still down, its breaker open) is logged, never
+raised, and that order's next attempt is put off (one interval, doubling per failure, at most an
+hour): rounds take the due orders least recently tried first, so orders that fail for good never
+hold the batch and starve newer ones.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from keelson_services.services.orders.repository import OrderRepository
 
 log = logging.getLogger("keelson.orders.resumer")
 BATCH = 50
+MAX_BACKOFF_SECONDS = 3600.0
 
 
 class PendingOrderResumer:
@@ -60,6 +63,9 @@ class PendingOrderResumer:
                 order = await self.flows.resume(order_id)
             except ApiError as exc:
                 log.warning("order %s still pending: %s", order_id, exc.detail, extra={"order_id": str(order_id)})
+                await self.orders.resume_failed(
+                    order_id, first_delay_seconds=self.interval_seconds, max_delay_seconds=MAX_BACKOFF_SECONDS
+                )
                 continue
             if order is not None and order.status != "pending":
                 settled += 1
