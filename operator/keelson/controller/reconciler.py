@@ -98,6 +98,7 @@ class Reconciler:
         now: Callable[[], str] = _now,
         guard: LoopGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
+        notices: Callable[[], Sequence[ConditionState]] = tuple,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -111,6 +112,8 @@ class Reconciler:
         self._writes = asyncio.Semaphore(concurrency)
         self.guard = guard or LoopGuard()
         self.clock = clock
+        # Conditions about the installation rather than the platform (crdcheck), outside Ready.
+        self.notices = notices
         self._sync = SyncMemo(clock=clock)
         # Platforms whose namespace is being deleted (the API server said so): they go with it,
         # and every write until then would only fight the namespace controller.
@@ -229,7 +232,7 @@ class Reconciler:
         # MonitoringReady is reported but does not gate Ready (see status.monitoring_condition).
         # A write loop outranks every other reason: it is the operator misbehaving, not the platform.
         ready = write_loop_condition(obs) if obs.write_loops else ready_condition(areas)
-        conditions = [ready, *areas, monitoring_condition(obs)]
+        conditions = [ready, *areas, monitoring_condition(obs), *self.notices()]
         if paused:
             conditions.append(
                 ConditionState(
