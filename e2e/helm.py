@@ -104,10 +104,10 @@ def start_local_operator(
     env: Mapping[str, str],
     ports: tuple[int, int],
     kubeconfig: Path,
-    source: Path | None = None,
+    pythonpath: str | None = None,
 ) -> None:
     """An operator as a process of the stack (logs in <state>/logs/<name>.log): the working tree's,
-    or with `source`, the `operator/` directory of another commit, first on the venv's path."""
+    or with `pythonpath`, another commit's sources, first on the venv's path."""
     argv = [
         sys.executable,
         "-m",
@@ -118,9 +118,9 @@ def start_local_operator(
         f"--health-port={ports[1]}",
     ]
     extra = {"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1,localhost"}
-    if source is not None:
-        extra["PYTHONPATH"] = str(source)
-    processes.start(stack.state_dir, name, argv, env={**_base_env(), **env, **extra}, cwd=source or ROOT)
+    if pythonpath is not None:
+        extra["PYTHONPATH"] = pythonpath
+    processes.start(stack.state_dir, name, argv, env={**_base_env(), **env, **extra}, cwd=ROOT)
 
 
 def _base_env() -> dict[str, str]:
