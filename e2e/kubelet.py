@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-# Scheduling, the image's pull and resource accounting are the API server's, the scheduler's
-# and the kubelet's cgroups' business, not the container's: podman here runs under hybrid
-# cgroups without the controllers to enforce limits (docs/image.md).
+# Scheduling and the image's pull are the API server's and the scheduler's business, not the
+# container's; the kubelet's own bookkeeping fields change nothing in how the container runs.
 NOT_APPLICABLE_POD = {
     "serviceAccountName", "serviceAccount", "nodeSelector", "tolerations", "affinity", "priorityClassName",
     "imagePullSecrets", "restartPolicy", "terminationGracePeriodSeconds", "dnsPolicy", "schedulerName",
@@ -50,6 +51,7 @@ def translate(
     unknown = set(container) - NOT_APPLICABLE_CONTAINER
     assert not unknown, f"container fields the kubelet stand-in does not run: {sorted(unknown)}"
     options = _security(pod.get("securityContext", {}), container.get("securityContext", {}))
+    options += _resources(container.get("resources", {}))
     for var in container.get("env", []):
         options.append(f"--env={var['name']}={_env_value(var, downward)}")
     result = Container(image=container["image"], options=options, args=list(container.get("args", [])))
@@ -83,6 +85,21 @@ def _security(pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
     assert seccomp == "RuntimeDefault", f"seccomp {seccomp}: podman runs its default profile"
     if merged.get("runAsNonRoot"):
         assert merged.get("runAsUser", 0) != 0, "runAsNonRoot with uid 0: the kubelet would refuse to start it"
+    return options
+
+
+def _resources(resources: dict[str, Any]) -> list[str]:
+    """The cgroup settings the kubelet derives: limits as hard limits, the CPU request as shares."""
+    options = []
+    limits, requests = resources.get("limits", {}), resources.get("requests", {})
+    if "memory" in limits:
+        options.append(f"--memory={int(parse_quantity(limits['memory']))}b")
+    if "cpu" in limits:
+        options.append(f"--cpus={float(parse_quantity(limits['cpu']))}")
+    if "cpu" in requests:
+        options.append(f"--cpu-shares={max(2, int(parse_quantity(requests['cpu']) * 1024))}")
+    if "memory" in requests:
+        options.append(f"--memory-reservation={int(parse_quantity(requests['memory']))}b")
     return options
 
 

@@ -189,6 +189,7 @@ def test_operator_from_the_chart_deployment_brings_the_example_to_ready(
             run.options
         )
         assert {"livenessProbe", "readinessProbe"} <= set(run.probes)
+        assert "--memory=268435456b" in run.options  # the chart's 256Mi limit, as a cgroup limit
         # What the kubelet adds for every pod: where the API server is.
         in_cluster = [
             "--env=KUBERNETES_SERVICE_HOST=127.0.0.1",

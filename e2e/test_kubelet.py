@@ -28,6 +28,10 @@ def _pod() -> dict[str, Any]:
             {
                 "name": "operator",
                 "image": "localhost/keelson:t",
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"memory": "256Mi", "cpu": "1"},
+                },
                 "args": ["operator", "run", "--health-port=8081"],
                 "env": [
                     {"name": "KEELSON_WORKERS", "value": "4"},
@@ -59,6 +63,10 @@ def test_a_pod_becomes_podman_options(tmp_path: Path) -> None:
         "--read-only-tmpfs=false",
         "--cap-drop=ALL",
         "--security-opt=no-new-privileges",
+        "--memory=268435456b",
+        "--cpus=1.0",
+        "--cpu-shares=102",
+        "--memory-reservation=134217728b",
         "--env=KEELSON_WORKERS=4",
         "--env=POD_NAMESPACE=keelson-system",
         "--tmpfs=/tmp:rw,mode=1777",
