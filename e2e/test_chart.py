@@ -47,6 +47,11 @@ VARIED = {
 }
 
 
+def _rendered(*sets: str) -> list[dict[str, Any]]:
+    """The chart rendered with `--set` arguments (e2e/test_monitoring.py renders it through this)."""
+    return helm.render(values=dict(value.split("=", 1) for value in sets))
+
+
 def test_chart_lints(stack: LocalStack) -> None:
     helm.helm("lint", str(helm.CHART), "--strict")
     helm.helm("lint", str(helm.CHART), "--strict", *helm.sets(VARIED))
