@@ -46,3 +46,25 @@ def test_a_failed_read_keeps_the_last_outcome() -> None:
     assert asyncio.run(check.run()) is not None
     assert asyncio.run(check.run()) is not None  # unknown: still the stale verdict
     assert asyncio.run(check.run()) is None and check.condition is None
+
+
+async def test_a_stale_crd_is_reported_on_the_platform_outside_ready() -> None:
+    from keelson.controller.cache import DictCache
+    from keelson.controller.reconciler import Reconciler
+    from tests.unit.test_reconciler import FakeApi, _platform
+
+    cache = DictCache()
+    api = FakeApi(cache)
+    stale = compare(_crd("sha256:b"), "sha256:a")
+    notices = [stale] if stale else []
+    rec = Reconciler(api, cache, reference_image="img:1", notices=lambda: notices)  # type: ignore[arg-type]
+    platform = _platform()
+    outcome = await rec.reconcile(platform)
+    assert outcome.ready  # outside Ready: the platform still converges
+    conditions = {c["type"]: c for c in api.status["conditions"]}  # type: ignore[index]
+    assert conditions[CRD_CURRENT]["status"] == "False" and conditions[CRD_CURRENT]["reason"] == MISMATCH_REASON
+    # The CRD upgraded: the condition goes with the next status (a replace drops it).
+    platform["status"] = api.status
+    notices.clear()
+    await rec.reconcile(platform)
+    assert CRD_CURRENT not in {c["type"] for c in api.status["conditions"]}  # type: ignore[index]
