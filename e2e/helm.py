@@ -9,6 +9,7 @@ found it: its chart objects re-applied and its operator restarted with a fresh t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from e2e.kube import Kube, eventually
 from keelson.devstack import cluster, processes
 from keelson.devstack.building import binary_paths
 from keelson.devstack.kubeconfig import render_kubeconfig
@@ -86,6 +88,17 @@ def release(stack: LocalStack, chart: Path = CHART, values: Mapping[str, str] | 
         restore_stack(stack)
 
 
+def operator_pod(kube: Kube) -> dict[str, Any]:
+    """The one operator pod kwok runs for the release (a previous release's may still be going away)."""
+
+    def current() -> dict[str, Any] | None:
+        pods = kube.list("pod", NAMESPACE, "app.kubernetes.io/name=keelson-operator")
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return live[0] if len(live) == 1 else None
+
+    return eventually(current, timeout=60, what="one operator pod")
+
+
 def operator_kubeconfig(stack: LocalStack, path: Path) -> Path:
     """What an operator pod gets, as a kubeconfig: a fresh token of the chart's ServiceAccount."""
     token = cluster.create_operator_token(stack.kubectl(), duration="1h")
@@ -124,6 +137,4 @@ def start_local_operator(
 
 
 def _base_env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith(("KEELSON_", "KUBECONFIG", "PYTHONPATH"))}

@@ -158,7 +158,7 @@ def _installed_pod(kube: Kube) -> tuple[dict[str, Any], dict[str, str]]:
     values of the pod kwok pretends to run (its name, namespace, node...)."""
     deployment = kube.get("deployment", "keelson-operator", cluster.KEELSON_NAMESPACE)
     assert deployment is not None, "the chart installed no operator Deployment"
-    (pod,) = kube.list("pod", cluster.KEELSON_NAMESPACE, "app.kubernetes.io/name=keelson-operator")
+    pod = helm.operator_pod(kube)
     meta, spec = pod["metadata"], pod["spec"]
     downward = {
         "metadata.name": meta["name"],
