@@ -1,55 +1,145 @@
-"""The Helm chart: it lints, renders a restricted operator Deployment, and its RBAC grants exactly
-the resources the operator's code touches (a new child kind without a rule fails here)."""
+"""The Helm chart: it lints, refuses bad values naming the field, renders a restricted operator
+Deployment and the generated CRD, installs into the stack's API server with default and varied
+values (and uninstalls without taking the CRD, or the platforms, along), and its RBAC grants
+exactly the resources the operator's code touches (a new child kind without a rule fails here).
+The operator's check of the installed CRD runs here too, against the real API server."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
+import json
 from typing import Any
 
 import pytest
-import yaml
 
-from keelson.devstack.building import binary_paths
+from e2e import helm
+from e2e.kube import Kube, eventually
+from keelson.api.crd import CRD_NAME, SCHEMA_DIGEST_ANNOTATION, custom_resource_definition
+from keelson.controller.crdcheck import CRD_CURRENT, MISMATCH_REASON
 from keelson.devstack.stack import LocalStack
 from keelson.kube.resources import CHILD_KINDS, PLATFORM_KIND
+from tests.cases.invalid_platforms import workloads_example
 
 pytestmark = pytest.mark.cluster
 
-CHART = Path(__file__).resolve().parents[1] / "charts" / "keelson"
-
-
-def _helm(*args: str) -> str:
-    helm = binary_paths()["helm"]
-    proc = subprocess.run([str(helm), *args], capture_output=True, text=True, check=False, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+KEEP = "helm.sh/resource-policy"
+VARIED = {
+    "operator.workers": "2",
+    "operator.resyncSeconds": "30",
+    "operator.logLevel": "debug",
+    "operator.watchNamespaces[0]": "shop",
+    "operator.resources.requests.cpu": "250m",
+    "operator.resources.limits.memory": "1Gi",
+    "referenceImage.tag": "0.1.1",
+    "nodeSelector.type": "kwok",
+    "tolerations[0].key": "dedicated",
+    "tolerations[0].operator": "Equal",
+    "tolerations[0].value": "operators",
+    "tolerations[0].effect": "NoSchedule",
+    "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+    ".matchExpressions[0].key": "kubernetes.io/os",
+    "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+    ".matchExpressions[0].operator": "In",
+    "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+    ".matchExpressions[0].values[0]": "linux",
+    "priorityClassName": "keelson-e2e-critical",
+    "imagePullSecrets[0].name": "regcred",
+    "podAnnotations.example\\.com/team": "platform",
+}
 
 
 def _rendered(*sets: str) -> list[dict[str, Any]]:
-    args = ["template", "keelson", str(CHART), "-n", "keelson-system", "--kube-version", "v1.36.3"]
-    for value in sets:
-        args += ["--set", value]
-    return [d for d in yaml.safe_load_all(_helm(*args)) if d]
+    """The chart rendered with `--set` arguments (e2e/test_monitoring.py renders it through this)."""
+    return helm.render(values=dict(value.split("=", 1) for value in sets))
 
 
 def test_chart_lints(stack: LocalStack) -> None:
-    _helm("lint", str(CHART), "--strict")
+    helm.helm("lint", str(helm.CHART), "--strict")
+    helm.helm("lint", str(helm.CHART), "--strict", *helm.sets(VARIED))
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "says"),
+    [
+        ("operator.workers=0", "/operator/workers", "minimum"),
+        ("operator.resyncSeconds=soon", "/operator/resyncSeconds", "want integer"),
+        ("operator.resources.limits.memory=lots", "/operator/resources/limits/memory", "does not match pattern"),
+        ("operator.resources.request.cpu=1", "/operator/resources", "'request' not allowed"),
+        ("tolerations[0].effect=Sometimes", "/tolerations/0/effect", "NoSchedule"),
+        ("affinity.nodeAfinity.x=1", "/affinity", "'nodeAfinity' not allowed"),
+        ("priorityClassName=Critical_Ops", "/priorityClassName", "does not match pattern"),
+        ("imagePullSecrets[0].nam=regcred", "/imagePullSecrets/0", "missing property 'name'"),
+        ("podAnnotations.team=7", "/podAnnotations/team", "want string"),
+        ("nodeSelector.disk=true", "/nodeSelector/disk", "want string"),
+        ("referenceImage.tag=latest tag", "/referenceImage/tag", "does not match pattern"),
+        # Keys another branch adds (replicas, leader election): their schema is here already.
+        ("operator.replicas=0", "/operator/replicas", "minimum"),
+        ("operator.leaderElection.leaseDurationSeconds=0", "/operator/leaderElection/leaseDurationSeconds", "minimum"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_field(stack: LocalStack, value: str, field: str, says: str) -> None:
+    for command in (["template", helm.RELEASE], ["lint", "--strict"]):
+        proc = helm.helm(*command, str(helm.CHART), "--set", value, check=False)
+        assert proc.returncode != 0, f"helm {command[0]} accepted {value}"
+        output = proc.stderr + proc.stdout
+        assert f"at '{field}'" in output and says in output, output
+
+
+def test_values_reach_the_operator_pod(stack: LocalStack) -> None:
+    pod = helm.deployment(helm.render(values=VARIED))["spec"]["template"]["spec"]
+    env = helm.container_env(pod)
+    assert env["KEELSON_WORKERS"] == "2" and env["KEELSON_RESYNC_SECONDS"] == "30"
+    assert env["KEELSON_LOG_LEVEL"] == "debug"
+    assert env["KEELSON_REFERENCE_IMAGE"] == "ghcr.io/keelson-dev/keelson:0.1.1"
+    container = pod["containers"][0]
+    assert "--namespace=shop" in container["args"]
+    assert container["resources"] == {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+    assert pod["nodeSelector"] == {"type": "kwok"}
+    assert pod["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "operators", "effect": "NoSchedule"}
+    ]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]
+    assert pod["priorityClassName"] == "keelson-e2e-critical"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    annotations = helm.deployment(helm.render(values=VARIED))["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["example.com/team"] == "platform"
+
+
+def test_the_reference_image_is_pinned_apart_from_the_operator_image(stack: LocalStack) -> None:
+    # Upgrading the operator (a new image tag) must not roll every platform's Deployments.
+    for tag in ("", "0.2.0", "0.3.0"):
+        env = helm.container_env(helm.deployment(helm.render(values={"image.tag": tag}))["spec"]["template"]["spec"])
+        assert env["KEELSON_REFERENCE_IMAGE"] == "ghcr.io/keelson-dev/keelson:0.1.0"
+
+
+def test_the_crd_template_is_the_generated_crd(stack: LocalStack) -> None:
+    (crd,) = [d for d in helm.render() if d["kind"] == "CustomResourceDefinition"]
+    generated = custom_resource_definition()
+    assert crd["spec"] == generated["spec"]
+    annotations = crd["metadata"]["annotations"]
+    assert annotations[SCHEMA_DIGEST_ANNOTATION] == generated["metadata"]["annotations"][SCHEMA_DIGEST_ANNOTATION]
+    assert annotations[KEEP] == "keep"  # uninstall never deletes the platforms
+    assert crd["metadata"]["labels"]["app.kubernetes.io/name"] == "keelson-operator"
+    assert not [d for d in helm.render(values={"crds.enabled": "false"}) if d["kind"] == "CustomResourceDefinition"]
+    (unkept,) = [d for d in helm.render(values={"crds.keep": "false"}) if d["kind"] == "CustomResourceDefinition"]
+    assert KEEP not in unkept["metadata"]["annotations"]
+    # Helm would install crds/ once and never upgrade it: the chart has none.
+    assert not (helm.CHART / "crds").exists()
 
 
 def test_operator_deployment_is_restricted(stack: LocalStack) -> None:
-    (dep,) = [d for d in _rendered() if d["kind"] == "Deployment"]
+    dep = helm.deployment(helm.render())
     pod = dep["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "keelson-operator" and pod["securityContext"]["runAsNonRoot"]
     container = pod["containers"][0]
     assert container["args"][:2] == ["operator", "run"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert dep["spec"]["strategy"] == {"type": "Recreate"} and dep["spec"]["replicas"] == 1
-    assert not [d for d in _rendered("operator.deploy=false") if d["kind"] == "Deployment"]
+    assert not [d for d in helm.render(values={"operator.deploy": "false"}) if d["kind"] == "Deployment"]
 
 
 def test_rbac_matches_what_the_operator_uses(stack: LocalStack) -> None:
-    (role,) = [d for d in _rendered() if d["kind"] == "ClusterRole"]
+    (role,) = [d for d in helm.render() if d["kind"] == "ClusterRole"]
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
         for group in rule["apiGroups"]:
@@ -65,3 +155,76 @@ def test_rbac_matches_what_the_operator_uses(stack: LocalStack) -> None:
     # Never broader than that: no wildcards, no update of platforms' spec. Secrets are there for the
     # database credentials (a child kind) and the admin Secret, which is only ever read (get).
     assert not any("*" in r["verbs"] or "*" in r["resources"] for r in role["rules"])
+
+
+def _live_operator_pod(kube: Kube) -> dict[str, Any]:
+    dep = kube.get("deployment", "keelson-operator", helm.NAMESPACE)
+    assert dep is not None and dep["status"].get("availableReplicas") == 1, dep and dep["status"]
+    return dict(dep["spec"]["template"]["spec"])
+
+
+def test_helm_install_with_default_values_and_uninstall_keeps_the_platforms(
+    stack: LocalStack, kube: Kube, namespace: str
+) -> None:
+    with helm.release(stack):
+        pod = _live_operator_pod(kube)  # --wait: scheduled on a kwok node and available
+        assert helm.container_env(pod)["KEELSON_WORKERS"] == "4"
+        crd = kube.get("crd", CRD_NAME, "")
+        assert crd is not None and crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == helm.RELEASE
+        kube.apply(namespace, workloads_example())
+        helm.helm("uninstall", helm.RELEASE, "-n", helm.NAMESPACE, "--wait", kubeconfig=stack.admin_kubeconfig)
+        # The CRD is kept (helm.sh/resource-policy), so is every platform; the RBAC went with the release.
+        assert kube.get("crd", CRD_NAME, "") is not None
+        assert kube.get("msp", "shop", namespace) is not None
+        assert kube.get("clusterrole", "keelson-operator", "") is None
+
+
+def test_helm_install_with_varied_values(stack: LocalStack, kube: Kube) -> None:
+    priority_class = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                      "metadata": {"name": "keelson-e2e-critical"}, "value": 1000000}  # fmt: skip
+    kube.run("apply", "-f", "-", stdin=json.dumps(priority_class))
+    try:
+        with helm.release(stack, values=VARIED):
+            pod = _live_operator_pod(kube)
+            assert pod["priorityClassName"] == "keelson-e2e-critical" and pod["nodeSelector"] == {"type": "kwok"}
+            assert helm.container_env(pod)["KEELSON_RESYNC_SECONDS"] == "30"
+            assert helm.operator_pod(kube)["spec"].get("priority") == 1000000  # admitted with its class
+    finally:
+        kube.run("delete", "priorityclass", "keelson-e2e-critical", check=False)
+
+
+def _crd_condition(kube: Kube, namespace: str) -> dict[str, Any] | None:
+    return kube.condition("shop", namespace, CRD_CURRENT)
+
+
+def test_the_operator_checks_the_installed_crd(stack: LocalStack, kube: Kube, namespace: str) -> None:
+    """A match (the stack installed the chart's CRD) says so and adds no condition; a mismatch is
+    logged at start and reported on the platforms; an upgraded CRD is noticed on the next resync."""
+    log = stack.log_path("operator")
+    stack.stop_operator()
+    start = log.stat().st_size if log.exists() else 0
+    stack.start_operator()
+    eventually(lambda: "matches this operator" in log.read_text()[start:], timeout=30, what="the match logged")
+    kube.apply(namespace, workloads_example())
+    eventually(lambda: (kube.condition("shop", namespace) or {}).get("status") == "True", timeout=120, what="Ready")
+    assert _crd_condition(kube, namespace) is None
+
+    digest = f"{SCHEMA_DIGEST_ANNOTATION}=sha256:{'0' * 64}"
+    current = custom_resource_definition()["metadata"]["annotations"][SCHEMA_DIGEST_ANNOTATION]
+    try:
+        stack.stop_operator()
+        kube.run("annotate", "crd", CRD_NAME, digest, "--overwrite")
+        start = log.stat().st_size
+        stack.start_operator()
+        stale = eventually(lambda: _crd_condition(kube, namespace), timeout=60, what="condition CRDCurrent")
+        assert stale["status"] == "False" and stale["reason"] == MISMATCH_REASON
+        assert current in stale["message"] and "0" * 64 in stale["message"]
+        # Reported, outside Ready: the platform still converges.
+        assert (kube.condition("shop", namespace) or {}).get("status") == "True"
+        lines = [json.loads(line) for line in log.read_text()[start:].splitlines() if line.startswith("{")]
+        errors = [line["message"] for line in lines if line.get("severity") == "error"]
+        assert any(CRD_NAME in message and current in message for message in errors), lines[-10:]
+    finally:
+        kube.run("annotate", "crd", CRD_NAME, f"{SCHEMA_DIGEST_ANNOTATION}={current}", "--overwrite")
+    # The CRD upgraded under a running operator: the next resync's check clears the condition.
+    eventually(lambda: _crd_condition(kube, namespace) is None, timeout=60, what="CRDCurrent gone")

@@ -1,11 +1,13 @@
 """The image as a cluster runs it, built from the Dockerfile (scripts/image) and run with podman:
 the CLI, a non-root user on a read-only root filesystem, nothing of development in it, its size,
-the operator against the local stack as the chart's ServiceAccount (the in-cluster token and CA
-mounted where the kubelet mounts them), and a reference service against the stack's PostgreSQL.
+the operator exactly as the chart's Deployment specifies it, and a reference service against the
+stack's PostgreSQL.
 
-podman runs with ``--network=host`` (the stack listens on loopback) and the chart's container
-securityContext: uid 10001, ``--read-only`` without podman's extra tmpfs mounts, all capabilities
-dropped, no privilege escalation."""
+The operator test installs the chart into the stack (`helm install`, operator.deploy=true) and
+runs the pod spec of the Deployment it made with podman, standing in for the kubelet kwok lacks
+(e2e/kubelet.py): its args, env, securityContext, volumes and probes, the ServiceAccount's token
+and the stack's CA mounted where the kubelet mounts them. podman runs with ``--network=host``
+(the stack listens on loopback)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from e2e import helm, kubelet
 from e2e.kube import Kube, eventually
 from e2e.svc_postgres import ADMIN_URI_ENV, fresh_database
 from e2e.svc_processes import free_port, rendered_env
@@ -31,7 +35,7 @@ pytestmark = pytest.mark.image
 
 # Target of issue 10; the first Dockerfile made 518 MB (docs/benchmarks.md).
 MAX_IMAGE_BYTES = 250_000_000
-# What the chart's Deployment sets for the container (charts/keelson/templates/deployment.yaml).
+# The restricted container the reference services run in (render/deployment.py).
 RESTRICTED = [
     "--user=10001:10001",
     "--read-only",
@@ -39,7 +43,6 @@ RESTRICTED = [
     "--cap-drop=ALL",
     "--security-opt=no-new-privileges",
 ]
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -54,14 +57,9 @@ def run(image: str, *args: str, entrypoint: str | None = None) -> subprocess.Com
 
 
 @contextmanager
-def container(
-    image: str, name: str, args: list[str], *, env: dict[str, str], volumes: Sequence[str] = ()
-) -> Iterator[str]:
+def container(image: str, name: str, args: list[str], *, options: Sequence[str]) -> Iterator[str]:
     """A detached container, removed afterwards; its logs are shown when the test fails."""
-    options = [f"--env={key}={value}" for key, value in env.items()] + [f"--volume={v}" for v in volumes]
-    started = podman(
-        "run", "--detach", "--pull=never", "--network=host", f"--name={name}", *RESTRICTED, *options, image, *args
-    )
+    started = podman("run", "--detach", "--pull=never", "--network=host", f"--name={name}", *options, image, *args)
     assert started.returncode == 0, started.stderr
     try:
         yield name
@@ -123,16 +121,6 @@ def test_image_size_within_budget(image: str) -> None:
     assert size <= MAX_IMAGE_BYTES, f"{images.megabytes(size)} > {images.megabytes(MAX_IMAGE_BYTES)}:\n{report}"
 
 
-@contextmanager
-def stack_operator_stopped(stack: LocalStack) -> Iterator[None]:
-    """The stack runs the working tree's operator; one operator at a time reconciles."""
-    stack.stop_operator()
-    try:
-        yield
-    finally:
-        stack.start_operator()
-
-
 def service_account_dir(stack: LocalStack, directory: Path) -> Path:
     """What the kubelet mounts: a TokenRequest token of the chart's ServiceAccount, the cluster's
     CA and the namespace, readable by the image's user."""
@@ -150,36 +138,76 @@ def _ready(kube: Kube, namespace: str) -> dict[str, object] | None:
     return condition if condition and condition["status"] == "True" else None
 
 
+def _chart_values(image: str, metrics: int, health: int) -> dict[str, str]:
+    """The chart pointed at the image under test, for the operator and the reference services;
+    free ports, since podman runs on the host's network."""
+    repository, tag = image.rsplit(":", 1)
+    return {
+        "image.repository": repository,
+        "image.tag": tag,
+        "referenceImage.repository": repository,
+        "referenceImage.tag": tag,
+        "operator.metricsPort": str(metrics),
+        "operator.healthPort": str(health),
+        "operator.resyncSeconds": os.environ.get("KEELSON_RESYNC_SECONDS", "10"),
+    }
+
+
+def _installed_pod(kube: Kube) -> tuple[dict[str, Any], dict[str, str]]:
+    """The operator Deployment's pod template as the API server stores it, and the downward API's
+    values of the pod kwok pretends to run (its name, namespace, node...)."""
+    deployment = kube.get("deployment", "keelson-operator", cluster.KEELSON_NAMESPACE)
+    assert deployment is not None, "the chart installed no operator Deployment"
+    pod = helm.operator_pod(kube)
+    meta, spec = pod["metadata"], pod["spec"]
+    downward = {
+        "metadata.name": meta["name"],
+        "metadata.namespace": meta["namespace"],
+        "metadata.uid": meta["uid"],
+        "spec.nodeName": spec.get("nodeName", ""),
+        "spec.serviceAccountName": spec["serviceAccountName"],
+        "status.podIP": "127.0.0.1",  # the host's network
+    }
+    return dict(deployment["spec"]["template"]["spec"]), downward
+
+
 @pytest.mark.cluster
-def test_operator_from_the_image_brings_the_example_to_ready(
+def test_operator_from_the_chart_deployment_brings_the_example_to_ready(
     image: str, stack: LocalStack, kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
-    tokens = service_account_dir(stack, tmp_path / "serviceaccount")
+    """The pod spec of the Deployment `helm install` made, run by podman as the kubelet would:
+    its args, env, securityContext, volumes and probes, with the ServiceAccount's token and the
+    CA projected, and the in-cluster API server's address in the env."""
     metrics, health = free_port(), free_port()
-    env = {
-        # In-cluster configuration, as the kubelet sets it, pointing at the stack's apiserver.
-        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-        "KUBERNETES_SERVICE_PORT": str(stack.ports["kube-apiserver"]),
-        "KEELSON_LOG_LEVEL": "info",
-        "KEELSON_REFERENCE_IMAGE": image,
-        "KEELSON_RESYNC_SECONDS": os.environ.get("KEELSON_RESYNC_SECONDS", "10"),
-    }
-    args = ["operator", "run", f"--metrics-port={metrics}", f"--health-port={health}"]
-    name = f"keelson-e2e-operator-{os.getpid()}"
-    with (
-        stack_operator_stopped(stack),
-        container(image, name, args, env=env, volumes=[f"{tokens}:{SERVICE_ACCOUNT_DIR}:ro"]),
-    ):
-        eventually(lambda: _healthy(f"http://127.0.0.1:{health}/healthz"), timeout=60, what="operator healthy")
-        kube.apply(namespace, workloads_example())
-        eventually(lambda: _ready(kube, namespace), timeout=120, what="Ready=True from the image's operator")
-        msp = kube.get("msp", "shop", namespace)
-        assert msp is not None and msp["status"]["readyServices"] == "5/5"
-        deployment = kube.get("deployment", "users", namespace)
-        assert deployment is not None
-        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
-        assert "keelson_objects_applied_total" in httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
-        assert namespace in logs(name)
+    with helm.release(stack, values=_chart_values(image, metrics, health)):
+        pod, downward = _installed_pod(kube)
+        tokens = service_account_dir(stack, tmp_path / "serviceaccount")
+        run = kubelet.translate(pod, service_account=tokens, downward=downward, workdir=tmp_path / "volumes")
+        assert run.image == image and run.args[:2] == ["operator", "run"]
+        # The chart's restrictions reached the container.
+        assert {"--user=10001:10001", "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"} <= set(
+            run.options
+        )
+        assert {"livenessProbe", "readinessProbe"} <= set(run.probes)
+        assert "--memory=268435456b" in run.options  # the chart's 256Mi limit, as a cgroup limit
+        # What the kubelet adds for every pod: where the API server is.
+        in_cluster = [
+            "--env=KUBERNETES_SERVICE_HOST=127.0.0.1",
+            f"--env=KUBERNETES_SERVICE_PORT={stack.ports['kube-apiserver']}",
+        ]
+        name = f"keelson-e2e-operator-{os.getpid()}"
+        with container(image, name, run.args, options=[*run.options, *in_cluster]):
+            for probe, url in run.probes.items():
+                eventually(lambda url=url: _healthy(url), timeout=60, what=f"{probe} {url}")
+            kube.apply(namespace, workloads_example())
+            eventually(lambda: _ready(kube, namespace), timeout=120, what="Ready=True from the image's operator")
+            msp = kube.get("msp", "shop", namespace)
+            assert msp is not None and msp["status"]["readyServices"] == "5/5"
+            deployment = kube.get("deployment", "users", namespace)
+            assert deployment is not None
+            assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
+            assert "keelson_objects_applied_total" in httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+            assert namespace in logs(name)
 
 
 def _healthy(url: str) -> bool:
@@ -200,7 +228,8 @@ def test_users_service_from_the_image_answers_against_the_stack_postgres(
     with fresh_database("users") as uri:
         env = rendered_env("users", port, KEELSON_DATABASE_URI=uri)
         name = f"keelson-e2e-users-{os.getpid()}"
-        with container(image, name, ["users"], env=env):
+        options = [*RESTRICTED, *(f"--env={key}={value}" for key, value in env.items())]
+        with container(image, name, ["users"], options=options):
             eventually(lambda: _healthy(url + "/readyz"), timeout=60, what="users ready")
             with httpx.Client(base_url=url, timeout=10) as http:
                 body = {"email": "ada@example.com", "password": "correct horse", "name": "Ada"}

@@ -8,7 +8,7 @@ from keelson.api.crd import crd_yaml, custom_resource_definition
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = [
     ROOT / "crds" / "keelson.dev_microserviceplatforms.yaml",
-    ROOT / "charts" / "keelson" / "crds" / "keelson.dev_microserviceplatforms.yaml",
+    ROOT / "charts" / "keelson" / "files" / "crds" / "keelson.dev_microserviceplatforms.yaml",
 ]
 
 
@@ -24,7 +24,7 @@ def _walk(node: Any, path: str = ""):
 
 def test_committed_crds_are_current() -> None:
     # Regenerate with: keelson crd -o crds/keelson.dev_microserviceplatforms.yaml \
-    #   -o charts/keelson/crds/keelson.dev_microserviceplatforms.yaml
+    #   -o charts/keelson/files/crds/keelson.dev_microserviceplatforms.yaml
     for path in COMMITTED:
         assert path.read_text() == crd_yaml(), f"{path} is stale: regenerate it with `keelson crd -o ...`"
 

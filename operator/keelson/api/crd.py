@@ -8,6 +8,8 @@ boolean. This module does that translation and nothing else, so the models stay 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from typing import Any
 
 import yaml
@@ -16,6 +18,10 @@ from keelson.api import v1alpha1 as api
 from keelson.api.status import MicroservicePlatformStatus
 
 _DROP = {"title", "default", "examples"}
+# On the generated CRD: a digest of its spec, which the operator compares at start with the one
+# of the CRD it was built for (controller/crdcheck.py), so an un-upgraded CRD is noticed.
+SCHEMA_DIGEST_ANNOTATION = "keelson.dev/schema-digest"
+CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:
@@ -73,7 +79,19 @@ def openapi_schema(model: type[Any]) -> dict[str, Any]:
     return dict(_resolve(raw, defs))
 
 
+def schema_digest(crd_spec: dict[str, Any]) -> str:
+    """A digest of a CRD's spec as generated (key order and YAML formatting do not count)."""
+    canonical = json.dumps(crd_spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def custom_resource_definition() -> dict[str, Any]:
+    crd = _definition()
+    crd["metadata"]["annotations"] = {SCHEMA_DIGEST_ANNOTATION: schema_digest(crd["spec"])}
+    return crd
+
+
+def _definition() -> dict[str, Any]:
     spec_schema = openapi_schema(api.MicroservicePlatformSpec)
     spec_schema["description"] = api.MicroservicePlatformSpec.__doc__
     # Status is written by the operator alone: rules there would only spend the CRD's CEL budget.
@@ -83,7 +101,7 @@ def custom_resource_definition() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{api.PLURAL}.{api.GROUP}"},
+        "metadata": {"name": CRD_NAME},
         "spec": {
             "group": api.GROUP,
             "names": {

@@ -22,6 +22,8 @@ from keelson.api import v1alpha1
 from keelson.controller import kopfpatch, metrics
 from keelson.controller.areas import Area
 from keelson.controller.cache import DictCache, owner_entry, snapshot
+from keelson.controller.conditions import ConditionState
+from keelson.controller.crdcheck import CrdCheck
 from keelson.controller.database_area import DatabasesArea
 from keelson.controller.gating import GatedArea, database_children, topic_children
 from keelson.controller.queue import WorkQueue
@@ -59,6 +61,7 @@ class Controller:
         self.reconciler: Reconciler | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.areas: list[GatedArea] = []
+        self.crd_check: CrdCheck | None = None
         self.insights: references.Insights | None = None  # set by main, handed to kopf
 
     def attach(self, indexes: Mapping[str, Any]) -> None:
@@ -89,7 +92,10 @@ class Controller:
             GatedArea(TopicsArea(self.cache), self.cache, watched=topic_children, max_age=max_age),
         ]
         areas: list[Area] = list(self.areas)
-        self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas)
+        # Before the first pass, so that a stale CRD is reported from the first status on.
+        self.crd_check = CrdCheck(self.client)
+        await self.crd_check.run()
+        self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas, notices=self._notices)
         self.tasks = [asyncio.create_task(self._worker(i)) for i in range(WORKERS)]
         self.tasks.append(asyncio.create_task(self._resync()))
         if self.insights is not None and settings is not None:
@@ -112,8 +118,15 @@ class Controller:
         A resync of an unchanged platform writes nothing (see drift.py)."""
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
+            if self.crd_check is not None:
+                await self.crd_check.run()  # the CRD may have been upgraded since
             for key in list(self.platforms.keys()):
                 self.queue.add(key)
+
+    def _notices(self) -> list[ConditionState]:
+        """Conditions about the operator's installation, reported on every platform."""
+        crd = self.crd_check.condition if self.crd_check is not None else None
+        return [crd] if crd is not None else []
 
     async def _worker(self, number: int) -> None:
         assert self.reconciler is not None

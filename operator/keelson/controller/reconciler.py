@@ -100,6 +100,7 @@ class Reconciler:
         now: Callable[[], str] = _now,
         guard: LoopGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
+        notices: Callable[[], Sequence[ConditionState]] = tuple,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -113,6 +114,8 @@ class Reconciler:
         self._writes = asyncio.Semaphore(concurrency)
         self.guard = guard or LoopGuard()
         self.clock = clock
+        # Conditions about the installation rather than the platform (crdcheck), outside Ready.
+        self.notices = notices
         self._sync = SyncMemo(clock=clock)
         # uid -> (digest of the rendering's inputs, the rendered children): see _rendered.
         self._renders: dict[str, tuple[str, RenderContext, list[dict[str, Any]]]] = {}
@@ -234,7 +237,7 @@ class Reconciler:
         # MonitoringReady is reported but does not gate Ready (see status.monitoring_condition).
         # A write loop outranks every other reason: it is the operator misbehaving, not the platform.
         ready = write_loop_condition(obs) if obs.write_loops else ready_condition(areas)
-        conditions = [ready, *areas, monitoring_condition(obs)]
+        conditions = [ready, *areas, monitoring_condition(obs), *self.notices()]
         if paused:
             conditions.append(
                 ConditionState(

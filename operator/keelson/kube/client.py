@@ -201,6 +201,15 @@ class KubeClient:
                 return None
             raise
 
+    async def get_crd(self, name: str) -> dict[str, Any] | None:
+        """A CustomResourceDefinition: cluster-scoped, so outside `Kind.path`."""
+        try:
+            return await self._request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def patch_merge(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._request(
             "PATCH",
