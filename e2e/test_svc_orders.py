@@ -77,7 +77,7 @@ class Stack:
     orders_uri: str
     payments_uri: str
     payments_port: int
-    payments_app: Callable[[], FastAPI]  # a new payments process, as a restart makes one
+    payments_app: Callable[..., FastAPI]  # a new payments process, as a restart makes one
     orders_app: FastAPI
 
     async def order(self, key: str, **extra: Any) -> httpx.Response:
@@ -101,10 +101,10 @@ async def stack(**payments_config: Any) -> AsyncIterator[Stack]:
     port = free_port()
     with fresh_database("orders") as orders_uri, fresh_database("payments") as payments_uri:
 
-        def payments_app() -> FastAPI:
+        def payments_app(**overrides: Any) -> FastAPI:
             return create_payments(
                 shop.settings("payments", database_uri=payments_uri),
-                config=PaymentsConfig(**payments_config),
+                config=PaymentsConfig(**(payments_config | overrides)),
                 configure_logs=False,
             )
 
@@ -176,6 +176,25 @@ async def test_a_declined_payment_fails_the_order_which_then_cannot_be_cancelled
         assert (placed.json()["status"], placed.json()["failure_code"]) == ("payment_failed", "card_declined")
         cancel = await s.orders.post(f"/api/v1/orders/{placed.json()['id']}/cancel", headers=CUSTOMER)
         assert cancel.status_code == 409 and cancel.json()["error"]["code"] == "invalid_transition"
+
+
+async def test_a_declined_refund_can_be_retried_and_does_not_block_the_cancel() -> None:
+    async with stack() as s:
+        async with serve(s.payments_app(fake_refund_failure_rate=1.0), s.payments_port):
+            order = (await s.order("key-refund")).json()
+            assert order["status"] == "paid"
+            for _ in range(2):  # each cancel asks again; each is declined, the order stays paid
+                declined = await s.orders.post(f"/api/v1/orders/{order['id']}/cancel", headers=CUSTOMER)
+                assert declined.status_code == 502 and declined.json()["error"]["code"] == "refund_declined"
+            again = await s.orders.get(f"/api/v1/orders/{order['id']}", headers=CUSTOMER)
+            assert again.json()["status"] == "paid"
+        async with serve(s.payments_app(), s.payments_port):  # the provider refunds again
+            cancelled = await s.orders.post(f"/api/v1/orders/{order['id']}/cancel", headers=CUSTOMER)
+            assert cancelled.status_code == 200, cancelled.text
+            assert (cancelled.json()["status"], cancelled.json()["refunded_cents"]) == ("cancelled", 2500)
+        with psycopg.connect(s.payments_uri) as conn:
+            refunds = conn.execute("SELECT status FROM refunds ORDER BY created_at").fetchall()
+        assert refunds == [("failed",), ("failed",), ("succeeded",)]  # one refund per attempt, one paid out
 
 
 async def test_payments_down_opens_the_circuit_then_orders_fail_fast_and_recover() -> None:

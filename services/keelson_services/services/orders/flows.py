@@ -18,7 +18,7 @@ from keelson_services.contracts.orders import CreateOrderRequest, Order
 from keelson_services.db import Database
 from keelson_services.errors import ApiError
 from keelson_services.events import Outbox
-from keelson_services.services.orders.payments_client import PaymentsClient
+from keelson_services.services.orders.payments_client import PaymentsClient, RefundDeclinedError
 from keelson_services.services.orders.repository import OrderRepository
 from keelson_services.services.orders.states import OrderStatus, cancelling_refunds, check
 
@@ -156,7 +156,16 @@ class OrderFlows:
     async def _refund(self, order: Order, user_id: str, *, reason: str) -> Order:
         """Refund the order's payment, then record it (cancelling a paid order, with its event)."""
         assert order.payment_id is not None
-        payment = await self.payments.refund(order_id=order.id, payment_id=order.payment_id, reason=reason)
+        attempt = await self.orders.refund_attempts(order.id)
+        try:
+            payment = await self.payments.refund(
+                order_id=order.id, payment_id=order.payment_id, reason=reason, attempt=attempt
+            )
+        except RefundDeclinedError:
+            # Payments replays a declined refund for its key for good: the next cancel asks
+            # again under a new one, instead of meeting this refusal for ever.
+            await self.orders.refund_declined(order.id, attempt)
+            raise
         async with self.db.connection() as conn:
             locked = await self.orders.lock(conn, order.id)
             assert locked is not None

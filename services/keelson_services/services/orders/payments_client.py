@@ -26,8 +26,18 @@ def charge_key(order_id: UUID) -> str:
     return f"order-{order_id}-charge"
 
 
-def refund_key(order_id: UUID) -> str:
-    return f"order-{order_id}-refund"
+def refund_key(order_id: UUID, attempt: int = 0) -> str:
+    """The key of an order's refund; a declined refund is asked again under the next attempt's."""
+    return f"order-{order_id}-refund" + (f"-{attempt}" if attempt else "")
+
+
+class RefundDeclinedError(ApiError):
+    def __init__(self) -> None:
+        super().__init__(
+            502,
+            "refund_declined",
+            "The payment provider declined the refund; the order stays paid, and cancelling it again retries",
+        )
 
 
 class PaymentsClient:
@@ -54,13 +64,15 @@ class PaymentsClient:
         )
         return self._payment(response, expected=(200, 201))
 
-    async def refund(self, *, order_id: UUID, payment_id: UUID, reason: str) -> Payment:
+    async def refund(self, *, order_id: UUID, payment_id: UUID, reason: str, attempt: int = 0) -> Payment:
         response = await self.client.post(
             self.service,
             f"/api/v1/payments/{payment_id}/refund",
             json=RefundRequest(reason=reason).model_dump(mode="json"),
-            headers={"Idempotency-Key": refund_key(order_id)},
+            headers={"Idempotency-Key": refund_key(order_id, attempt)},
         )
+        if response.status_code == 502 and _error(response).get("code") == "refund_failed":
+            raise RefundDeclinedError()  # a verdict, not an outage: not a 503 to retry as is
         return self._payment(response, expected=(200,))
 
     def _payment(self, response: httpx.Response, *, expected: tuple[int, ...]) -> Payment:

@@ -96,6 +96,21 @@ class OrderRepository:
                 [first_delay_seconds, max_delay_seconds, order_id],
             )
 
+    async def refund_attempts(self, order_id: UUID) -> int:
+        async with self.db.connection() as conn:
+            cursor = await conn.execute("SELECT refund_attempts FROM orders WHERE id = %s", [order_id])
+            row = await cursor.fetchone()
+            return int(row["refund_attempts"]) if row is not None else 0
+
+    async def refund_declined(self, order_id: UUID, attempt: int) -> None:
+        """Move on to the next attempt's key, once per declined attempt (concurrent cancels that
+        saw the same decline count it once)."""
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "UPDATE orders SET refund_attempts = %s WHERE id = %s AND refund_attempts = %s",
+                [attempt + 1, order_id, attempt],
+            )
+
     async def page(self, *, user_id: str, limit: int, offset: int) -> list[Order]:
         async with self.db.connection() as conn:
             cursor = await conn.execute(

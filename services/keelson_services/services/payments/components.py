@@ -36,7 +36,10 @@ class PaymentsComponents:
         db = Database(settings.require_database(), application_name="payments")
         payments = PaymentRepository(db)
         provider = provider or FakeProvider(
-            DatabaseLedger(db), latency_seconds=config.fake_latency_seconds, failure_rate=config.fake_failure_rate
+            DatabaseLedger(db),
+            latency_seconds=config.fake_latency_seconds,
+            failure_rate=config.fake_failure_rate,
+            refund_failure_rate=config.fake_refund_failure_rate,
         )
         outbox = Outbox(domain=settings.domain, publishes=settings.publishes)
         relay = OutboxRelay(

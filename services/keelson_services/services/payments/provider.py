@@ -7,7 +7,8 @@ so a request re-run after a crash can never charge twice.
 
 The fake keeps its ledger in a `Ledger` (the service's database in production, memory in unit
 tests), waits `latency_seconds` per operation and declines a charge with probability
-`failure_rate` (card declined). Refunds of a successful charge always succeed.
+`failure_rate` (card declined), and a refund with probability `refund_failure_rate` (0 unless
+set: the way to test what a declined refund does to the services that ask for it).
 """
 
 from __future__ import annotations
@@ -121,14 +122,16 @@ class FakeProvider:
         *,
         latency_seconds: float = 0.0,
         failure_rate: float = 0.0,
+        refund_failure_rate: float = 0.0,
         random: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if not 0.0 <= failure_rate <= 1.0:
-            raise ValueError("failure_rate must be between 0 and 1")
+        if not (0.0 <= failure_rate <= 1.0 and 0.0 <= refund_failure_rate <= 1.0):
+            raise ValueError("failure_rate and refund_failure_rate must be between 0 and 1")
         self.ledger = ledger
         self.latency_seconds = latency_seconds
         self.failure_rate = failure_rate
+        self.refund_failure_rate = refund_failure_rate
         self._random = random
         self._sleep = sleep
 
@@ -150,7 +153,11 @@ class FakeProvider:
         if seen is not None:
             return seen
         await self._wait()
-        result = ProviderResult("re_" + secrets.token_hex(12), True)
+        reference = "re_" + secrets.token_hex(12)
+        if self._random() < self.refund_failure_rate:
+            result = ProviderResult(reference, False, "refund_declined", "The refund was declined")
+        else:
+            result = ProviderResult(reference, True)
         recorded = await self.ledger.add(Operation(key, "refund", amount_cents, None, result))
         return recorded.result
 
