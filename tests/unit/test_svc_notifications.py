@@ -220,3 +220,21 @@ def test_settings_from_env() -> None:
 def test_outgoing_is_plain_data() -> None:
     rendered = Renderer().render("push", "order_paid", context())
     assert Outgoing(uuid.uuid4(), "u-1", rendered).trace_id is None
+
+
+async def test_a_name_with_line_breaks_cannot_inject_headers_or_fail_the_email() -> None:
+    """Registration refuses such names now; older ones (and any template value) must still make a
+    valid one-line subject, not an event in the DLQ or a forged header."""
+    from keelson_services.contracts.users import RegisterRequest
+
+    n, _, senders = notifier()
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada\r\nBcc: eve@example.com\u0085x"))
+    (sent,) = senders["email"].sent
+    mail = SmtpSender(SmtpConfig("smtp.invalid"), sender="shop <no-reply@shop>").message(sent)
+    assert mail["Bcc"] is None and "\n" not in str(mail["Subject"]) and "\r" not in str(mail["Subject"])
+    assert "Ada Bcc: eve@example.com x" in str(mail["Subject"])
+    assert b"\r\nBcc:" not in mail.as_bytes()
+    for bad in ("Ada\nLovelace", "Ada\tL", "Ada\u0085", "Ada\u2028"):
+        with pytest.raises(ValueError, match="name"):
+            RegisterRequest(email="ada@example.com", password="correct horse", name=bad)
+    assert RegisterRequest(email="ada@example.com", password="correct horse", name="Ada Lovelace-Byron")

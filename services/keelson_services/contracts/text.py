@@ -26,7 +26,20 @@ Email = Annotated[
     Field(min_length=3, max_length=254, pattern=_EMAIL, examples=["ada@example.com"], description="An email address."),
 ]
 Password = Annotated[str, Field(min_length=8, max_length=128, pattern=_NO_NUL, description="8 to 128 characters.")]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_NUL, examples=["Ada Lovelace"])]
+# A person's name goes into email subjects and headers, where a line break is an injection (or,
+# refused by the mail library, an event in the DLQ): no control characters, C0 or C1 (which
+# covers CR, LF, tab and NEL), nor the line and paragraph separators.
+_NO_CONTROL = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$"
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=_NO_CONTROL,
+        examples=["Ada Lovelace"],
+        description="No control characters or line breaks.",
+    ),
+]
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL, examples=["SKU-1234"])]
 # What logging in may send as the email: any text the database can compare (not NUL, which
 # PostgreSQL text cannot hold: it was a 500), not necessarily an address.

@@ -21,6 +21,14 @@ from keelson_services.services.notifications.config import SmtpConfig
 from keelson_services.services.notifications.rendering import Channel, Rendered
 
 
+def header_text(value: str) -> str:
+    """`value` as one header line: every run of control characters or line breaks (which the
+    mail library refuses in a header, and which would inject headers where it did not) becomes
+    one space. Names are refused with them at registration; this covers older data and
+    templates."""
+    return " ".join("".join(c if c.isprintable() else " " for c in value).split())
+
+
 @dataclass(frozen=True)
 class Outgoing:
     notification_id: uuid.UUID
@@ -65,7 +73,7 @@ class SmtpSender:
         mail = EmailMessage()
         mail["From"] = self.sender
         mail["To"] = message.recipient
-        mail["Subject"] = rendered.subject or ""
+        mail["Subject"] = header_text(rendered.subject or "")
         mail["Date"] = email.utils.formatdate(localtime=False)
         mail["Message-ID"] = f"<{message.notification_id}@keelson.notifications>"
         if message.trace_id:
