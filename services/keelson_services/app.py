@@ -49,11 +49,14 @@ def create_app(
     lifespan: Lifespan | None = None,
     readiness: Readiness | None = None,
     trust_identity_headers: bool = True,
+    request_budget_seconds: float | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     configure_logs: bool = True,
 ) -> FastAPI:
     """`trust_identity_headers`: whether `X-User-Id`/`X-User-Roles` are believed (False on the
-    gateway, which faces the public). `configure_logs`: False in tests that inspect logging."""
+    gateway, which faces the public). `request_budget_seconds`: at the edge, the time a client's
+    request may take in all, hops and retries included (see http.deadline). `configure_logs`: False
+    in tests that inspect logging."""
     if configure_logs:
         configure_logging(settings.service, level=settings.log_level)
     ready = readiness or Readiness()
@@ -80,7 +83,12 @@ def create_app(
     _add_operational_routes(app, ready)
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=max_body_bytes)
     # Added last, so outermost: it sees every response, the limits' refusals included.
-    app.add_middleware(ObservabilityMiddleware, service=settings.service, trust_identity_headers=trust_identity_headers)
+    app.add_middleware(
+        ObservabilityMiddleware,
+        service=settings.service,
+        trust_identity_headers=trust_identity_headers,
+        request_budget_seconds=request_budget_seconds,
+    )
 
     return app
 

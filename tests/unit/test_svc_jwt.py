@@ -3,6 +3,7 @@ refreshed for unknown key ids), issuer, audience and lifetime; everything else i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -23,9 +24,15 @@ class Jwks:
         self.keys = [s.jwk for s in signers]
         self.fetches = 0
         self.down = False
+        self.slow: asyncio.Event | None = None  # set: answers only once the event is set
+        self.counted = asyncio.Condition()
 
     async def __call__(self) -> Mapping[str, Any]:
         self.fetches += 1
+        async with self.counted:
+            self.counted.notify_all()
+        if self.slow is not None:
+            await self.slow.wait()
         if self.down:
             raise ConnectionError("users is down")
         return {"keys": list(self.keys)}
@@ -139,6 +146,11 @@ async def test_a_rotated_key_is_fetched_on_first_sight_and_fetches_for_unknown_i
     assert jwks.fetches == 3
 
 
+async def _fetched(jwks: Jwks, count: int) -> None:
+    async with asyncio.timeout(2), jwks.counted:
+        await jwks.counted.wait_for(lambda: jwks.fetches >= count)
+
+
 async def test_known_keys_keep_working_when_the_jwks_cannot_be_refreshed() -> None:
     signer = Signer()
     jwks, clock = Jwks(signer), FakeClock()
@@ -147,7 +159,27 @@ async def test_known_keys_keep_working_when_the_jwks_cannot_be_refreshed() -> No
     jwks.down = True
     clock.advance(301)  # past the TTL
     await v.verify(signer.token())
-    assert jwks.fetches == 2
+    await _fetched(jwks, 2)  # refreshed in the background, and failed
+    await v.verify(signer.token())
+    assert jwks.fetches == 2  # the next try waits out the cooldown (5 s)
+    clock.advance(5)
+    await v.verify(signer.token())
+    await _fetched(jwks, 3)
+
+
+async def test_a_slow_users_service_never_stalls_a_token_of_a_cached_key() -> None:
+    signer = Signer()
+    jwks, clock = Jwks(signer), FakeClock()
+    v = verifier(jwks, clock)
+    await v.verify(signer.token())
+    jwks.slow = asyncio.Event()
+    clock.advance(301)  # past the TTL: a refresh is due, and users does not answer
+    async with asyncio.timeout(1):
+        for _ in range(20):
+            await v.verify(signer.token())  # served from the cache meanwhile
+    await _fetched(jwks, 2)
+    assert jwks.fetches == 2  # one refresh in flight, however many requests
+    jwks.slow.set()
 
 
 async def test_without_any_key_a_jwks_outage_is_not_mistaken_for_a_bad_token() -> None:

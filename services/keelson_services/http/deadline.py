@@ -45,6 +45,15 @@ def from_headers(headers: Mapping[str, str], now: float) -> float | None:
     return now + int(value) / 1000
 
 
+def at_edge(timeout_seconds: float, now: float) -> float:
+    """The deadline of a request as its client sees it, set where it enters the platform (the
+    gateway): the design's request timeout for the whole request, retries included, rather than
+    per attempt (which let a GET take 20-27 s). Two margins more, so that its first call still gets
+    the full timeout (`budget` keeps one margin back): a call cut short of it gives the circuit
+    breaker no verdict, and the gateway's breakers must still see a downstream's timeouts."""
+    return now + timeout_seconds + 2 * MARGIN_SECONDS
+
+
 def budget(timeout_seconds: float, now: float) -> float:
     """How long one call may take: the platform's timeout, or less when the current request's
     deadline (less the margin) comes sooner. Zero or less: no time is left to make the call."""

@@ -43,11 +43,20 @@ def _quiet(scope: Scope, status: int) -> bool:
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, *, service: str, trust_identity_headers: bool = True) -> None:
-        """`trust_identity_headers`: False on the gateway, whose callers are the public."""
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        trust_identity_headers: bool = True,
+        request_budget_seconds: float | None = None,
+    ) -> None:
+        """`trust_identity_headers`: False on the gateway, whose callers are the public.
+        `request_budget_seconds`: on the gateway, every request's whole budget (deadline.at_edge)."""
         self.app = app
         self.service = service
         self.trust_identity_headers = trust_identity_headers
+        self.request_budget_seconds = request_budget_seconds
         self.metrics = server_metrics()
         self.spans = spans.recorder(service)  # None unless spans are exported
 
@@ -60,7 +69,14 @@ class ObservabilityMiddleware:
         context = parent.child() if parent is not None else tracing.TraceContext.new()
         caller = identity.Identity.from_headers(headers) if self.trust_identity_headers else None
         # A public client's timeout header is its own business; inside, it is the caller's wait.
-        until = deadline.from_headers(headers, time.monotonic()) if self.trust_identity_headers else None
+        # At the edge, the request's budget starts here, and every hop and retry fits inside it.
+        now = time.monotonic()
+        if self.trust_identity_headers:
+            until = deadline.from_headers(headers, now)
+        elif self.request_budget_seconds is not None:
+            until = deadline.at_edge(self.request_budget_seconds, now)
+        else:
+            until = None
         trace_headers = [
             (b"traceparent", context.header().encode()),
             (b"x-trace-id", context.trace_id.encode()),

@@ -41,7 +41,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with lifecycle.running(None, close=[parts.client]):
+        async with lifecycle.running(None, close=[parts.client, parts.verifier.keys]):
             yield
 
     app = create_service_app(
@@ -51,6 +51,7 @@ def create_app(
         routers=ROUTERS,
         lifespan=lifespan,
         trust_identity_headers=False,  # the public sends these; only verified tokens count
+        request_budget_seconds=settings.http_timeout_seconds,  # the design's 5 s, for the whole request
         max_body_bytes=config.max_body_bytes,
         configure_logs=configure_logs,
     )
