@@ -261,3 +261,13 @@ async def test_contact_tells_readiness() -> None:
     assert a.in_contact()
     clock.now += TIMINGS.lease_duration
     assert not a.in_contact()
+
+
+async def test_a_leader_is_valid_only_within_the_renew_deadline_of_its_last_renewal() -> None:
+    store, clock = MemoryLease(), Clock()
+    a = _elector(store, clock, "a")
+    assert not a.valid()
+    await a.acquire()
+    assert a.valid()
+    clock.now += TIMINGS.renew_deadline  # frozen: no renewal ran
+    assert not a.valid()

@@ -199,6 +199,13 @@ class Elector:
         self.renewed_at = 0.0  # our clock, at the last successful write
         self.contact_at: float | None = None  # our clock, at the last answer of the API server
 
+    def valid(self) -> bool:
+        """Whether we may still act as the leader: a renewal succeeded within the renew deadline.
+        Checked before each reconcile pass, so that a leader that was frozen (a paused process, a
+        stalled node) and wakes up after its lease went to another does not start a pass before
+        `hold` has noticed."""
+        return self.leading and self._clock() - self.renewed_at < self.timings.renew_deadline
+
     def in_contact(self) -> bool:
         """Whether the API server answered us within a lease duration: ready to lead."""
         return self.contact_at is not None and self._clock() - self.contact_at < self.timings.lease_duration
