@@ -4,3 +4,20 @@ app.kubernetes.io/part-of: keelson
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
+
+{{/*
+Replicas and leader election. Read through these helpers, with the defaults of values.yaml
+spelled out again, so the chart renders while values.schema.json (additionalProperties: false
+under operator) does not list operator.replicas and operator.leaderElection yet.
+*/}}
+{{- define "keelson.replicas" -}}
+{{- if hasKey .Values.operator "replicas" }}{{ int .Values.operator.replicas }}{{ else }}2{{ end -}}
+{{- end -}}
+
+{{- define "keelson.leaderElection" -}}
+{{- $given := .Values.operator.leaderElection | default dict -}}
+{{- $election := dict "enabled" true "leaseDurationSeconds" 60 "renewDeadlineSeconds" 40 "retryPeriodSeconds" 15 -}}
+{{- /* key by key, not sprig's merge, which would take a given false or 0 for unset */ -}}
+{{- range $key, $value := $given }}{{ $_ := set $election $key $value }}{{ end -}}
+{{- toJson $election -}}
+{{- end -}}
