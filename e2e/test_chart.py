@@ -75,7 +75,7 @@ def test_lease_permissions_are_only_what_the_elector_uses(stack: LocalStack) -> 
         (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
         assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "keelson-system"
         rules = {(tuple(r["verbs"]), tuple(r.get("resourceNames", ()))) for r in role["rules"]}
-        assert rules == {(("create",), ()), (("get", "update"), ("keelson-operator",))}
+        assert rules == {(("create",), ()), (("get", "update", "watch"), ("keelson-operator",))}
         assert all(r["apiGroups"] == ["coordination.k8s.io"] and r["resources"] == ["leases"] for r in role["rules"])
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "keelson-operator", "namespace": "keelson-system"}

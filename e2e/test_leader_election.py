@@ -9,6 +9,7 @@ apart. The stack's usual single operator is stopped for the module and started a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from e2e.kube import Kube, eventually, operator_writes, utcnow
+from e2e.kube import OPERATOR_USER, Kube, eventually, operator_writes, utcnow
 from keelson.devstack.stack import OPERATOR, STANDBY_OPERATOR, LocalStack
 from tests.cases.invalid_platforms import workloads_example
 
@@ -218,6 +219,23 @@ def test_never_two_writers_and_the_standby_writes_nothing(pair: Pair, namespace:
             term = sum(1 for start, _ in terms if start <= w.at)
             by_term.setdefault((term, w.obj), set()).add(w.identity)
     assert not {k: v for k, v in by_term.items() if len(v) > 1}
+
+
+def test_the_chart_grants_every_lease_request_the_elector_makes(pair: Pair) -> None:
+    """get, create, update and the candidates' watch of the one Lease: none refused (403)."""
+    verbs, refused = set(), []
+    with pair.stack.audit_log.open() as fh:
+        for line in fh:
+            event = json.loads(line)
+            if event.get("stage") != "ResponseComplete" or event["requestReceivedTimestamp"] < pair.since:
+                continue
+            if event["user"]["username"] != OPERATOR_USER or event.get("objectRef", {}).get("resource") != "leases":
+                continue
+            verbs.add(event["verb"])
+            if event.get("responseStatus", {}).get("code") == 403:
+                refused.append(event["requestURI"])
+    assert not refused, refused
+    assert {"get", "update", "watch"} <= verbs, verbs
 
 
 def test_idle_writes_are_one_lease_renewal_per_retry_period(pair: Pair, namespace: str) -> None:

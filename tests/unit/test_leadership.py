@@ -4,21 +4,25 @@ renewal, loss within the renew deadline and release, all without waiting."""
 from __future__ import annotations
 
 import asyncio
+import json
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 
 from keelson.controller.leadership import (
     Action,
     Conflict,
     Elector,
+    KubeLeaseStore,
     LeaseRecord,
     Observation,
     Timings,
     decide,
     lease_spec,
 )
-from keelson.kube.client import ApiError
+from keelson.kube.client import ApiError, KubeClient
 
 TIMINGS = Timings(lease_duration=60, renew_deadline=40, retry_period=15)
 
@@ -61,11 +65,13 @@ class Clock:
 class MemoryLease:
     """One Lease with resourceVersion compare-and-swap, as the API server keeps it."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.record: LeaseRecord | None = None
         self.version = 0
         self.down = False  # the API server unreachable
         self.writes: list[dict[str, Any]] = []
+        self.waits: list[str] = []
 
     async def get(self) -> LeaseRecord | None:
         if self.down:
@@ -88,6 +94,15 @@ class MemoryLease:
             resource_version=str(self.version),
         )
         return self.record
+
+    async def wait(self, resource_version: str, seconds: float) -> None:
+        """A watch that ends at the next write, or at the timeout (the fake clock's sleep)."""
+        self.waits.append(resource_version)
+        step = seconds / 20
+        for _ in range(20):
+            if self.record is not None and self.record.resource_version != resource_version:
+                return
+            await self.clock.sleep(step)
 
 
 def _elector(store: MemoryLease, clock: Clock, identity: str) -> Elector:
@@ -156,7 +171,8 @@ def test_timings_from_env() -> None:
 
 
 async def test_first_candidate_creates_the_lease_the_second_waits() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a, b = _elector(store, clock, "a"), _elector(store, clock, "b")
     assert await a.try_once()
     assert not await b.try_once()
@@ -164,7 +180,8 @@ async def test_first_candidate_creates_the_lease_the_second_waits() -> None:
 
 
 async def test_a_leader_renews_once_per_retry_period_and_nothing_else() -> None:
-    store, clock = MemoryLease(), Clock(end=1000 + 10 * TIMINGS.retry_period)
+    clock = Clock(end=1000 + 10 * TIMINGS.retry_period)
+    store = MemoryLease(clock)
     a = _elector(store, clock, "a")
     await a.acquire()
     with pytest.raises(Stop):
@@ -174,7 +191,8 @@ async def test_a_leader_renews_once_per_retry_period_and_nothing_else() -> None:
 
 
 async def test_a_crashed_leader_is_replaced_after_the_lease_duration_on_the_standbys_clock() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a, b = _elector(store, clock, "a"), _elector(store, clock, "b")
     assert await a.try_once()  # then a crashes: no more renewals
     crashed_at = clock.now
@@ -185,7 +203,8 @@ async def test_a_crashed_leader_is_replaced_after_the_lease_duration_on_the_stan
 
 
 async def test_a_leader_that_cannot_renew_gives_up_within_the_renew_deadline_before_the_lease_ends() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a = _elector(store, clock, "a")
     await a.acquire()
     acquired_at = clock.now
@@ -196,7 +215,8 @@ async def test_a_leader_that_cannot_renew_gives_up_within_the_renew_deadline_bef
 
 
 async def test_a_failed_renewal_is_retried_and_one_success_within_the_deadline_keeps_leadership() -> None:
-    store, clock = MemoryLease(), Clock(end=1000 + 5 * TIMINGS.retry_period)
+    clock = Clock(end=1000 + 5 * TIMINGS.retry_period)
+    store = MemoryLease(clock)
     a = _elector(store, clock, "a")
     await a.acquire()
     store.down = True
@@ -212,7 +232,8 @@ async def test_a_failed_renewal_is_retried_and_one_success_within_the_deadline_k
 
 
 async def test_a_leader_whose_lease_was_taken_stops_at_its_next_renewal() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a = _elector(store, clock, "a")
     await a.acquire()
     assert store.record is not None
@@ -223,7 +244,8 @@ async def test_a_leader_whose_lease_was_taken_stops_at_its_next_renewal() -> Non
 
 
 async def test_release_hands_the_lease_over_at_once() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a, b = _elector(store, clock, "a"), _elector(store, clock, "b")
     await a.acquire()
     assert not await b.try_once()
@@ -233,7 +255,8 @@ async def test_release_hands_the_lease_over_at_once() -> None:
 
 
 async def test_release_by_a_non_leader_writes_nothing() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a, b = _elector(store, clock, "a"), _elector(store, clock, "b")
     await a.acquire()
     await b.try_once()
@@ -242,7 +265,8 @@ async def test_release_by_a_non_leader_writes_nothing() -> None:
 
 
 async def test_of_two_candidates_racing_for_an_expired_lease_one_wins() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a, b, c = (_elector(store, clock, name) for name in "abc")
     await a.try_once()
     await b.try_once()
@@ -254,7 +278,8 @@ async def test_of_two_candidates_racing_for_an_expired_lease_one_wins() -> None:
 
 
 async def test_contact_tells_readiness() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a = _elector(store, clock, "a")
     assert not a.in_contact()
     await a.try_once()
@@ -264,10 +289,74 @@ async def test_contact_tells_readiness() -> None:
 
 
 async def test_a_leader_is_valid_only_within_the_renew_deadline_of_its_last_renewal() -> None:
-    store, clock = MemoryLease(), Clock()
+    clock = Clock()
+    store = MemoryLease(clock)
     a = _elector(store, clock, "a")
     assert not a.valid()
     await a.acquire()
     assert a.valid()
     clock.now += TIMINGS.renew_deadline  # frozen: no renewal ran
     assert not a.valid()
+
+
+async def test_a_standby_watches_the_lease_and_takes_a_release_without_waiting_a_retry_period() -> None:
+    clock = Clock()
+    store = MemoryLease(clock)
+    a, b = _elector(store, clock, "a"), _elector(store, clock, "b")
+    await a.acquire()
+    waiting = asyncio.create_task(b.acquire())
+    await asyncio.sleep(0)
+    assert store.waits == ["1"] and not waiting.done()  # watching from what it read
+    released_at = clock.now
+    await a.release()
+    await waiting
+    assert store.record is not None and store.record.holder == "b"
+    assert clock.now - released_at < TIMINGS.retry_period / 2
+
+
+# --- the Kubernetes side -------------------------------------------------------------------------
+
+
+def _store(handler: Any) -> KubeLeaseStore:
+    configuration = SimpleNamespace(
+        host="http://kube.test",
+        verify_ssl=False,
+        ssl_ca_cert=None,
+        cert_file=None,
+        key_file=None,
+        refresh_api_key_hook=None,
+        get_api_key_with_prefix=lambda _key: "Bearer test",
+    )
+    client = KubeClient(configuration, transport=httpx.MockTransport(handler), user_agent="keelson-operator/0 (a_1)")
+    return KubeLeaseStore(client, "ops")
+
+
+async def test_the_store_takes_over_with_a_resource_version_precondition_and_maps_409() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(409, json={"reason": "Conflict", "message": "the object has been modified"})
+
+    with pytest.raises(Conflict):
+        await _store(handler).write({"holderIdentity": "a_1"}, resource_version="41")
+    (request,) = seen
+    body = json.loads(request.content)
+    assert (
+        request.method == "PUT"
+        and request.url.path == "/apis/coordination.k8s.io/v1/namespaces/ops/leases/keelson-operator"
+    )
+    assert body["metadata"]["resourceVersion"] == "41" and request.headers["User-Agent"] == "keelson-operator/0 (a_1)"
+
+
+async def test_the_store_watches_the_one_lease_from_the_version_read_and_returns_at_the_first_event() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b'{"type":"MODIFIED","object":{}}\n')
+
+    await _store(handler).wait("41", 15)
+    params = seen[0].url.params
+    assert params["watch"] == "true" and params["resourceVersion"] == "41"
+    assert params["fieldSelector"] == "metadata.name=keelson-operator" and params["timeoutSeconds"] == "15"

@@ -151,6 +151,10 @@ class LeaseStore(Protocol):
         """Create (resource_version None) or replace with that precondition; Conflict if it lost."""
         ...
 
+    async def wait(self, resource_version: str, seconds: float) -> None:
+        """Return when the Lease changes after `resource_version`, or after that many `seconds`."""
+        ...
+
 
 class KubeLeaseStore:
     def __init__(self, client: KubeClient, namespace: str, name: str = LEASE_NAME) -> None:
@@ -174,6 +178,13 @@ class KubeLeaseStore:
                 raise Conflict(str(exc)) from exc
             raise
         return LeaseRecord.from_lease(written)
+
+    async def wait(self, resource_version: str, seconds: float) -> None:
+        # A watch, not a sleep: a candidate sees a release at once (a SIGTERM hand-over takes
+        # well under a second, not up to a retry period), at the cost of reads only.
+        await self._client.watch_one(
+            LEASE_KIND, self._namespace, self._name, resource_version=resource_version, seconds=seconds
+        )
 
 
 def _wall_now() -> str:
@@ -241,15 +252,26 @@ class Elector:
         return True
 
     async def acquire(self) -> None:
-        """Return once we are the leader; until then try every retry period (with jitter, so that
-        candidates started together do not keep colliding)."""
+        """Return once we are the leader. Until then try again when the Lease changes (a watch:
+        a release is seen at once) or at the latest every retry period, with jitter, so that
+        candidates started together do not keep colliding."""
         while True:
             try:
                 if await self.try_once():
                     return
             except ApiError as exc:
                 log.warning("could not read or take the lease: %s", exc)
-            await self._sleep(self.timings.retry_period * (1 + 0.2 * self._jitter()))
+            pause = self.timings.retry_period * (1 + 0.2 * self._jitter())
+            record = self.observation.record
+            if record is None or not record.holder:
+                await self._sleep(pause)
+                continue
+            started = self._clock()
+            try:
+                await self.store.wait(record.resource_version, pause)
+            except ApiError as exc:  # 410 Gone, a dropped connection: fall back to the pace
+                log.debug("watching the lease failed: %s", exc)
+                await self._sleep(max(0.0, pause - (self._clock() - started)))
 
     async def hold(self) -> None:
         """Renew every retry period; return once leadership is lost (no renewal within the renew

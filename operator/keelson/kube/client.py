@@ -222,3 +222,26 @@ class KubeClient:
         return await self._request(
             "PUT", kind.path(namespace, name), content=json.dumps(obj), headers={"Content-Type": "application/json"}
         )
+
+    async def watch_one(self, kind: Kind, namespace: str, name: str, *, resource_version: str, seconds: float) -> bool:
+        """Wait until the object changes after `resource_version` (True), or `seconds` pass
+        (False): one watch request, closed at the first event. Reads only."""
+        params = {
+            "watch": "true",
+            "fieldSelector": f"metadata.name={name}",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(max(1, int(seconds))),
+        }
+        try:
+            async with self._http.stream(
+                "GET", kind.path(namespace), params=params, timeout=httpx.Timeout(seconds + 10, connect=10.0)
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise ApiError(response.status_code, response.reason_phrase, response.text)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        return True
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "ConnectionError", str(exc) or type(exc).__name__) from exc
+        return False
