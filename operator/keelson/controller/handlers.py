@@ -141,7 +141,12 @@ class Controller:
         # The standby's caches are warm but it queued nothing it could act on: catch up at once.
         for key in list(self.platforms.keys()):
             self.queue.add(key)
-        await self.elector.hold()
+        try:
+            await self.elector.hold()
+        except asyncio.CancelledError:
+            raise  # stop(): a shutdown, which releases the lease after the workers stopped
+        except Exception:  # whatever broke the renewals, the workers must not outlive them
+            log.exception("renewing the lease failed unexpectedly: stepping down")
         # Leadership lost: stop writing at once; main then ends the process, and the pod restarts
         # as a fresh candidate (controller-runtime does the same).
         self.writing = False
