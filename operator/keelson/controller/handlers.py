@@ -235,7 +235,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    # No peering objects (they are written every few seconds): one replica, Recreate strategy.
+    # No kopf peering: it writes from every replica and its paused replicas stop watching. Two
+    # replicas elect their leader on a Lease instead (leadership.py).
     settings.peering.standalone = True
     # Events are posted by the reconciler on condition transitions only, not for every log line.
     settings.posting.enabled = False
