@@ -138,7 +138,8 @@ class Controller:
         log.info("leading as %s: reconciling every known platform", self.identity)
         writers = len(self.tasks)
         self._start_writing()
-        # The standby's caches are warm but it queued nothing it could act on: catch up at once.
+        # The standby's caches are warm, but nothing it saw as a standby was acted on: every
+        # platform it knows gets one pass now.
         for key in list(self.platforms.keys()):
             self.queue.add(key)
         try:
