@@ -1,8 +1,9 @@
 """The Helm chart: it lints, refuses bad values naming the field, renders a restricted operator
-Deployment and the generated CRD, installs into the stack's API server with default and varied
-values (and uninstalls without taking the CRD, or the platforms, along), and its RBAC grants
-exactly the resources the operator's code touches (a new child kind without a rule fails here).
-The operator's check of the installed CRD runs here too, against the real API server."""
+Deployment of two replicas with leader election and the generated CRD, installs into the stack's
+API server with default and varied values (and uninstalls without taking the CRD, or the
+platforms, along), and its RBAC grants exactly the resources the operator's code touches (a new
+child kind without a rule fails here). The operator's check of the installed CRD runs here too,
+against the real API server."""
 
 from __future__ import annotations
 
@@ -134,8 +135,41 @@ def test_operator_deployment_is_restricted(stack: LocalStack) -> None:
     container = pod["containers"][0]
     assert container["args"][:2] == ["operator", "run"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert dep["spec"]["strategy"] == {"type": "Recreate"} and dep["spec"]["replicas"] == 1
     assert not [d for d in helm.render(values={"operator.deploy": "false"}) if d["kind"] == "Deployment"]
+
+
+def test_two_replicas_one_leader(stack: LocalStack) -> None:
+    docs = _rendered()
+    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+    # Surged, never down to zero: the new pod is a ready standby before an old one goes.
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert "--leader-elect" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert {env[k]["value"] for k in env if k.startswith("KEELSON_LEASE_")} == {"60", "40", "15"}
+    # Distinct probes: liveness is kopf's, readiness ("could lead") is true on a standby too.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    (pdb,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+
+
+def test_lease_permissions_are_only_what_the_elector_uses(stack: LocalStack) -> None:
+    for sets in ((), ("operator.deploy=false",)):  # the local stack installs the chart without the Deployment
+        docs = _rendered(*sets)
+        (role,) = [d for d in docs if d["kind"] == "Role"]
+        (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+        assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "keelson-system"
+        rules = {(tuple(r["verbs"]), tuple(r.get("resourceNames", ()))) for r in role["rules"]}
+        assert rules == {(("create",), ()), (("get", "update", "watch"), ("keelson-operator",))}
+        assert all(r["apiGroups"] == ["coordination.k8s.io"] and r["resources"] == ["leases"] for r in role["rules"])
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "keelson-operator", "namespace": "keelson-system"}
+        ]
 
 
 def test_rbac_matches_what_the_operator_uses(stack: LocalStack) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -47,7 +48,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_operator(args: argparse.Namespace) -> int:
     from keelson.controller.main import run
 
-    return run(metrics_port=args.metrics_port, health_port=args.health_port, namespaces=args.namespace)
+    return run(
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        namespaces=args.namespace,
+        leader_election=args.leader_elect,
+    )
 
 
 def _cmd_service(args: argparse.Namespace) -> int:
@@ -77,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=8080)
     run.add_argument("--health-port", type=int, default=8081)
     run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (default: all)")
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("KEELSON_LEADER_ELECTION", "").lower() in ("1", "true", "yes"),
+        help="run as one of several replicas: only the holder of the Lease keelson-operator in POD_NAMESPACE "
+        "writes (default: $KEELSON_LEADER_ELECTION; timings: KEELSON_LEASE_DURATION_SECONDS, "
+        "KEELSON_LEASE_RENEW_DEADLINE_SECONDS, KEELSON_LEASE_RETRY_PERIOD_SECONDS)",
+    )
     run.set_defaults(func=_cmd_operator)
 
     try:

@@ -50,3 +50,48 @@ async def test_a_hung_pass_is_cut_at_the_deadline_and_does_not_pin_the_workers(
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+
+
+class Elector:
+    """Leadership on demand: `acquire` returns when granted, `hold` when revoked."""
+
+    def __init__(self) -> None:
+        self.granted, self.revoked = asyncio.Event(), asyncio.Event()
+        self.leading = False
+
+    async def acquire(self) -> None:
+        await self.granted.wait()
+        self.leading = True
+
+    async def hold(self) -> None:
+        await self.revoked.wait()
+        self.leading = False
+
+    def valid(self) -> bool:
+        return self.leading
+
+
+async def test_only_the_leader_reconciles_it_catches_up_on_every_platform_and_stops_when_leadership_ends() -> None:
+    controller = handlers.Controller()
+    reconciler = Reconciler()
+    controller.reconciler = reconciler  # type: ignore[assignment]
+    elector = Elector()
+    controller.elector = elector  # type: ignore[assignment]
+    controller.platforms = {("ns", n): [{"metadata": {"name": n, "namespace": "ns"}}] for n in ("ok-1", "ok-2")}
+    lead = asyncio.create_task(controller._lead())
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not controller.writing and reconciler.done == []  # a standby: no worker runs
+        elector.granted.set()
+        async with asyncio.timeout(2):
+            await reconciler.all_ok.wait()  # every known platform, queued once on taking over
+        assert controller.writing
+        elector.revoked.set()
+        async with asyncio.timeout(2):
+            await controller.lost.wait()  # main ends the process on this
+        assert not controller.writing
+        assert all(t.done() for t in controller.tasks)  # the workers and the resync are gone
+    finally:
+        lead.cancel()
+        await asyncio.gather(lead, return_exceptions=True)

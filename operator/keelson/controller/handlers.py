@@ -4,6 +4,11 @@ Only `@kopf.index` and `@kopf.on.event` are used. They persist nothing on the ob
 finalizers, no progress annotations), so the operator's own bookkeeping never writes to the API;
 and kopf holds every handler until all indexes are listed, so the first reconcile after a start
 already sees every existing child and re-applies nothing that is in place.
+
+With leader election (two replicas, see leadership.py), every replica runs the watches and
+indexes, so a standby's caches are warm; only the leader runs the workers and the resync, which
+are the only writers, Kubernetes objects and external areas (databases, Kafka) alike. The standby
+writes nothing but its attempts at the Lease.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from keelson.controller.conditions import ConditionState
 from keelson.controller.crdcheck import CrdCheck
 from keelson.controller.database_area import DatabasesArea
 from keelson.controller.gating import GatedArea, database_children, topic_children
+from keelson.controller.identity import kopf_session, lease_namespace, new_identity, user_agent
+from keelson.controller.leadership import LEASE_NAME, Elector, KubeLeaseStore, Timings
 from keelson.controller.queue import WorkQueue
 from keelson.controller.reconciler import Reconciler
 from keelson.controller.rescanning import keep_watching
@@ -63,6 +70,12 @@ class Controller:
         self.areas: list[GatedArea] = []
         self.crd_check: CrdCheck | None = None
         self.insights: references.Insights | None = None  # set by main, handed to kopf
+        self.identity = new_identity(os.environ)
+        self.leader_election = False  # set by main
+        self.elector: Elector | None = None
+        self.writing = False  # the workers and the resync run: we lead, or run alone
+        self.started = False
+        self.lost = asyncio.Event()  # leadership lost: main ends the process
 
     def attach(self, indexes: Mapping[str, Any]) -> None:
         """kopf hands its indexes to handlers as keyword arguments; keep live references."""
@@ -81,7 +94,7 @@ class Controller:
         return next(iter(store), None) if store is not None else None
 
     async def start(self, settings: kopf.OperatorSettings | None = None) -> None:
-        self.client = KubeClient()
+        self.client = KubeClient(user_agent=user_agent(self.identity))
         image = os.environ.get("KEELSON_REFERENCE_IMAGE", DEFAULT_REFERENCE_IMAGE)
         # External work runs when its inputs change or at least once per resync, not on every event
         # of a child (a Deployment's status, while it rolls out): see gating.py. A little under the
@@ -92,17 +105,63 @@ class Controller:
             GatedArea(TopicsArea(self.cache), self.cache, watched=topic_children, max_age=max_age),
         ]
         areas: list[Area] = list(self.areas)
-        # Before the first pass, so that a stale CRD is reported from the first status on.
+        # Before the first pass, so that a stale CRD is reported from the first status on. A read:
+        # standbys check too, so their logs say the same.
         self.crd_check = CrdCheck(self.client)
         await self.crd_check.run()
         self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas, notices=self._notices)
-        self.tasks = [asyncio.create_task(self._worker(i)) for i in range(WORKERS)]
-        self.tasks.append(asyncio.create_task(self._resync()))
+        self.tasks = []
         if self.insights is not None and settings is not None:
+            # Reads only: a standby keeps watching kinds that appear later, too.
             watching = keep_watching(
                 insights=self.insights, registry=kopf.get_default_registry(), settings=settings, kinds=CHILD_KINDS
             )
             self.tasks.append(asyncio.create_task(watching))
+        if self.leader_election:
+            namespace = lease_namespace(os.environ)
+            if namespace is None:
+                raise kopf.PermanentError("leader election needs the operator's namespace: set POD_NAMESPACE")
+            store = KubeLeaseStore(self.client, namespace)
+            self.elector = Elector(store, identity=self.identity, timings=Timings.from_env(os.environ))
+            log.info("leader election: %s is a candidate for Lease %s/%s", self.identity, namespace, LEASE_NAME)
+            self.tasks.append(asyncio.create_task(self._lead()))
+        else:
+            self._start_writing()
+        self.started = True
+
+    def ready(self) -> bool:
+        """Ready to lead: started, and the API server answers the elector. True on a healthy
+        standby too, so that a PodDisruptionBudget counts it (see the chart)."""
+        return self.started and (self.elector is None or self.elector.leading or self.elector.in_contact())
+
+    def _start_writing(self) -> None:
+        self.writing = True
+        self.tasks.extend(asyncio.create_task(self._worker(i)) for i in range(WORKERS))
+        self.tasks.append(asyncio.create_task(self._resync()))
+
+    async def _lead(self) -> None:
+        assert self.elector is not None
+        await self.elector.acquire()
+        log.info("leading as %s: reconciling every known platform", self.identity)
+        writers = len(self.tasks)
+        self._start_writing()
+        # The standby's caches are warm, but nothing it saw as a standby was acted on: every
+        # platform it knows gets one pass now.
+        for key in list(self.platforms.keys()):
+            self.queue.add(key)
+        try:
+            await self.elector.hold()
+        except asyncio.CancelledError:
+            raise  # stop(): a shutdown, which releases the lease after the workers stopped
+        except Exception:  # whatever broke the renewals, the workers must not outlive them
+            log.exception("renewing the lease failed unexpectedly: stepping down")
+        # Leadership lost: stop writing at once; main then ends the process, and the pod restarts
+        # as a fresh candidate (controller-runtime does the same).
+        self.writing = False
+        for task in self.tasks[writers:]:
+            task.cancel()
+        await asyncio.gather(*self.tasks[writers:], return_exceptions=True)
+        self.lost.set()
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -110,6 +169,9 @@ class Controller:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.elector is not None:
+            # After the workers stopped: the standby may take over at once (ReleaseOnCancel).
+            await self.elector.release()
         if self.client is not None:
             await self.client.aclose()
 
@@ -133,6 +195,8 @@ class Controller:
         while True:
             key = await self.queue.get()
             try:
+                if self.elector is not None and not self.elector.valid():
+                    continue  # leadership is ending (see Elector.valid); the next leader queues all
                 platform = self.platform(key)  # type: ignore[arg-type]
                 if platform is None:
                     metrics.forget_platform(*key)  # type: ignore[misc]
@@ -186,7 +250,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    # No peering objects (they are written every few seconds): one replica, Recreate strategy.
+    # No kopf peering: it writes from every replica and its paused replicas stop watching. Two
+    # replicas elect their leader on a Lease instead (leadership.py).
     settings.peering.standalone = True
     # Events are posted by the reconciler on condition transitions only, not for every log line.
     settings.posting.enabled = False
@@ -197,6 +262,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             "app.kubernetes.io/managed-by=keelson"
         )
     await CONTROLLER.start(settings)
+
+
+@kopf.on.login()
+async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+    """kopf's usual login (the kubernetes client's kubeconfig or in-cluster credentials), with
+    this process's identity in the user agent, as Keelson's own client has it."""
+    info = kopf.login_via_client(**kwargs)
+    return kopf_session(info, user_agent(CONTROLLER.identity)) if info is not None else None
 
 
 @kopf.on.cleanup()
@@ -225,7 +298,9 @@ async def platform_changed(namespace: str | None, name: str, type: str | None, b
             area.forget(str(body.get("metadata", {}).get("uid", "")))
     if type == "DELETED" and CONTROLLER.reconciler is not None:
         # Gone for good: say what outlives it (Retain) while its last status is still at hand.
-        await CONTROLLER.reconciler.report_retained(snapshot(body))
+        # An Event is a write: the leader's alone.
+        if CONTROLLER.writing:
+            await CONTROLLER.reconciler.report_retained(snapshot(body))
         return
     CONTROLLER.queue.add((namespace or "", name))
 

@@ -29,6 +29,8 @@ PORT_NAMES: tuple[str, ...] = (
     "kwok",
     "operator-metrics",
     "operator-health",
+    "operator-2-metrics",
+    "operator-2-health",
     "kafka",
     "kafka-controller",
     "postgres",

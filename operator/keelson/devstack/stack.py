@@ -45,11 +45,15 @@ Progress = Callable[[str], None]
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 OPERATOR = "operator"
+# A second operator process, for the leader election tests: the same code and ServiceAccount,
+# its own ports, log and identity. Never started by `up`.
+STANDBY_OPERATOR = "operator-2"
+OPERATORS = (OPERATOR, STANDBY_OPERATOR)
 KAFKA = "kafka"
 POSTGRES = "postgres"
 # What the platforms the operator manages use; each can be left out (`up --no-kafka`...).
 DATA_SERVICES = (KAFKA, POSTGRES)
-COMPONENTS = (*CONTROL_PLANE, *DATA_SERVICES, OPERATOR)
+COMPONENTS = (*CONTROL_PLANE, *DATA_SERVICES, *OPERATORS)
 # PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client (the operator's pool)
 # to disconnect; SIGINT is its fast shutdown. Everything else stops cleanly on SIGTERM.
 STOP_SIGNALS = {POSTGRES: signal.SIGINT}
@@ -69,6 +73,7 @@ STARTUP_TIMEOUTS = {
     KAFKA: 60.0,
     POSTGRES: 60.0,
     OPERATOR: 90.0,
+    STANDBY_OPERATOR: 90.0,
 }
 NODES_READY_TIMEOUT = 60.0
 # Variables that would make a client (kopf's in-cluster login, an HTTP library) talk to
@@ -290,16 +295,28 @@ class LocalStack:
         self.stop_component("kube-apiserver")
         self._ensure_running("kube-apiserver", progress)
 
-    def start_operator(self, progress: Progress = _quiet) -> None:
-        """Run the working tree's operator as the chart's ServiceAccount, with a fresh token."""
-        self._ensure_running(OPERATOR, progress)
+    def start_operator(self, progress: Progress = _quiet, *, name: str = OPERATOR) -> None:
+        """Run the working tree's operator as the chart's ServiceAccount, with a fresh token.
 
-    def stop_operator(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> bool:
+        ``name`` picks one of OPERATORS: a second process (leader election) has its own ports,
+        log, and POD_NAME; the environment (KEELSON_LEADER_ELECTION, ...) is this process's."""
+        self._check_operator(name)
+        self._ensure_running(name, progress)
+
+    def stop_operator(
+        self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0, *, name: str = OPERATOR
+    ) -> bool:
         """Stop the operator with ``sig`` (SIGKILL after ``timeout``). True if it was running."""
-        return processes.stop(self.state_dir, OPERATOR, sig=sig, timeout=timeout)
+        self._check_operator(name)
+        return processes.stop(self.state_dir, name, sig=sig, timeout=timeout)
 
-    def operator_alive(self) -> bool:
-        return processes.alive(self.state_dir, OPERATOR)
+    def kill_operator(self, sig: signal.Signals, *, name: str = OPERATOR) -> bool:
+        """Send ``sig`` without waiting (SIGKILL: a crash). True if it was running."""
+        self._check_operator(name)
+        return processes.kill(self.state_dir, name, sig)
+
+    def operator_alive(self, *, name: str = OPERATOR) -> bool:
+        return processes.alive(self.state_dir, name)
 
     def log_path(self, name: str) -> Path:
         return processes.log_path(self.state_dir, name)
@@ -322,6 +339,11 @@ class LocalStack:
         if self._binaries is None:
             self._binaries = building.binary_paths()
         return self._binaries[name]
+
+    @staticmethod
+    def _check_operator(name: str) -> None:
+        if name not in OPERATORS:
+            raise StackError(f"unknown operator process {name!r}; known: {', '.join(OPERATORS)}")
 
     @staticmethod
     def _check_name(name: str) -> None:
@@ -393,7 +415,12 @@ class LocalStack:
                 lambda: http_health(f"http://{LOOPBACK}:{chosen['kwok']}/healthz"),
                 env=self._daemon_env(KWOK_WORKDIR=str(paths.kwok_workdir)),
             )
-        # The operator: the working tree's code, as the chart's ServiceAccount.
+        return self._operator_daemon(name, chosen)
+
+    def _operator_daemon(self, name: str, chosen: dict[str, int]) -> Daemon:
+        """The operator: the working tree's code, as the chart's ServiceAccount, named like a pod
+        (POD_NAME, POD_NAMESPACE as the chart's downward API sets them)."""
+        metrics, health = chosen[f"{name}-metrics"], chosen[f"{name}-health"]
         return Daemon(
             [
                 sys.executable,
@@ -402,12 +429,17 @@ class LocalStack:
                 "operator",
                 "run",
                 "--metrics-port",
-                str(chosen["operator-metrics"]),
+                str(metrics),
                 "--health-port",
-                str(chosen["operator-health"]),
+                str(health),
             ],
-            lambda: http_health(f"http://{LOOPBACK}:{chosen['operator-health']}/healthz"),
-            env=self._daemon_env(KUBECONFIG=str(self.operator_kubeconfig), PYTHONUNBUFFERED="1"),
+            lambda: http_health(f"http://{LOOPBACK}:{health}/healthz"),
+            env=self._daemon_env(
+                KUBECONFIG=str(self.operator_kubeconfig),
+                PYTHONUNBUFFERED="1",
+                POD_NAME=name,
+                POD_NAMESPACE=cluster.KEELSON_NAMESPACE,
+            ),
             cwd=repo_root(),
             prepare=self._write_operator_kubeconfig,
         )
@@ -518,7 +550,7 @@ class LocalStack:
 
     def _stop_all(self, progress: Progress) -> None:
         # Clients before servers, so nothing logs a storm of connection errors on the way down.
-        known = [OPERATOR, *DATA_SERVICES, *reversed(CONTROL_PLANE)]
+        known = [*OPERATORS, *DATA_SERVICES, *reversed(CONTROL_PLANE)]
         others = [name for name in processes.running_names(self.state_dir) if name not in known]
         for name in [*others, *known]:
             if processes.stop(self.state_dir, name, sig=stop_signal(name)):
