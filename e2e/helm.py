@@ -58,8 +58,8 @@ def deployment(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def container_env(pod: dict[str, Any]) -> dict[str, str]:
-    """The operator container's literal env (the chart sets no valueFrom)."""
-    return {e["name"]: e["value"] for e in pod["containers"][0].get("env", [])}
+    """The operator container's literal env (the downward API's entries, valueFrom, left out)."""
+    return {e["name"]: e["value"] for e in pod["containers"][0].get("env", []) if "value" in e}
 
 
 def install(stack: LocalStack, chart: Path, values: Mapping[str, str] | None = None, *, upgrade: bool = False) -> None:
@@ -88,15 +88,16 @@ def release(stack: LocalStack, chart: Path = CHART, values: Mapping[str, str] | 
         restore_stack(stack)
 
 
-def operator_pod(kube: Kube) -> dict[str, Any]:
-    """The one operator pod kwok runs for the release (a previous release's may still be going away)."""
+def operator_pod(kube: Kube, replicas: int = 1) -> dict[str, Any]:
+    """One of the `replicas` operator pods kwok runs for the release, once there are that many
+    (a previous release's may still be going away)."""
 
     def current() -> dict[str, Any] | None:
         pods = kube.list("pod", NAMESPACE, "app.kubernetes.io/name=keelson-operator")
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        return live[0] if len(live) == 1 else None
+        return live[0] if len(live) == replicas else None
 
-    return eventually(current, timeout=60, what="one operator pod")
+    return eventually(current, timeout=60, what=f"{replicas} operator pod(s)")
 
 
 def operator_kubeconfig(stack: LocalStack, path: Path) -> Path:

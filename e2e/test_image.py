@@ -150,6 +150,9 @@ def _chart_values(image: str, metrics: int, health: int) -> dict[str, str]:
         "operator.metricsPort": str(metrics),
         "operator.healthPort": str(health),
         "operator.resyncSeconds": os.environ.get("KEELSON_RESYNC_SECONDS", "10"),
+        # One pod for podman to stand in for; it still runs as the chart runs it, leader election
+        # included (it takes the Lease as a replica of two would).
+        "operator.replicas": "1",
     }
 
 
