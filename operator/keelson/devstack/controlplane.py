@@ -77,9 +77,11 @@ def apiserver_argv(apiserver: Path, paths: StackPaths, pki: Pki, ports: Mapping[
         "--audit-log-format=json",
         # Write each event before the request returns, so tests can read it right after.
         "--audit-log-mode=blocking",
-        # Bounded disk use; a long-lived stack rotates rather than fills the disk.
+        # Bounded disk use; a long-lived stack rotates rather than fills the disk. Five backups
+        # (1.2 GB in all) keep a whole cluster test session, which e2e/test_zz_least_privilege.py
+        # reads from its first request on.
         "--audit-log-maxsize=200",
-        "--audit-log-maxbackup=1",
+        "--audit-log-maxbackup=5",
         # On SIGTERM, give open watches 2 s instead of the 60 s request timeout: otherwise a
         # restart with the operator watching hangs for a minute.
         "--shutdown-send-retry-after=true",
