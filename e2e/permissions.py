@@ -11,8 +11,9 @@ CLUSTER for a request across all namespaces or on a cluster-scoped resource.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ CLUSTER = ""
 # RBAC cannot restrict these by resourceNames: the request carries no name (create) or asks for
 # every name (list, watch, deletecollection).
 NAMELESS_VERBS = {"create", "list", "watch", "deletecollection"}
-# RBAC's verdict in the audit event. A 403 from admission (a namespace being deleted refuses new
-# objects) comes with decision "allow": the permission was there and is counted as used.
+# RBAC's verdict on the request's own verb, in the audit event.
 DECISION = "authorization.k8s.io/decision"
+# How the API server words a refusal of RBAC's: `User "..." cannot create resource "configmaps" ...`.
+_RBAC_REFUSAL = re.compile(r'User "[^"]*" cannot (\w+) resource "')
 
 
 def account(namespace: str, name: str) -> str:
@@ -151,23 +153,43 @@ def usage(audit_log: Path, *, user: str, since: str) -> Usage:
                 event = json.loads(line)
                 if event["user"]["username"] != user or event["requestReceivedTimestamp"] < since:
                     continue
-                use = use_of(event)
-                if use is None:
-                    continue
-                if event.get("annotations", {}).get(DECISION) == "forbid":
-                    if event.get("stage") != "ResponseStarted":
-                        found.denied.append(event)
-                    continue
-                found.uses.add(use)
+                refused = refused_verb(event)
+                if refused is not None and event.get("stage") != "ResponseStarted":
+                    found.denied.append(event)
+                found.uses.update(u for u in uses_of(event) if u.verb != refused)
     return found
 
 
-def use_of(event: dict[str, Any]) -> Use | None:
+def uses_of(event: dict[str, Any]) -> list[Use]:
+    """The permissions one request needed. A server-side apply (patch) that creates the object,
+    answered 201, is authorized as create as well: the API server checks that inside the handler,
+    and refuses it with "cannot create resource" although the audit event says patch was allowed."""
     ref = event.get("objectRef")
     if not ref or "resource" not in ref:
-        return None
+        return []
     resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-    return Use(event["verb"], ref.get("apiGroup", ""), resource, ref.get("namespace", CLUSTER), ref.get("name", ""))
+    use = Use(event["verb"], ref.get("apiGroup", ""), resource, ref.get("namespace", CLUSTER), ref.get("name", ""))
+    if use.verb == "patch" and _code(event) == 201:
+        return [use, replace(use, verb="create")]
+    return [use]
+
+
+def refused_verb(event: dict[str, Any]) -> str | None:
+    """The verb RBAC refused this request, if it did: the request's own (decision "forbid"), or the
+    create a creating patch also needs. A 403 from admission (a namespace being deleted refuses new
+    objects) is no refusal of RBAC's: that permission was there."""
+    if event.get("annotations", {}).get(DECISION) == "forbid":
+        return str(event["verb"])
+    if _code(event) == 403:
+        found = _RBAC_REFUSAL.search(event.get("responseStatus", {}).get("message", ""))
+        if found:
+            return found.group(1)
+    return None
+
+
+def _code(event: dict[str, Any]) -> int | None:
+    code = event.get("responseStatus", {}).get("code")
+    return int(code) if code is not None else None
 
 
 def ungranted(grants: Iterable[Grant], uses: Iterable[Use]) -> list[Use]:
@@ -193,9 +215,12 @@ def unused(grants: Iterable[Grant], uses: Iterable[Use]) -> list[Grant]:
 
 def denial(event: dict[str, Any]) -> str:
     """One refused request, as a person reads it."""
+    why = event.get("responseStatus", {}).get("message") or event.get("annotations", {}).get(
+        "authorization.k8s.io/reason", ""
+    )
     return (
         f"{event['requestReceivedTimestamp']} {event['verb']} {event['requestURI']} "
-        f"({event.get('userAgent', '?')}): {event.get('annotations', {}).get('authorization.k8s.io/reason', '')}"
+        f"({event.get('userAgent', '?')}): {refused_verb(event)} refused: {why}"
     )
 
 

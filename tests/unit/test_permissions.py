@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from e2e.permissions import CLUSTER, Grant, Use, granted, ungranted, unused, usage
+from e2e.permissions import CLUSTER, Grant, Use, denial, granted, ungranted, unused, usage
 
 SA = {"kind": "ServiceAccount", "name": "op", "namespace": "sys"}
 USER = "system:serviceaccount:sys:op"
@@ -94,3 +94,21 @@ def test_usage_reads_one_account_in_the_window_any_agent_and_reports_denials(tmp
     }
     assert [e["verb"] for e in found.denied] == ["create"]
     assert found.oldest == "2026-01-01T00:00:00Z"
+
+
+def test_a_patch_that_creates_needs_create_and_its_refusal_inside_the_handler_is_a_denial(tmp_path: Path) -> None:
+    ref = {"resource": "configmaps", "namespace": "a", "name": "c"}
+    refusal = 'configmaps "c" is forbidden: User "system:serviceaccount:sys:op" cannot create resource "configmaps"'
+    terminating = (
+        'configmaps "c" is forbidden: unable to create new content in namespace a because it is being terminated'
+    )
+    lines = [
+        _event(USER, "patch", ref, when="2026-01-01T00:00:01Z", responseStatus={"code": 201}),
+        _event(USER, "patch", ref, when="2026-01-01T00:00:02Z", responseStatus={"code": 403, "message": refusal}),
+        _event(USER, "patch", ref, when="2026-01-01T00:00:03Z", responseStatus={"code": 403, "message": terminating}),
+    ]
+    (tmp_path / "audit.log").write_text("\n".join(lines) + "\n")
+    found = usage(tmp_path / "audit.log", user=USER, since="2026-01-01T00:00:00Z")
+    assert found.uses == {Use("patch", "", "configmaps", "a", "c"), Use("create", "", "configmaps", "a", "c")}
+    assert [e["requestReceivedTimestamp"] for e in found.denied] == ["2026-01-01T00:00:02Z"]
+    assert "create refused" in denial(found.denied[0])
