@@ -130,6 +130,31 @@ class Usage:
     denied: list[dict[str, Any]] = field(default_factory=list)
     # The oldest event the log still holds: later than the window's start means rotation lost some.
     oldest: str | None = None
+    # When each permission (verb, group, resource or path, scope) was last allowed: see retried().
+    last_allowed: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+
+    def retried(self, event: dict[str, Any]) -> bool:
+        """Whether a refused request's permission was allowed to the account later on. Right after a
+        restart the API server answers before its authorizer has read every role and binding, and
+        refuses what the chart grants ("clusterrole ... not found"); a later allowed use of the same
+        permission shows the refusal was that, not a lack of the chart's."""
+        key = _permission_key(event, refused_verb(event) or event["verb"])
+        later = self.last_allowed.get(key)
+        return later is not None and later > event["requestReceivedTimestamp"]
+
+    def note_allowed(self, event: dict[str, Any], verbs: Iterable[str]) -> None:
+        when = event["requestReceivedTimestamp"]
+        for verb in verbs:
+            key = _permission_key(event, verb)
+            self.last_allowed[key] = max(when, self.last_allowed.get(key, when))
+
+
+def _permission_key(event: dict[str, Any], verb: str) -> tuple[str, str, str, str]:
+    ref = event.get("objectRef")
+    if not ref or "resource" not in ref:  # a non-resource request: its path
+        return (verb, "", event.get("requestURI", "").split("?")[0], "")
+    resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+    return (verb, ref.get("apiGroup", ""), resource, "namespaced" if ref.get("namespace") else "cluster-wide")
 
 
 def audit_files(audit_log: Path) -> list[Path]:
@@ -156,7 +181,10 @@ def usage(audit_log: Path, *, user: str, since: str) -> Usage:
                 refused = refused_verb(event)
                 if refused is not None and event.get("stage") != "ResponseStarted":
                     found.denied.append(event)
-                found.uses.update(u for u in uses_of(event) if u.verb != refused)
+                granted_uses = [u for u in uses_of(event) if u.verb != refused]
+                found.uses.update(granted_uses)
+                if refused is None:
+                    found.note_allowed(event, [u.verb for u in granted_uses] or [event["verb"]])
     return found
 
 

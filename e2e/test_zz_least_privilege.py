@@ -22,6 +22,7 @@ from e2e import permissions
 from e2e.kube import utcnow
 from keelson.devstack import cluster
 from keelson.devstack.building import binary_paths
+from keelson.devstack.controlplane import AUDIT_LOG_MAX_BACKUPS
 from keelson.devstack.stack import LocalStack, default_chart
 from keelson.devstack.versions import KUBERNETES_VERSION
 
@@ -57,8 +58,25 @@ def _report(path: Path, found: permissions.Usage, grants: set[permissions.Grant]
     lines = [f"uses by {permissions.account(cluster.KEELSON_NAMESPACE, cluster.OPERATOR_SERVICE_ACCOUNT)}"]
     lines += [" ".join(row) for row in permissions.table(found.uses)]
     lines += ["", "grants"] + [str(g) for g in sorted(grants)]
-    lines += ["", "refused by RBAC"] + [permissions.denial(e) for e in found.denied]
+    lines += ["", "refused by RBAC"] + [permissions.denial(e) for e in found.denied if not found.retried(e)]
+    lines += ["", "refused by RBAC, allowed later (the API server's RBAC not ready yet after a restart)"]
+    lines += [permissions.denial(e) for e in found.denied if found.retried(e)]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _lacking(uses: list[permissions.Use]) -> list[str]:
+    """One line per (verb, group, resource, scope), with how often and one request's object."""
+    first: dict[tuple[str, str, str, str], permissions.Use] = {}
+    count: dict[tuple[str, str, str, str], int] = {}
+    for use in uses:
+        first.setdefault(use.summary(), use)
+        count[use.summary()] = count.get(use.summary(), 0) + 1
+    return [
+        f"{verb} {resource}.{group or 'core'} {scope}: {count[key]} objects, e.g. "
+        f"{first[key].namespace or '(cluster)'}/{first[key].name}"
+        for key in sorted(first)
+        for verb, group, resource, scope in [key]
+    ]
 
 
 def test_operator_uses_exactly_what_the_chart_grants(stack: LocalStack, request: pytest.FixtureRequest) -> None:
@@ -71,10 +89,10 @@ def test_operator_uses_exactly_what_the_chart_grants(stack: LocalStack, request:
     assert found.uses, f"no request by {user} in {stack.audit_log} since {SESSION_STARTED}"
 
     lacking = permissions.ungranted(grants, found.uses)
-    refused = [permissions.denial(e) for e in found.denied]
-    assert not refused and not lacking, "uses the chart lacks:\n" + "\n".join(
-        refused + [f"{u.verb} {u.resource}.{u.group or 'core'} in {u.namespace or '(cluster)'}" for u in lacking]
-    )
+    # Refused only while the API server's RBAC caught up after a restart (e2e/test_operator.py
+    # restarts it): the same permission was allowed later. Listed in the report, not a lack.
+    refused = [permissions.denial(e) for e in found.denied if not found.retried(e)]
+    assert not refused and not lacking, "uses the chart lacks:\n" + "\n".join(refused + _lacking(lacking))
 
     ran = {item.nodeid for item in request.session.items}
     missing = sorted(cluster_suite() - ran)
@@ -83,10 +101,13 @@ def test_operator_uses_exactly_what_the_chart_grants(stack: LocalStack, request:
             f"checked only that every use is granted: {len(missing)} cluster tests did not run in this "
             f"session (e.g. {missing[0]}), so an unused permission proves nothing"
         )
-    # Rotation (200 MB a file) can drop the session's first requests: then "unused" is unknowable.
-    assert found.oldest is not None and found.oldest <= SESSION_STARTED, (
-        f"the audit log starts at {found.oldest}, after this session began ({SESSION_STARTED}): "
-        "raise --audit-log-maxbackup (keelson/devstack/controlplane.py)"
+    # Rotation (200 MB a file) drops the oldest backup once there are AUDIT_LOG_MAX_BACKUPS: if
+    # that held the session's first requests, "unused" is unknowable. (A stack created by this
+    # session starts its log after SESSION_STARTED too, with fewer backups: nothing lost.)
+    backups = len(permissions.audit_files(stack.audit_log)) - 1
+    assert backups < AUDIT_LOG_MAX_BACKUPS or (found.oldest or "") <= SESSION_STARTED, (
+        f"the audit log starts at {found.oldest}, after this session began ({SESSION_STARTED}), and "
+        f"{backups} rotated files are all the API server keeps: raise AUDIT_LOG_MAX_BACKUPS"
     )
     surplus = permissions.unused(grants, found.uses)
     assert not surplus, "granted but never used in the whole cluster suite:\n" + "\n".join(map(str, surplus))

@@ -112,3 +112,16 @@ def test_a_patch_that_creates_needs_create_and_its_refusal_inside_the_handler_is
     assert found.uses == {Use("patch", "", "configmaps", "a", "c"), Use("create", "", "configmaps", "a", "c")}
     assert [e["requestReceivedTimestamp"] for e in found.denied] == ["2026-01-01T00:00:02Z"]
     assert "create refused" in denial(found.denied[0])
+
+
+def test_a_refusal_is_transient_only_when_the_same_permission_is_allowed_later(tmp_path: Path) -> None:
+    watch = {"resource": "configmaps"}
+    lines = [
+        _event(USER, "watch", watch, when="2026-01-01T00:00:01Z", decision="forbid"),  # apiserver warming up
+        _event(USER, "watch", watch, when="2026-01-01T00:00:02Z"),
+        _event(USER, "create", {"resource": "nodes"}, when="2026-01-01T00:00:03Z", decision="forbid"),
+        _event(USER, "watch", watch, when="2026-01-01T00:00:04Z", decision="forbid"),  # never allowed again
+    ]
+    (tmp_path / "audit.log").write_text("\n".join(lines) + "\n")
+    found = usage(tmp_path / "audit.log", user=USER, since="2026-01-01T00:00:00Z")
+    assert [found.retried(e) for e in found.denied] == [True, False, False]
