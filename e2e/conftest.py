@@ -19,6 +19,15 @@ from keelson.devstack.stack import LocalStack
 _counter = itertools.count()
 
 
+# Judges the audit log of every other test in the session, so it runs after all of them whatever
+# the order of the command line's arguments (its name also sorts last in e2e/).
+RUNS_LAST = "e2e/test_zz_least_privilege.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.startswith(RUNS_LAST))  # stable: the rest keep their order
+
+
 # The operator under test resyncs every 10 s rather than 60: an idle window of a test then spans
 # several resyncs, which is where a write loop or a repeated status write would show.
 RESYNC_SECONDS = "10"

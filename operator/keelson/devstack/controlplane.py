@@ -27,6 +27,10 @@ rules:
   - level: Metadata
 """
 
+# Rotated audit logs kept beside the current one (200 MB each): enough for a whole cluster test
+# session, which e2e/test_zz_least_privilege.py reads from its first request on.
+AUDIT_LOG_MAX_BACKUPS = 5
+
 # kwok renews each node's Lease at this period; the node heartbeat Stage then only rewrites
 # node status every ten minutes, which keeps the audit log quiet (kwokctl's default).
 KWOK_NODE_LEASE_SECONDS = 40
@@ -79,7 +83,7 @@ def apiserver_argv(apiserver: Path, paths: StackPaths, pki: Pki, ports: Mapping[
         "--audit-log-mode=blocking",
         # Bounded disk use; a long-lived stack rotates rather than fills the disk.
         "--audit-log-maxsize=200",
-        "--audit-log-maxbackup=1",
+        f"--audit-log-maxbackup={AUDIT_LOG_MAX_BACKUPS}",
         # On SIGTERM, give open watches 2 s instead of the 60 s request timeout: otherwise a
         # restart with the operator watching hangs for a minute.
         "--shutdown-send-retry-after=true",
