@@ -19,8 +19,11 @@ from typing import Any
 
 CLUSTER = ""
 # RBAC cannot restrict these by resourceNames: the request carries no name (create) or asks for
-# every name (list, watch, deletecollection).
+# every name (list, watch, deletecollection), unless a list or watch selects one object by
+# `fieldSelector=metadata.name=...`: the API server then authorizes (and audits) it with that name,
+# as the leader election's watch of its Lease does.
 NAMELESS_VERBS = {"create", "list", "watch", "deletecollection"}
+SINGLE_NAME_VERBS = {"list", "watch"}
 # RBAC's verdict on the request's own verb, in the audit event.
 DECISION = "authorization.k8s.io/decision"
 # How the API server words a refusal of RBAC's: `User "..." cannot create resource "configmaps" ...`.
@@ -62,7 +65,10 @@ class Grant:
             return False
         if self.scope not in (CLUSTER, use.namespace):
             return False
-        return not self.names or (use.verb not in NAMELESS_VERBS and use.name in self.names)
+        if not self.names:
+            return True
+        named = use.verb not in NAMELESS_VERBS or (use.verb in SINGLE_NAME_VERBS and bool(use.name))
+        return named and use.name in self.names
 
     def _key_against(self, use: Use) -> Iterator[tuple[str, str]]:
         yield self.verb, use.verb

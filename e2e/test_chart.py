@@ -27,7 +27,7 @@ VARIED = {
     "operator.workers": "2",
     "operator.resyncSeconds": "30",
     "operator.logLevel": "debug",
-    "operator.watchNamespaces[0]": "shop",
+    "operator.watchNamespaces[0]": "keelson-system",  # a namespace that exists (its Role goes there)
     "operator.resources.requests.cpu": "250m",
     "operator.resources.limits.memory": "1Gi",
     "referenceImage.tag": "0.1.1",
@@ -270,9 +270,22 @@ def test_namespaced_mode_grants_nothing_cluster_wide_but_discovery(stack: LocalS
         ("apiextensions.k8s.io", "customresourcedefinitions"),
         ("", "namespaces"),
     }
-    assert {v for v, _, _ in _rules(cluster_role)} == {"list", "watch"}
-    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
-    bindings = {d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding"}
+    # Reads only: list and watch, and get of Keelson's own CRD alone (its schema check).
+    named = [r for r in cluster_role["rules"] if r.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": [CRD_NAME],
+            "verbs": ["get"],
+        }
+    ]
+    assert {v for r in cluster_role["rules"] if r not in named for v in r["verbs"]} == {"list", "watch"}
+    # The platforms' Roles (the Lease's, in the release's namespace, is leader election's).
+    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role" and "lease" not in str(d["rules"])}
+    bindings = {
+        d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] in "ab"
+    }
     assert set(roles) == bindings == {"a", "b"}
     # The same rules as cluster mode's, less the cluster-scoped ones.
     (cluster_mode,) = [d for d in _rendered() if d["kind"] == "ClusterRole"]

@@ -125,3 +125,11 @@ def test_a_refusal_is_transient_only_when_the_same_permission_is_allowed_later(t
     (tmp_path / "audit.log").write_text("\n".join(lines) + "\n")
     found = usage(tmp_path / "audit.log", user=USER, since="2026-01-01T00:00:00Z")
     assert [found.retried(e) for e in found.denied] == [True, False, False]
+
+
+def test_a_watch_of_one_named_object_is_covered_by_a_grant_of_that_name() -> None:
+    lease = Grant("watch", "coordination.k8s.io", "leases", "sys", ("keelson-operator",))
+    assert lease.covers(Use("watch", "coordination.k8s.io", "leases", "sys", "keelson-operator"))
+    assert not lease.covers(Use("watch", "coordination.k8s.io", "leases", "sys", ""))  # every Lease
+    assert not lease.covers(Use("watch", "coordination.k8s.io", "leases", "sys", "another"))
+    assert not Grant("create", "", "configmaps", "sys", ("x",)).covers(Use("create", "", "configmaps", "sys", "x"))
