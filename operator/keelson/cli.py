@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,6 +47,40 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_design(args: argparse.Namespace) -> int:
+    from keelson.design import SYSTEM_TYPES, compose, load_blueprint, parse_daily_users, system_blueprint
+    from keelson.design.platform import platform_yaml
+
+    try:
+        users = parse_daily_users(args.daily_users)
+        blueprint = load_blueprint(Path(args.services)) if args.services else system_blueprint(args.system)
+        design = compose(blueprint, daily_users=users, name=args.name)
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # pydantic's ValidationError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        if not args.services and args.system not in SYSTEM_TYPES:
+            print(f"system types: {', '.join(SYSTEM_TYPES)}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = f"--services {shlex.quote(args.services)}" if args.services else f"--system {args.system}"
+    named = f" --name {args.name}" if args.name else ""
+    command = f"keelson design {source} --daily-users {shlex.quote(args.daily_users)}{named}"
+    written = {
+        "design.md": design.markdown,
+        "platform.yaml": platform_yaml(design.manifest, command=command),
+        "design.dot": design.dot,
+    }
+    for name, text in written.items():
+        (out / name).write_text(text)
+    dot = shutil.which("dot")
+    if dot:  # the SVG is a convenience: the Mermaid diagram in design.md is the one that is always there
+        subprocess.run([dot, "-Tsvg", "-o", str(out / "design.svg"), str(out / "design.dot")], check=True)
+        written["design.svg"] = ""
+    for name in written:
+        print(out / name)
+    return 0
+
+
 def _cmd_operator(args: argparse.Namespace) -> int:
     from keelson.controller.main import run
 
@@ -70,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("-n", "--namespace", help="namespace of the objects (default: the manifest's, or default)")
     render.add_argument("--image", default=DEFAULT_REFERENCE_IMAGE, help="image of the reference services")
     render.set_defaults(func=_cmd_render)
+
+    design = sub.add_parser(
+        "design", help="write the architecture document and the platform manifest for a system type and a load"
+    )
+    source = design.add_mutually_exclusive_group(required=True)
+    source.add_argument("--system", help="ecommerce, booking, social, analytics, saas or gaming")
+    source.add_argument("--services", metavar="FILE", help="a blueprint of your own, in the catalogue's shape")
+    design.add_argument("--daily-users", required=True, help="expected daily users: 10k, 250k, 1M, 10M or a number")
+    design.add_argument("--name", help="the platform's name (default: the system type)")
+    design.add_argument("--out", default=".", help="directory to write into (default: the current one)")
+    design.set_defaults(func=_cmd_design)
 
     op = sub.add_parser("operator", help="run the operator")
     op_sub = op.add_subparsers(dest="operator_command", required=True)
