@@ -81,6 +81,43 @@ def _cmd_design(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from datetime import UTC, datetime
+
+    from kubernetes.client.exceptions import ApiException
+
+    from keelson.status.reading import NoCluster, PlatformNotFound, Reader
+    from keelson.status.text import Style, format_platform, format_summary
+    from keelson.status.view import platform_view, summary_row
+
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    style = Style(colour=colour)
+    try:
+        reader = Reader()
+        if args.name is None:
+            rows = [summary_row(o) for o in reader.platforms(args.namespace)]
+            if args.output == "json":
+                print(json.dumps([vars(r) for r in rows], indent=2))
+            else:
+                sys.stdout.write(format_summary(rows, style=style))
+            return 0
+        objs = reader.platform(args.name, args.namespace or reader.default_namespace())
+    except (PlatformNotFound, NoCluster) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ApiException, OSError) as exc:
+        print(f"error: cannot read from the API server: {exc}", file=sys.stderr)
+        return 1
+    view = platform_view(objs.platform, deployments=objs.deployments, hpas=objs.hpas, events=objs.events)
+    if args.output == "json":
+        print(json.dumps(view.to_json(), indent=2))
+    else:
+        sys.stdout.write(format_platform(view, now=datetime.now(UTC), style=style))
+    return 0
+
+
 def _cmd_operator(args: argparse.Namespace) -> int:
     from keelson.controller.main import run
 
@@ -118,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     design.add_argument("--name", help="the platform's name (default: the system type)")
     design.add_argument("--out", default=".", help="directory to write into (default: the current one)")
     design.set_defaults(func=_cmd_design)
+
+    status = sub.add_parser("status", help="show one platform's services, topics, databases, conditions and events")
+    status.add_argument("name", nargs="?", help="the platform (default: a summary of all)")
+    status.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig's; all for the summary)")
+    status.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    status.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="auto: on a terminal")
+    status.set_defaults(func=_cmd_status)
 
     op = sub.add_parser("operator", help="run the operator")
     op_sub = op.add_subparsers(dest="operator_command", required=True)
