@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -10,9 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from aiokafka import AIOKafkaProducer
 
 from e2e.kube import Kube, eventually
-from tests.cases.invalid_platforms import workloads_example
+from keelson.devstack.stack import LocalStack
+from tests.cases.invalid_platforms import example, workloads_example
 
 pytestmark = pytest.mark.cluster
 
@@ -75,3 +79,40 @@ def test_status_of_a_platform_that_does_not_exist(kube: Kube, namespace: str) ->
     proc = _status(kube, "nothing", "-n", namespace)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: MicroservicePlatform 'nothing' not found in namespace '{namespace}'"
+
+
+def test_dlq_depth_from_the_broker(kube: Kube, stack: LocalStack, namespace: str) -> None:
+    doc = example()
+    doc["spec"].pop("databases")
+    for svc in doc["spec"]["services"]:
+        svc.pop("database", None)
+    stack.apply_manifest(yaml.safe_dump(doc), namespace)  # pointed at the stack's broker
+    eventually(
+        lambda: (kube.condition("shop", namespace, "TopicsReady") or {}).get("status") == "True",
+        timeout=90,
+        what="topics created",
+    )
+    dlq = "ecommerce.payment.failed.orders.dlq"
+
+    async def dead_letter(count: int) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+        await producer.start()
+        try:
+            for i in range(count):
+                await producer.send_and_wait(dlq, f"letter {i}".encode(), key=b"k")
+        finally:
+            await producer.stop()
+
+    asyncio.run(dead_letter(2))
+    proc = _status(kube, "shop", "-n", namespace, "-o", "json", "--kafka-bootstrap", stack.kafka_bootstrap)
+    view = json.loads(proc.stdout)
+    depths = {d["dlq"]: d["depth"] for t in view["topics"] for d in t["dlqs"]}
+    assert depths[dlq] == 2
+    assert set(depths.values()) == {0, 2} and list(depths.values()).count(2) == 1
+    assert view["dlq_depth_source"] == f"messages retained, from Kafka at {stack.kafka_bootstrap}"
+
+    unreachable = json.loads(
+        _status(kube, "shop", "-n", namespace, "-o", "json", "--kafka-bootstrap", "127.0.0.1:1").stdout
+    )
+    assert unreachable["dlq_depth_source"].startswith("not read")
+    assert {d["depth"] for t in unreachable["topics"] for d in t["dlqs"]} == {None}

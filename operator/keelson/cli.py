@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -81,9 +83,24 @@ def _cmd_design(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq_depths(platform: dict[str, Any], bootstrap: str | None) -> tuple[dict[str, int], str]:
+    from keelson.status.view import dlq_partitions
+
+    dlqs = dlq_partitions(platform)
+    if not dlqs:
+        return {}, ""
+    if not bootstrap:
+        return {}, "not read (--kafka-bootstrap HOST:PORT, or KEELSON_KAFKA_BOOTSTRAP, to ask the brokers)"
+    from keelson.status.depths import dlq_depths
+
+    try:
+        return dlq_depths(bootstrap, dlqs), f"messages retained, from Kafka at {bootstrap}"
+    except (OSError, TimeoutError) as exc:
+        return {}, f"not read: {exc or 'Kafka at ' + bootstrap + ' did not answer in time'}"
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     import json
-    import os
     from datetime import UTC, datetime
 
     from kubernetes.client.exceptions import ApiException
@@ -110,7 +127,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except (ApiException, OSError) as exc:
         print(f"error: cannot read from the API server: {exc}", file=sys.stderr)
         return 1
-    view = platform_view(objs.platform, deployments=objs.deployments, hpas=objs.hpas, events=objs.events)
+    depths, source = _dlq_depths(objs.platform, args.kafka_bootstrap)
+    view = platform_view(
+        objs.platform,
+        deployments=objs.deployments,
+        hpas=objs.hpas,
+        events=objs.events,
+        dlq_depths=depths,
+        dlq_depth_source=source,
+    )
     if args.output == "json":
         print(json.dumps(view.to_json(), indent=2))
     else:
@@ -160,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("name", nargs="?", help="the platform (default: a summary of all)")
     status.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig's; all for the summary)")
     status.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    status.add_argument(
+        "--kafka-bootstrap",
+        default=os.environ.get("KEELSON_KAFKA_BOOTSTRAP"),
+        help="brokers to read the DLQ depths from (default: $KEELSON_KAFKA_BOOTSTRAP; none: not read)",
+    )
     status.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="auto: on a terminal")
     status.set_defaults(func=_cmd_status)
 

@@ -100,6 +100,8 @@ def format_platform(view: PlatformView, *, now: datetime, style: Style) -> str:
                     [*(first if i == 0 else ["", "", ""]), f"{d.dlq} ({d.consumer})", _bool(d.exists, style), depth]
                 )
         out += columns(rows)
+        if view.dlq_depth_source:
+            out.append(style.dim(f"  DLQ depth: {view.dlq_depth_source}"))
     if view.databases:
         out += ["", style.bold("Databases")]
         rows = [["SERVICE", "PROVIDER", "DATABASE", "READY", "MESSAGE"]]

@@ -85,9 +85,16 @@ class PlatformView:
     databases: tuple[DatabaseRow, ...]
     conditions: tuple[ConditionRow, ...]
     events: tuple[EventRow, ...] = field(default=())
+    dlq_depth_source: str = ""  # where the DLQ depths come from, or why there are none
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def dlq_partitions(obj: dict[str, Any]) -> dict[str, int]:
+    """The platform's DLQs with their partitions, as the operator reported them."""
+    topics = (obj.get("status") or {}).get("topics") or []
+    return {t["name"]: int(t["partitions"]) for t in topics if t.get("role") == "dlq" and t.get("exists")}
 
 
 def _by_name(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -136,6 +143,7 @@ def platform_view(
     hpas: list[dict[str, Any]],
     events: list[dict[str, Any]],
     dlq_depths: dict[str, int] | None = None,
+    dlq_depth_source: str = "",
 ) -> PlatformView:
     platform = MicroservicePlatform.from_object(obj)
     status = obj.get("status") or {}
@@ -173,6 +181,7 @@ def platform_view(
             )
             for e in recent
         ),
+        dlq_depth_source=dlq_depth_source,
     )
 
 
