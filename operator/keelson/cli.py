@@ -143,6 +143,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboards(args: argparse.Namespace) -> int:
+    from keelson.render.dashboards import dashboard_files
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in dashboard_files().items():
+        (out / name).write_text(text)
+        print(out / name)
+    return 0
+
+
 def _cmd_operator(args: argparse.Namespace) -> int:
     from keelson.controller.main import run
 
@@ -192,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="auto: on a terminal")
     status.set_defaults(func=_cmd_status)
+
+    dash = sub.add_parser(
+        "dashboards", help="write the Grafana dashboards' JSON (the chart's charts/keelson/dashboards)"
+    )
+    dash.add_argument("-o", "--output", required=True, help="directory to write into")
+    dash.set_defaults(func=_cmd_dashboards)
 
     op = sub.add_parser("operator", help="run the operator")
     op_sub = op.add_subparsers(dest="operator_command", required=True)
