@@ -12,6 +12,7 @@ import yaml
 
 from e2e.kube import Kube, eventually
 from keelson.design import SYSTEM_TYPES, compose, parse_daily_users, system_blueprint
+from keelson.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.cluster
 
@@ -35,44 +36,34 @@ def test_every_design_is_admitted_by_the_apiserver(kube: Kube, namespace: str) -
     assert kube.list("msp", namespace) == []
 
 
-def _workloads_only(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The design without its Kafka topics and databases: those areas have their own cluster tests
-    (test_topics.py, test_databases.py), and six platforms' worth of topics and databases on one
-    local broker and server would make this test slow without testing anything new."""
-    doc = json.loads(json.dumps(manifest))
-    spec = doc["spec"]
-    spec.pop("kafka", None)
-    spec.pop("databases", None)
-    for svc in spec["services"]:
-        svc.pop("database", None)
-    return doc
-
-
 def _ready(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
     cond = kube.condition(name, namespace)
     return cond if cond and cond["status"] == "True" else None
 
 
-def test_one_platform_per_type_reaches_ready(kube: Kube) -> None:
-    """All six at once, each in its own namespace. On kwok, pods run without pulling images, so the
-    placeholder images do not hold a platform back here (on a real cluster they would, visibly)."""
+def test_one_platform_per_type_reaches_ready(kube: Kube, stack: LocalStack) -> None:
+    """All six at once, each in its own namespace, whole: their Kafka topics (retry topics and
+    DLQs included) on the stack's broker and a PostgreSQL database per service, as `keelson dev
+    apply` points them there (about 40 s for the six at 1M). On kwok, pods run without pulling
+    images, so the placeholder images do not hold a platform back here; on a real cluster they
+    would, visibly (ImagePullBackOff), until they are replaced."""
     suffix = os.getpid() % 10000
-    platforms = {}
-    for system in SYSTEM_TYPES:
-        namespace = kube.namespace(f"design-{system}-{suffix}")
-        platforms[system] = namespace
-        doc = _workloads_only(compose(system_blueprint(system), daily_users=1_000_000).manifest)
-        kube.apply(namespace, doc)
+    platforms = {system: f"design-{system}-{suffix}" for system in SYSTEM_TYPES}
+    designs = {system: compose(system_blueprint(system), daily_users=1_000_000) for system in SYSTEM_TYPES}
+    for system, namespace in platforms.items():
+        stack.apply_manifest(yaml.safe_dump(designs[system].manifest), namespace)
     try:
         for system, namespace in platforms.items():
-            cond = eventually(lambda s=system, n=namespace: _ready(kube, s, n), timeout=120, what=f"{system} Ready")
-            assert cond["reason"], cond
+            eventually(lambda s=system, n=namespace: _ready(kube, s, n), timeout=120, what=f"{system} Ready")
             status = (kube.get("msp", system, namespace) or {})["status"]
+            conditions = {c["type"]: c["status"] for c in status["conditions"]}
+            assert conditions["TopicsReady"] == conditions["DatabasesReady"] == "True", status["conditions"]
             assert status["sizing"]["maxReplicas"] == 7 and status["sizing"]["partitions"] == 7
-            wanted = {
-                s["name"] for s in compose(system_blueprint(system), daily_users=1_000_000).manifest["spec"]["services"]
-            }
-            assert {s["name"] for s in status["services"] if s["ready"]} == wanted
+            facts = designs[system].facts
+            assert {s["name"] for s in status["services"] if s["ready"]} == {s.name for s in facts.services}
+            assert {d["service"] for d in status["databases"] if d["ready"]} == {d.service for d in facts.databases}
+            dlqs = {t["name"] for t in status["topics"] if t["role"] == "dlq" and t["exists"]}
+            assert dlqs == {s.dlq for s in facts.subscriptions}
     finally:
         for namespace in platforms.values():
             kube.run("delete", "namespace", namespace, "--wait=false", check=False)
