@@ -205,3 +205,21 @@ def test_the_consistency_check_sees_a_missing_or_extra_name() -> None:
     assert inventory.of_document(markdown.replace(dlq_row + "\n", "")).dlqs != declared.dlqs
     extra = markdown.replace("| `gateway` | `users` |", "| `gateway` | `payments` |")
     assert inventory.of_document(extra).calls != declared.calls
+
+
+def test_cli_draws_the_svg_when_graphviz_is_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a `dot` on PATH, design.svg is drawn from design.dot (a stand-in records its arguments)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "dot"
+    fake.write_text('#!/bin/sh\n# dot -Tsvg -o OUT IN\nprintf "<svg>%s</svg>" "$(head -1 "$4")" > "$3"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert main(["design", "--system", "gaming", "--daily-users", "10k", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "design.svg").read_text() == "<svg>digraph design {</svg>"
+
+
+def test_cli_without_graphviz_writes_no_svg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot there
+    assert main(["design", "--system", "gaming", "--daily-users", "10k", "--out", str(tmp_path / "out")]) == 0
+    assert not (tmp_path / "out" / "design.svg").exists() and (tmp_path / "out" / "design.dot").exists()
