@@ -194,6 +194,8 @@ def test_cli_refuses_a_bad_load_or_type(capsys: pytest.CaptureFixture[str]) -> N
     assert "not a number of users" in capsys.readouterr().err
     assert main(["design", "--system", "casino", "--daily-users", "1M"]) == 1
     assert "system types: ecommerce, booking" in capsys.readouterr().err
+    assert main(["design", "--system", "booking", "--daily-users", "1M", "--name", "My_Hotel"]) == 1
+    assert "platform name 'My_Hotel'" in capsys.readouterr().err
 
 
 def test_the_consistency_check_sees_a_missing_or_extra_name() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from keelson.api.v1alpha1 import MicroservicePlatform
+from keelson.api.v1alpha1 import DNS1123_LABEL, MAX_PLATFORM_NAME, MicroservicePlatform
 from keelson.design.blueprint import Blueprint
 from keelson.design.diagram import dot, mermaid
 from keelson.design.document import render_document
@@ -23,7 +24,11 @@ class Design:
 
 
 def compose(blueprint: Blueprint, *, daily_users: int, name: str | None = None) -> Design:
-    manifest = platform_manifest(blueprint, daily_users=daily_users, name=name or blueprint.system)
+    name = name or blueprint.system
+    # The API model leaves object names to the API server; a design must not hand one it refuses.
+    if not re.fullmatch(DNS1123_LABEL, name) or len(name) > MAX_PLATFORM_NAME:
+        raise ValueError(f"platform name {name!r}: lower-case letters, digits and '-', at most {MAX_PLATFORM_NAME}")
+    manifest = platform_manifest(blueprint, daily_users=daily_users, name=name)
     # Through the API model, as the operator reads it: a design that would be refused fails here.
     platform = MicroservicePlatform.from_object(manifest)
     facts = design_facts(blueprint, platform)
