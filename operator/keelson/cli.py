@@ -128,14 +128,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"error: cannot read from the API server: {exc}", file=sys.stderr)
         return 1
     depths, source = _dlq_depths(objs.platform, args.kafka_bootstrap)
-    view = platform_view(
-        objs.platform,
-        deployments=objs.deployments,
-        hpas=objs.hpas,
-        events=objs.events,
-        dlq_depths=depths,
-        dlq_depth_source=source,
-    )
+    try:
+        view = platform_view(
+            objs.platform,
+            deployments=objs.deployments,
+            hpas=objs.hpas,
+            events=objs.events,
+            dlq_depths=depths,
+            dlq_depth_source=source,
+        )
+    except ValidationError as exc:  # a spec this version of Keelson does not read (a newer CRD's)
+        print(f"error: {args.name}: its spec is not one this keelson reads:\n{exc}", file=sys.stderr)
+        return 1
     if args.output == "json":
         print(json.dumps(view.to_json(), indent=2))
     else:
