@@ -86,13 +86,17 @@ def test_dlq_depth_from_the_broker(kube: Kube, stack: LocalStack, namespace: str
     doc["spec"].pop("databases")
     for svc in doc["spec"]["services"]:
         svc.pop("database", None)
+    # Topics of a domain of this test's own, deleted with it: the broker is shared by other tests.
+    domain = f"ecommerce-dlq{os.getpid() % 10000}"
+    doc["spec"]["domain"] = domain
+    doc["spec"]["kafka"]["deletionPolicy"] = "Delete"
     stack.apply_manifest(yaml.safe_dump(doc), namespace)  # pointed at the stack's broker
     eventually(
         lambda: (kube.condition("shop", namespace, "TopicsReady") or {}).get("status") == "True",
         timeout=90,
         what="topics created",
     )
-    dlq = "ecommerce.payment.failed.orders.dlq"
+    dlq = f"{domain}.payment.failed.orders.dlq"
 
     async def dead_letter(count: int) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
