@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -45,6 +49,115 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_design(args: argparse.Namespace) -> int:
+    from keelson.design import SYSTEM_TYPES, compose, load_blueprint, parse_daily_users, system_blueprint
+    from keelson.design.platform import platform_yaml
+
+    try:
+        users = parse_daily_users(args.daily_users)
+        blueprint = load_blueprint(Path(args.services)) if args.services else system_blueprint(args.system)
+        design = compose(blueprint, daily_users=users, name=args.name)
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # pydantic's ValidationError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        if not args.services and args.system not in SYSTEM_TYPES:
+            print(f"system types: {', '.join(SYSTEM_TYPES)}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = f"--services {shlex.quote(args.services)}" if args.services else f"--system {args.system}"
+    named = f" --name {args.name}" if args.name else ""
+    command = f"keelson design {source} --daily-users {shlex.quote(args.daily_users)}{named}"
+    written = {
+        "design.md": design.markdown,
+        "platform.yaml": platform_yaml(design.manifest, command=command),
+        "design.dot": design.dot,
+    }
+    for name, text in written.items():
+        (out / name).write_text(text)
+    dot = shutil.which("dot")
+    if dot:  # the SVG is a convenience: the Mermaid diagram in design.md is the one that is always there
+        subprocess.run([dot, "-Tsvg", "-o", str(out / "design.svg"), str(out / "design.dot")], check=True)
+        written["design.svg"] = ""
+    for name in written:
+        print(out / name)
+    return 0
+
+
+def _dlq_depths(platform: dict[str, Any], bootstrap: str | None) -> tuple[dict[str, int], str]:
+    from keelson.status.view import dlq_partitions
+
+    dlqs = dlq_partitions(platform)
+    if not dlqs:
+        return {}, ""
+    if not bootstrap:
+        return {}, "not read (--kafka-bootstrap HOST:PORT, or KEELSON_KAFKA_BOOTSTRAP, to ask the brokers)"
+    from keelson.status.depths import dlq_depths
+
+    try:
+        return dlq_depths(bootstrap, dlqs), f"messages retained, from Kafka at {bootstrap}"
+    except (OSError, TimeoutError) as exc:
+        return {}, f"not read: {exc or 'Kafka at ' + bootstrap + ' did not answer in time'}"
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from kubernetes.client.exceptions import ApiException
+
+    from keelson.status.reading import NoCluster, PlatformNotFound, Reader
+    from keelson.status.text import Style, format_platform, format_summary
+    from keelson.status.view import platform_view, summary_row
+
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    style = Style(colour=colour)
+    try:
+        reader = Reader()
+        if args.name is None:
+            rows = [summary_row(o) for o in reader.platforms(args.namespace)]
+            if args.output == "json":
+                print(json.dumps([vars(r) for r in rows], indent=2))
+            else:
+                sys.stdout.write(format_summary(rows, style=style))
+            return 0
+        objs = reader.platform(args.name, args.namespace or reader.default_namespace())
+    except (PlatformNotFound, NoCluster) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ApiException, OSError) as exc:
+        print(f"error: cannot read from the API server: {exc}", file=sys.stderr)
+        return 1
+    depths, source = _dlq_depths(objs.platform, args.kafka_bootstrap)
+    try:
+        view = platform_view(
+            objs.platform,
+            deployments=objs.deployments,
+            hpas=objs.hpas,
+            events=objs.events,
+            dlq_depths=depths,
+            dlq_depth_source=source,
+        )
+    except ValidationError as exc:  # a spec this version of Keelson does not read (a newer CRD's)
+        print(f"error: {args.name}: its spec is not one this keelson reads:\n{exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(view.to_json(), indent=2))
+    else:
+        sys.stdout.write(format_platform(view, now=datetime.now(UTC), style=style))
+    return 0
+
+
+def _cmd_dashboards(args: argparse.Namespace) -> int:
+    from keelson.render.dashboards import dashboard_files
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in dashboard_files().items():
+        (out / name).write_text(text)
+        print(out / name)
+    return 0
+
+
 def _cmd_operator(args: argparse.Namespace) -> int:
     from keelson.controller.main import run
 
@@ -76,6 +189,35 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("-n", "--namespace", help="namespace of the objects (default: the manifest's, or default)")
     render.add_argument("--image", default=DEFAULT_REFERENCE_IMAGE, help="image of the reference services")
     render.set_defaults(func=_cmd_render)
+
+    design = sub.add_parser(
+        "design", help="write the architecture document and the platform manifest for a system type and a load"
+    )
+    source = design.add_mutually_exclusive_group(required=True)
+    source.add_argument("--system", help="ecommerce, booking, social, analytics, saas or gaming")
+    source.add_argument("--services", metavar="FILE", help="a blueprint of your own, in the catalogue's shape")
+    design.add_argument("--daily-users", required=True, help="expected daily users: 10k, 250k, 1M, 10M or a number")
+    design.add_argument("--name", help="the platform's name (default: the system type)")
+    design.add_argument("--out", default=".", help="directory to write into (default: the current one)")
+    design.set_defaults(func=_cmd_design)
+
+    status = sub.add_parser("status", help="show one platform's services, topics, databases, conditions and events")
+    status.add_argument("name", nargs="?", help="the platform (default: a summary of all)")
+    status.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig's; all for the summary)")
+    status.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    status.add_argument(
+        "--kafka-bootstrap",
+        default=os.environ.get("KEELSON_KAFKA_BOOTSTRAP"),
+        help="brokers to read the DLQ depths from (default: $KEELSON_KAFKA_BOOTSTRAP; none: not read)",
+    )
+    status.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="auto: on a terminal")
+    status.set_defaults(func=_cmd_status)
+
+    dash = sub.add_parser(
+        "dashboards", help="write the Grafana dashboards' JSON (the chart's charts/keelson/dashboards)"
+    )
+    dash.add_argument("-o", "--output", required=True, help="directory to write into")
+    dash.set_defaults(func=_cmd_dashboards)
 
     op = sub.add_parser("operator", help="run the operator")
     op_sub = op.add_subparsers(dest="operator_command", required=True)

@@ -259,7 +259,11 @@ def platforms(draw: st.DrawFn, target: Target | None = None, name: str | None = 
             tracing["sampleRatio"] = draw(st.sampled_from((0, 0.25, 1)))
         observability["tracing"] = tracing
     if draw(st.booleans()):
-        metrics: dict[str, Any] = {"serviceMonitor": draw(st.booleans()), "alerts": draw(st.booleans())}
+        metrics: dict[str, Any] = {
+            "serviceMonitor": draw(st.booleans()),
+            "alerts": draw(st.booleans()),
+            "dashboards": draw(st.booleans()),
+        }
         if draw(st.booleans()):
             metrics["interval"] = draw(st.sampled_from(("15s", "1m30s")))
         if draw(st.booleans()):

@@ -463,6 +463,12 @@ class Metrics(_Model):
         description="Emit a PrometheusRule (monitoring.coreos.com/v1) with the platform's alerts: circuit "
         "breaker open, messages dead-lettered, 5xx ratio, consumer lag, handler failures (default false).",
     )
+    dashboards: bool | None = Field(
+        None,
+        description='Emit a ConfigMap <platform>-dashboards labelled grafana_dashboard: "1" with Grafana '
+        "dashboards of the platform (overview, per-service RED, Kafka consumers), for Grafana's dashboard "
+        "sidecar to load (default false).",
+    )
 
     @field_validator("labels")
     @classmethod

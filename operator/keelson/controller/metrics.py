@@ -33,6 +33,9 @@ AREA_PASSES_SKIPPED = Counter(
 )
 # keelson_kafka_admin_requests_total and keelson_postgres_connections_total are defined where the
 # I/O happens (keelson.kafka.admin, keelson.databases.server), a layer below the controller.
+QUEUE_DEPTH = Gauge(
+    "keelson_queue_depth", "Platforms waiting in the work queue for a worker (not those being reconciled)."
+)
 PLATFORMS = Gauge("keelson_platforms", "Platforms by readiness.", ["ready"])
 
 _readiness: dict[tuple[str, str], bool] = {}

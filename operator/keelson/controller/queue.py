@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Iterable
 
+from keelson.controller.metrics import QUEUE_DEPTH
+
 DEFAULT_BACKOFFS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
 
 
@@ -29,6 +31,7 @@ class WorkQueue:
         elif key not in self._pending:
             self._pending.add(key)
             self._queue.put_nowait(key)
+            QUEUE_DEPTH.set(len(self._pending))
 
     def add_after(self, key: Hashable, delay: float) -> None:
         if key in self._timers:
@@ -56,6 +59,7 @@ class WorkQueue:
     async def get(self) -> Hashable:
         key = await self._queue.get()
         self._pending.discard(key)
+        QUEUE_DEPTH.set(len(self._pending))
         self._active.add(key)
         return key
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from keelson.render.configmap import render_config_map
 from keelson.render.context import DEFAULT_REFERENCE_IMAGE, RenderContext
+from keelson.render.dashboards import render_dashboards
 from keelson.render.deployment import render_deployment
 from keelson.render.hpa import render_hpa
 from keelson.render.kafkatopics import render_kafka_topics
@@ -35,5 +36,5 @@ def render_platform(ctx: RenderContext) -> list[dict[str, Any]]:
         ]
     objects.append(render_route(ctx))
     objects.extend(render_kafka_topics(ctx))
-    objects += [render_service_monitor(ctx), render_prometheus_rule(ctx)]
+    objects += [render_service_monitor(ctx), render_prometheus_rule(ctx), render_dashboards(ctx)]
     return [o for o in objects if o is not None]
