@@ -75,5 +75,10 @@ def test_enabled_dashboards_are_config_maps_for_the_sidecar(tmp_path: Path) -> N
     )
     assert {cm["metadata"]["namespace"] for cm in elsewhere} == {"monitoring"}
     assert all(cm["metadata"]["labels"]["custom_label"] == "yes" for cm in elsewhere)
-    assert all("grafana_dashboard" not in cm["metadata"]["labels"] for cm in elsewhere)
+    # Helm merges maps given with --set into values.yaml's: the default label stays unless nulled.
+    assert all(cm["metadata"]["labels"]["grafana_dashboard"] == "1" for cm in elsewhere)
+    relabelled = _config_maps(
+        chart, "dashboards.enabled=true", "dashboards.labels.grafana_dashboard=null", "dashboards.labels.mine=yes"
+    )
+    assert all(cm["metadata"]["labels"].get("grafana_dashboard") is None for cm in relabelled)
     assert all(cm["metadata"]["annotations"] == {"grafana_folder": "Keelson"} for cm in elsewhere)
