@@ -139,12 +139,22 @@ class SyncMemo:
         self._in_sync: dict[Key, tuple[str, str]] = {}
         self._expected: dict[Key, _Expected] = {}
 
-    def needs_apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+    def awaiting(self, desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        """Whether the cache still shows what was there before our apply of this desired object
+        (the watch has not delivered it yet); a met or lapsed expectation is forgotten."""
         key, version, stamp = self._stamp(desired, live)
-        expected = self._expected.pop(key, None)
-        if expected is not None and expected.stale((version or ""), stamp[1], self.clock()):
-            self._expected[key] = expected
+        expected = self._expected.get(key)
+        if expected is None:
+            return False
+        if expected.stale(version or "", stamp[1], self.clock()):
+            return True
+        del self._expected[key]
+        return False
+
+    def needs_apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        if self.awaiting(desired, live):
             return False  # our own write is not in the cache yet
+        key, version, stamp = self._stamp(desired, live)
         if version is not None and self._in_sync.get(key) == stamp:
             return False
         answer = needs_apply(desired, live)

@@ -348,6 +348,7 @@ class Reconciler:
         self, desired: list[dict[str, Any]], uid: str, generation: int, obs: Observations, outcome: Outcome
     ) -> None:
         todo = []
+        unseen: list[ObjectKey] = []
         now = self.clock()
         self.guard.expire(now)
         for obj in desired:
@@ -362,6 +363,9 @@ class Reconciler:
                 continue
             if live is not None and live.get("metadata", {}).get("deletionTimestamp"):
                 continue  # on its way out (a namespace deletion, a foreground delete): re-made once gone
+            if self._sync.awaiting(obj, live):
+                unseen.append(key)  # our write of it is not in the cache yet
+                continue
             if not self._sync.needs_apply(obj, live):
                 self.guard.settled(key)
                 continue
@@ -401,10 +405,11 @@ class Reconciler:
                 self.guard.record(key_of(obj), generation, now)
                 self._sync.applied(obj, live, result)
         # Writes the watch has not shown yet were skipped above; if one was lost (deleted before
-        # the cache ever showed it), the pass when its expectation lapses writes it again.
-        unseen = self._sync.pending(key_of(obj) for obj in desired)
-        if unseen is not None:
-            outcome.requeue_after = unseen if outcome.requeue_after is None else max(outcome.requeue_after, unseen)
+        # the cache ever showed it), the pass when its expectation lapses writes it again. (This
+        # pass's own writes need no such pass: their watch events bring the next one.)
+        wait = self._sync.pending(unseen)
+        if wait is not None:
+            outcome.requeue_after = wait if outcome.requeue_after is None else max(outcome.requeue_after, wait)
 
     async def _apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         async with self._writes:
