@@ -92,7 +92,7 @@ def test_values_reach_the_operator_pod(stack: LocalStack) -> None:
     assert env["KEELSON_LOG_LEVEL"] == "debug"
     assert env["KEELSON_REFERENCE_IMAGE"] == "ghcr.io/keelson-dev/keelson:0.1.1"
     container = pod["containers"][0]
-    assert "--namespace=shop" in container["args"]
+    assert "--namespace=keelson-system" in container["args"]
     assert container["resources"] == {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
     assert pod["nodeSelector"] == {"type": "kwok"}
     assert pod["tolerations"] == [

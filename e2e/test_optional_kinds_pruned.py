@@ -52,3 +52,22 @@ def test_kafkatopics_and_cloudnative_pg_objects_no_longer_declared_are_deleted(
     eventually(lambda: _count(kube, "kafkatopics", namespace) == 0, timeout=60, what="KafkaTopics deleted")
     for kind in CNPG_KINDS:
         eventually(lambda kind=kind: _count(kube, kind, namespace) == 0, timeout=60, what=f"{kind} deleted")
+
+
+def test_the_public_route_follows_the_route_kind_both_ways(kube: Kube, namespace: str, third_party_kinds: None) -> None:
+    """Deterministically, whatever the generated transitions draw: Ingress -> HTTPRoute -> Ingress,
+    each switch deleting the other kind's object (the chart's delete on ingresses and httproutes)."""
+    doc = example()
+    gateway = doc["spec"]["gateway"]
+    kube.apply(namespace, doc)
+    eventually(lambda: _count(kube, "ingresses", namespace) == 1, timeout=60, what="Ingress")
+    ingress = {k: gateway.pop(k) for k in ("ingressClassName", "tlsSecretName")}
+    gateway.update(routeKind="HTTPRoute", gatewayRef={"name": "public"})
+    kube.apply(namespace, doc)
+    eventually(lambda: _count(kube, "httproutes", namespace) == 1, timeout=60, what="HTTPRoute")
+    eventually(lambda: _count(kube, "ingresses", namespace) == 0, timeout=60, what="Ingress deleted")
+    del gateway["gatewayRef"]
+    gateway.update(routeKind="Ingress", **ingress)
+    kube.apply(namespace, doc)
+    eventually(lambda: _count(kube, "httproutes", namespace) == 0, timeout=60, what="HTTPRoute deleted")
+    eventually(lambda: _count(kube, "ingresses", namespace) == 1, timeout=60, what="Ingress again")
