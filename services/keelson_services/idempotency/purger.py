@@ -6,13 +6,11 @@ Every replica runs it, at a jittered interval: the purge is one DELETE, safe to 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 from datetime import timedelta
 
 from keelson_services.idempotency.store import RETENTION, IdempotencyStore
+from keelson_services.periodic import Periodic
 
 log = logging.getLogger("keelson.idempotency")
 
@@ -23,30 +21,16 @@ class IdempotencyPurger:
     ) -> None:
         self.store = store
         self.retention = retention
-        self.interval_seconds = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._job = Periodic("idempotency-purger", interval_seconds, self.purge_once, log)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="idempotency-purger")
+        self._job.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._job.stop()
 
     async def purge_once(self) -> int:
         purged = await self.store.purge(self.retention)
         if purged:
             log.info("purged %d idempotency keys older than %s", purged, self.retention)
         return purged
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_seconds * (0.5 + random.random()))
-            try:
-                await self.purge_once()
-            except Exception:
-                log.exception("purging idempotency keys failed; trying again next round")

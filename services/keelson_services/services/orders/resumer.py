@@ -20,12 +20,10 @@ hold the batch and starve newer ones.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 
 from keelson_services.errors import ApiError
+from keelson_services.periodic import Periodic
 from keelson_services.services.orders.flows import OrderFlows
 from keelson_services.services.orders.repository import OrderRepository
 
@@ -42,18 +40,13 @@ class PendingOrderResumer:
         self.orders = orders
         self.after_seconds = after_seconds
         self.interval_seconds = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._job = Periodic("orders-resumer", interval_seconds, self.resume_stalled, log)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="orders-resumer")
+        self._job.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._job.stop()
 
     async def resume_stalled(self) -> int:
         """One round: resume the stalled orders; how many were settled (paid or failed)."""
@@ -71,12 +64,3 @@ class PendingOrderResumer:
                 settled += 1
                 log.info("order %s resumed: %s", order_id, order.status, extra={"order_id": str(order_id)})
         return settled
-
-    async def _run(self) -> None:
-        while True:
-            # Jittered, so replicas started together do not resume the same orders in lockstep.
-            await asyncio.sleep(self.interval_seconds * (0.5 + random.random()))
-            try:
-                await self.resume_stalled()
-            except Exception:
-                log.exception("resuming pending orders failed; trying again next round")
