@@ -4,6 +4,7 @@ ServiceAccount (so it holds only the chart's RBAC). Set KEELSON_E2E_STATE_DIR to
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -44,6 +45,25 @@ def stack() -> Iterator[LocalStack]:
     if not reuse:
         local.down()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def operator_env(stack: LocalStack, **env: str) -> Iterator[None]:
+    """The stack's operator restarted with ``env`` for the block, then as it was."""
+    saved = {key: os.environ.get(key) for key in env}
+    stack.stop_operator()
+    os.environ.update(env)
+    try:
+        stack.start_operator()
+        yield
+    finally:
+        stack.stop_operator()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        stack.start_operator()
 
 
 @pytest.fixture(scope="session")

@@ -101,15 +101,25 @@ def operator_writes(audit_log: Path, *, since: str, namespace: str | None = None
     return writes
 
 
-def reconcile_count(metrics_port: int) -> float:
-    """How many reconcile passes the operator has finished, from its /metrics."""
+def operator_metric(metrics_port: int, name: str, **labels: str) -> float:
+    """The sum of the operator's samples of ``name`` (from its /metrics) with these labels."""
     import urllib.request
 
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    total = 0.0
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
         for line in response.read().decode().splitlines():
-            if line.startswith("keelson_reconcile_duration_seconds_count"):
-                return float(line.split()[-1])
-    return 0.0
+            if line.startswith("#") or not line.strip():
+                continue
+            sample, value = line.rsplit(" ", 1)
+            if sample.split("{", 1)[0] == name and all(label in sample for label in wanted):
+                total += float(value)
+    return total
+
+
+def reconcile_count(metrics_port: int) -> float:
+    """How many reconcile passes the operator has finished, from its /metrics."""
+    return operator_metric(metrics_port, "keelson_reconcile_duration_seconds_count")
 
 
 def third_party_crds() -> Path:

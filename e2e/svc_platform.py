@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
+from keelson.devstack.ports import free_port
 from keelson.render import RenderContext
 from keelson.render.configmap import config_data
 from keelson.topics import plan_topics
@@ -61,13 +61,6 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "expose": {"path": "/notifications"},
     },
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import atexit
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -19,17 +18,14 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from keelson.devstack import pgserver
+from keelson.devstack import pgserver, ports
 
 ADMIN_URI_ENV = "KEELSON_POSTGRES_ADMIN_URI"
 _started: dict[str, str] = {}
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return ports.free_port()
 
 
 def _throwaway_server() -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import yaml
 
 from e2e import permissions
 from e2e.kube import Kube, eventually, reconcile_count, utcnow
-from keelson.devstack import processes
+from keelson.devstack import ports, processes
 from keelson.devstack.building import binary_paths
 from keelson.devstack.kubeconfig import render_kubeconfig, write_private
 from keelson.devstack.paths import repo_root
@@ -43,9 +42,7 @@ _counter = itertools.count()
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return ports.free_port()
 
 
 def _render(release_namespace: str, watched: list[str]) -> list[dict[str, Any]]:

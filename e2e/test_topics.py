@@ -12,7 +12,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from e2e.conftest import established
-from e2e.kube import Kube, eventually, reconcile_count, third_party_crds
+from e2e.kube import Kube, eventually, operator_metric, reconcile_count, third_party_crds
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.devstack.stack import LocalStack
 from keelson.topics import plan_topics
@@ -59,13 +59,7 @@ def _condition(kube: Kube, namespace: str, ctype: str) -> dict[str, Any]:
 
 
 def _admin_writes(port: int) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("keelson_kafka_admin_writes_total"):
-                return float(line.split()[-1])
-    return 0.0
+    return operator_metric(port, "keelson_kafka_admin_writes_total")
 
 
 async def test_topics_created_once_added_and_retained(kube: Kube, namespace: str, stack: LocalStack) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from e2e.kube import Kube, eventually, operator_writes, utcnow
+from e2e.kube import Kube, eventually, operator_metric, operator_writes, utcnow
 from keelson.controller.loopguard import LoopGuard
 from keelson.devstack.stack import LocalStack
 
@@ -162,14 +162,7 @@ def test_a_field_rewritten_on_every_write_trips_the_guard(
 
 
 def _loops_metric(stack: LocalStack) -> float:
-    import urllib.request
-
-    port = stack.ports["operator-metrics"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("keelson_write_loops_total{"):
-                return float(line.split()[-1])
-    return 0.0
+    return operator_metric(stack.ports["operator-metrics"], "keelson_write_loops_total")
 
 
 def _wait_resyncs(stack: LocalStack, count: int) -> None:

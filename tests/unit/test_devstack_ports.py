@@ -1,6 +1,7 @@
 """Ports are chosen once per stack, persisted, and never shared between stacks."""
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,8 @@ def test_claimed_ports_of_a_stopped_stack_are_avoided(tmp_path: Path, monkeypatc
     other = tmp_path / "other"
     stackfile.save(other, {"ports": {"etcd-client": 20001}})
     claims.write_text(json.dumps({str(other.resolve()): [20001]}))
-    offers = iter([20001, 20002, 20003])
-    monkeypatch.setattr(ports, "_bind_loopback", lambda: _FakeSocket(next(offers)))
+    monkeypatch.setattr(ports, "_candidates", lambda: [20001, 20002, 20003])
+    monkeypatch.setattr(ports, "_bind_loopback", _FakeSocket)
     assert ports.ensure_ports(tmp_path / "mine", ("a", "b"), claims_file=claims) == {"a": 20002, "b": 20003}
 
 
@@ -76,3 +77,21 @@ def test_release_and_pruning(tmp_path: Path) -> None:
     (tmp_path / "gone" / "stack.json").unlink()
     ports.ensure_ports(tmp_path / "three", ("a",), claims_file=claims)
     assert list(json.loads(claims.read_text())) == [str((tmp_path / "three").resolve())]
+
+
+def test_ports_are_never_in_the_ephemeral_range(tmp_path: Path) -> None:
+    # The kernel hands ephemeral ports to outgoing connections: a stopped server's port from
+    # that range may be taken when it restarts (CI saw kube-apiserver fail to bind).
+    low, high = ports.ephemeral_range()
+    chosen = ports.ensure_ports(tmp_path / "one", ports.PORT_NAMES, claims_file=tmp_path / "claims.json")
+    assert all(not low <= port <= high for port in chosen.values()), chosen
+    assert all(not low <= ports.free_port() <= high for _ in range(50))
+
+
+def test_a_port_in_use_is_never_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        taken = busy.getsockname()[1]
+        busy.listen()
+        monkeypatch.setattr(ports, "_candidates", lambda: [taken, 20005])
+        assert ports.free_port() == 20005

@@ -1,7 +1,10 @@
 """Loopback ports, chosen once per stack and kept in its stack.json.
 
-Ports are picked by binding to port 0 at the first ``up`` and reused on every later one, so
-kubeconfigs and URLs stay valid across restarts. A machine-wide claims file records every
+Ports are picked at the first ``up`` and reused on every later one, so kubeconfigs and URLs
+stay valid across restarts. They are picked *below the kernel's ephemeral range*
+(``net.ipv4.ip_local_port_range``), never by binding to port 0: a port from that range is one
+the kernel may hand to any outgoing connection while its server is down (a restarted
+kube-apiserver then fails with "bind: address already in use", seen in CI). A machine-wide claims file records every
 stack's ports: a stopped stack's ports are not listened on, so the kernel would happily hand
 them to a second stack, which would then collide with the first when it comes back.
 """
@@ -10,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -60,9 +64,36 @@ def _locked_claims(claims_file: Path) -> Iterator[dict[str, list[int]]]:
         tmp.replace(claims_file)
 
 
-def _bind_loopback() -> socket.socket:
+# Used when the ephemeral range cannot be read; Linux's default.
+_DEFAULT_EPHEMERAL = (32768, 60999)
+# Below this are well-known and registered ports other software on a machine expects to get.
+_LOWEST = 10000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports."""
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return _DEFAULT_EPHEMERAL
+    return low, high
+
+
+def _candidates() -> list[int]:
+    """Ports outside the ephemeral range, in random order (two stacks rarely start alike)."""
+    low, high = ephemeral_range()
+    ports = [*range(_LOWEST, max(_LOWEST, low)), *range(high + 1, 65536)]
+    random.shuffle(ports)
+    return ports
+
+
+def _bind_loopback(port: int) -> socket.socket | None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((LOOPBACK, 0))
+    try:
+        sock.bind((LOOPBACK, port))
+    except OSError:
+        sock.close()
+        return None
     return sock
 
 
@@ -70,20 +101,29 @@ def _free_ports(count: int, avoid: set[int]) -> list[int]:
     """``count`` distinct ports the kernel says are free now, none of them in ``avoid``."""
     held: list[socket.socket] = []
     try:
-        # Keep the chosen sockets bound until all are chosen, so the kernel cannot hand out
-        # one twice; a port we must avoid is let go at once and another one asked for.
-        for _ in range(count * 20 + 100):
+        # Keep the chosen sockets bound until all are chosen, so none is chosen twice.
+        for port in _candidates():
             if len(held) == count:
-                return [int(sock.getsockname()[1]) for sock in held]
-            sock = _bind_loopback()
-            if int(sock.getsockname()[1]) in avoid:
-                sock.close()
-            else:
+                break
+            if port in avoid:
+                continue
+            sock = _bind_loopback(port)
+            if sock is not None:
                 held.append(sock)
+        if len(held) == count:
+            return [int(sock.getsockname()[1]) for sock in held]
     finally:
         for sock in held:
             sock.close()
-    raise RuntimeError("could not find enough free loopback ports")
+    raise RuntimeError("could not find enough free loopback ports outside the ephemeral range")
+
+
+def free_port() -> int:
+    """One loopback port that is free now and that no outgoing connection will take.
+
+    For a server that is stopped and started again on the same port (tests that restart
+    services); not claimed machine-wide, so only for short-lived use."""
+    return _free_ports(1, set())[0]
 
 
 def ensure_ports(

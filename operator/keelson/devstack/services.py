@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from keelson.devstack import processes, stackfile
+from keelson.devstack import ports, processes, stackfile
 from keelson.devstack.ports import LOOPBACK
 from keelson.devstack.probes import Health, http_health, tcp_health, wait_until
 
@@ -210,10 +210,7 @@ def _port_free(port: int) -> bool:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        port: int = s.getsockname()[1]
-        return port
+    return ports.free_port()
 
 
 def _run_state(state_dir: Path) -> dict[str, Any]:
