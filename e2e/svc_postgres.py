@@ -24,10 +24,6 @@ ADMIN_URI_ENV = "KEELSON_POSTGRES_ADMIN_URI"
 _started: dict[str, str] = {}
 
 
-def _free_port() -> int:
-    return ports.free_port()
-
-
 def _throwaway_server() -> str:
     """Start a server owned by an unprivileged user (PostgreSQL refuses to run as root)."""
     if "uri" in _started:
@@ -39,7 +35,7 @@ def _throwaway_server() -> str:
     if not account.is_me:
         os.chown(base, account.uid, account.gid)
     user = None if account.is_me else account.name
-    data, port = base / "data", _free_port()
+    data, port = base / "data", ports.free_port()
 
     def run(*command: str) -> None:
         subprocess.run(command, user=user, check=True, capture_output=True, timeout=120)

@@ -25,10 +25,10 @@ import pytest
 
 from e2e import helm
 from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
-from e2e.svc_processes import free_port
 from keelson.api.crd import CRD_NAME, SCHEMA_DIGEST_ANNOTATION, custom_resource_definition
 from keelson.controller.crdcheck import CRD_CURRENT
 from keelson.devstack import processes
+from keelson.devstack.ports import free_port
 from keelson.devstack.stack import LocalStack
 from tests.cases.invalid_platforms import workloads_example
 

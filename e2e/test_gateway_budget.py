@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.svc_platform import free_port, wait_for
+from e2e.svc_platform import wait_for
+from keelson.devstack.ports import free_port
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.main import create_app
 from keelson_services.settings import Route

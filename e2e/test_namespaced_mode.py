@@ -41,10 +41,6 @@ PROCESS = "operator-namespaced"  # its log: <state>/logs/operator-namespaced.log
 _counter = itertools.count()
 
 
-def _free_port() -> int:
-    return ports.free_port()
-
-
 def _render(release_namespace: str, watched: list[str]) -> list[dict[str, Any]]:
     args = [
         str(binary_paths()["helm"]), "template", RELEASE, str(default_chart()),
@@ -63,7 +59,7 @@ class NamespacedOperator:
 
     def __init__(self, stack: LocalStack, kube: Kube, release_namespace: str, watched: list[str]) -> None:
         self.stack = stack
-        self.metrics_port, self.health_port = _free_port(), _free_port()
+        self.metrics_port, self.health_port = ports.free_port(), ports.free_port()
         token = kube.run("create", "token", ACCOUNT, "-n", release_namespace, "--duration=1h").stdout.strip()
         self.kubeconfig = stack.state_dir / f"{PROCESS}.kubeconfig"
         write_private(

@@ -17,8 +17,9 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from e2e.svc_platform import Shop, SmtpSink, free_port, kafka_bootstrap, read_topic, smtp_sink, wait_for
+from e2e.svc_platform import Shop, SmtpSink, kafka_bootstrap, read_topic, smtp_sink, wait_for
 from e2e.svc_postgres import fresh_database
+from keelson.devstack.ports import free_port
 from keelson_services.messaging import EventProducer
 from keelson_services.services.notifications.config import NotificationsConfig
 from keelson_services.services.notifications.main import create_app

@@ -20,8 +20,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from e2e.svc_platform import Shop, free_port, wait_for
+from e2e.svc_platform import Shop, wait_for
 from e2e.svc_postgres import fresh_database
+from keelson.devstack.ports import free_port
 from keelson_services.contracts.payments import Payment
 from keelson_services.messaging import Envelope
 from keelson_services.services.orders.handlers import handlers
