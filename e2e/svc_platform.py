@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +24,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
 from keelson.devstack.ports import free_port
-from keelson.render import RenderContext
+from keelson.render import RenderContext, callers
 from keelson.render.configmap import config_data
 from keelson.topics import plan_topics
 from keelson_services.settings import Settings
+from tests.fakes.token_issuer import FakeIssuer
+
+ISSUER = FakeIssuer()
 
 EXAMPLE_SERVICES: list[dict[str, Any]] = [
     {"name": "gateway", "reference": "gateway", "calls": ["users", "orders", "notifications"]},
@@ -91,8 +96,21 @@ class Shop:
         return MicroservicePlatformSpec.model_validate(doc)
 
     def env(self, service: str) -> dict[str, str]:
+        """The service's ConfigMap as the operator renders it, with its call tokens (the fake
+        issuer stands in for the cluster's: there is no kubelet to mint them) in a private dir."""
+        ctx = RenderContext(name="shop", namespace="shop", spec=self.spec, token_issuer=ISSUER.token_issuer())
+        svc = ctx.service(service)
+        data = config_data(ctx, svc)
+        if "KEELSON_CALL_TOKENS_DIR" in data:
+            directory = Path(tempfile.gettempdir()) / "keelson-call-tokens" / self.domain / service
+            audiences = {name: callers.audience(ctx, name) for name in callers.callees(ctx, svc)}
+            data["KEELSON_CALL_TOKENS_DIR"] = str(ISSUER.write_tokens(directory, ctx.namespace, service, audiences))
+        return data
+
+    def caller_headers(self, caller: str, callee: str) -> dict[str, str]:
+        """What `caller` proves itself with to `callee`: a test acting as the gateway sends these."""
         ctx = RenderContext(name="shop", namespace="shop", spec=self.spec)
-        return config_data(ctx, ctx.service(service))
+        return {"Authorization": f"Bearer {ISSUER.mint(ctx.namespace, caller, callers.audience(ctx, callee))}"}
 
     def settings(self, service: str, **overrides: Any) -> Settings:
         settings = Settings.from_env(self.env(service))

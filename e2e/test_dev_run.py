@@ -49,8 +49,26 @@ def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube:
             order = placed.json()
             assert (order["status"], order["total_cents"]) == ("paid", 1000)
 
-        payments = services.service_urls(stack.state_dir, "shop", namespace)["payments"]
-        payment = httpx.get(f"{payments}/api/v1/payments/{order['payment_id']}", timeout=30)
+        # Between the services, a call proves which service sends it with a ServiceAccount token the
+        # API server minted (TokenRequest, as the kubelet does for the projected volume).
+        local = services.service_urls(stack.state_dir, "shop", namespace)
+        path = f"/api/v1/payments/{order['payment_id']}"
+
+        def token(account: str, callee: str) -> dict[str, str]:
+            audience = f"keelson.dev/{namespace}/shop/{callee}"
+            minted = kube.run("create", "token", account, "-n", namespace, f"--audience={audience}").stdout.strip()
+            return {"Authorization": f"Bearer {minted}"}
+
+        forged = {"X-User-Id": registered.json()["id"], "X-User-Roles": "customer,admin"}
+        assert httpx.get(f"{local['payments']}{path}", headers=forged, timeout=30).status_code == 401
+        assert httpx.get(f"{local['orders']}/api/v1/orders", headers=forged, timeout=30).status_code == 401
+        # The gateway is a real caller, but not of payments (only orders declares `calls: [payments]`).
+        not_declared = httpx.get(f"{local['payments']}{path}", headers=token("gateway", "payments"), timeout=30)
+        assert not_declared.status_code == 401 and "not a declared caller" in not_declared.text
+        # A token for orders cannot be replayed to payments.
+        replayed = httpx.get(f"{local['payments']}{path}", headers=token("orders", "orders"), timeout=30)
+        assert replayed.status_code == 401 and "another service" in replayed.text
+        payment = httpx.get(f"{local['payments']}{path}", headers=token("orders", "payments"), timeout=30)
         assert payment.status_code == 200, payment.text
 
         mail = stack.state_dir / "mail"

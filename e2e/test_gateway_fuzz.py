@@ -290,6 +290,7 @@ async def test_an_order_of_free_items_only_is_refused_and_the_dearest_possible_i
     )
     assert through_gateway.status_code == 422, through_gateway.text
     identity = {"X-User-Id": user["id"], "X-User-Roles": "customer", "Idempotency-Key": "free-2"}
+    identity |= shop.platform.caller_headers("gateway", "orders")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shop.apps["orders"]), base_url="http://o") as orders:
         direct = await orders.post("/api/v1/orders", json=free, headers=identity)
     assert direct.status_code == 422 and direct.json()["error"]["code"] == "validation_failed", direct.text
@@ -314,6 +315,10 @@ async def test_logging_in_with_nul_in_the_email_is_refused_not_a_server_error(sh
     """PostgreSQL text cannot hold NUL: the users service's lookup by email failed with a 500."""
     login = {"email": "ada\u0000@example.com", "password": "correct horse battery"}
     assert (await shop.client.post("/api/v1/auth/token", json=login)).status_code == 422
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shop.apps["users"]), base_url="http://u") as users:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=shop.apps["users"]),
+        base_url="http://u",
+        headers=shop.platform.caller_headers("gateway", "users"),
+    ) as users:
         direct = await users.post("/api/v1/auth/token", json=login)
     assert direct.status_code == 422 and direct.json()["error"]["code"] == "validation_failed", direct.text

@@ -61,7 +61,11 @@ async def notifications(shop: Shop, smtp_env: dict[str, str]) -> AsyncIterator[N
         producer = EventProducer(bootstrap_servers=shop.bootstrap, source="test", domain=shop.domain)
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=URL) as http,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url=URL,
+                headers=shop.caller_headers("gateway", "notifications"),
+            ) as http,
             producer,
         ):
             yield Notifications(app, http, uri, push, producer)

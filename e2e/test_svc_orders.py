@@ -80,6 +80,7 @@ class Stack:
     payments_port: int
     payments_app: Callable[..., FastAPI]  # a new payments process, as a restart makes one
     orders_app: FastAPI
+    shop: Shop
 
     async def order(self, key: str, **extra: Any) -> httpx.Response:
         body = {"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}], "currency": "EUR"} | extra
@@ -122,9 +123,13 @@ async def stack(**payments_config: Any) -> AsyncIterator[Stack]:
         )
         async with (
             orders_app.router.lifespan_context(orders_app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=orders_app), base_url=ORDERS_URL) as orders,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=orders_app),
+                base_url=ORDERS_URL,
+                headers=shop.caller_headers("gateway", "orders"),  # the tests call as the gateway does
+            ) as orders,
         ):
-            yield Stack(orders, orders_uri, payments_uri, port, payments_app, orders_app)
+            yield Stack(orders, orders_uri, payments_uri, port, payments_app, orders_app, shop)
 
 
 async def test_an_order_is_paid_replayed_and_cancelled_with_a_refund() -> None:
@@ -253,7 +258,9 @@ async def test_a_payment_completed_after_the_order_was_cancelled_is_refunded_onc
         async with serve(s.payments_app(), s.payments_port):
             await wait_for(lambda: s.orders_app.state.orders.client.breaker("payments").state == 0, within=1)
             # The charge had gone through after all (payments answered too late): its event arrives.
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.payments_port}") as payments:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{s.payments_port}", headers=s.shop.caller_headers("orders", "payments")
+            ) as payments:
                 body = {"order_id": order_id, "customer_id": "user-1", "amount_cents": 2500, "currency": "EUR"}
                 paid = await payments.post(
                     "/api/v1/payments", json=body, headers={"Idempotency-Key": charge_key(order_id)}

@@ -63,7 +63,9 @@ async def payments(shop: Shop | None = None, **config: Any) -> AsyncIterator[Pay
         )
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=URL) as http,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=URL, headers=shop.caller_headers("orders", "payments")
+            ) as http,
         ):
             yield Payments(app, http, uri)
 

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.responses import JSONResponse, Response
 
+from keelson_services.callers import CallerVerifier
 from keelson_services.errors import ErrorResponse, error_response, install_error_handlers
 from keelson_services.limits import DEFAULT_MAX_BODY_BYTES, RequestLimitsMiddleware
 from keelson_services.observability.health import Readiness
@@ -88,6 +89,7 @@ def create_app(
         service=settings.service,
         trust_identity_headers=trust_identity_headers,
         request_budget_seconds=request_budget_seconds,
+        callers=CallerVerifier(settings.callers) if trust_identity_headers and settings.callers else None,
     )
 
     return app

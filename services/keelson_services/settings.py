@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from keelson.topics import Subscription
+from keelson_services.callers import CallerPolicy
 
 
 class SettingsError(ValueError):
@@ -68,6 +69,13 @@ def _service_urls(env: Mapping[str, str]) -> dict[str, str]:
     return value
 
 
+def _callers(env: Mapping[str, str]) -> CallerPolicy | None:
+    try:
+        return CallerPolicy.from_env(env)
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
+
+
 def _routes(env: Mapping[str, str]) -> tuple[Route, ...]:
     value = _json(env, "KEELSON_ROUTES", "[]")
     problem = SettingsError("KEELSON_ROUTES must be a JSON list of {path, service, url}")
@@ -108,6 +116,10 @@ class Settings:
     routes: tuple[Route, ...] = ()  # the gateway's only
     database_uri: str | None = field(default=None, repr=False)  # a libpq URI with a password: never logged
     log_level: str = "INFO"
+    # Who may call this service (None: a service not run by the operator, which believes identity
+    # headers as before) and where its tokens for the services it calls are: auth.callers.
+    callers: CallerPolicy | None = None
+    call_tokens_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -133,6 +145,8 @@ class Settings:
             routes=_routes(env),
             database_uri=env.get("KEELSON_DATABASE_URI", "").strip() or None,
             log_level=env.get("KEELSON_LOG_LEVEL", "").strip().upper() or "INFO",
+            callers=_callers(env),
+            call_tokens_dir=env.get("KEELSON_CALL_TOKENS_DIR", "").strip() or None,
         )
 
     @property

@@ -32,6 +32,7 @@ from keelson.controller.crdcheck import CrdCheck
 from keelson.controller.database_area import DatabasesArea
 from keelson.controller.gating import GatedArea, database_children, topic_children
 from keelson.controller.identity import kopf_session, lease_namespace, new_identity, user_agent
+from keelson.controller.issuer import IssuerCheck
 from keelson.controller.leadership import LEASE_NAME, Elector, KubeLeaseStore, Timings
 from keelson.controller.queue import WorkQueue
 from keelson.controller.reconciler import Reconciler
@@ -69,6 +70,7 @@ class Controller:
         self.tasks: list[asyncio.Task[None]] = []
         self.areas: list[GatedArea] = []
         self.crd_check: CrdCheck | None = None
+        self.issuer_check: IssuerCheck | None = None
         self.insights: references.Insights | None = None  # set by main, handed to kopf
         self.identity = new_identity(os.environ)
         self.leader_election = False  # set by main
@@ -110,6 +112,8 @@ class Controller:
         self.crd_check = CrdCheck(self.client)
         await self.crd_check.run()
         self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas, notices=self._notices)
+        self.issuer_check = IssuerCheck(self.client)
+        self.reconciler.token_issuer = await self.issuer_check.run()
         self.tasks = []
         if self.insights is not None and settings is not None:
             # Reads only: a standby keeps watching kinds that appear later, too.
@@ -182,6 +186,8 @@ class Controller:
             await asyncio.sleep(RESYNC_SECONDS)
             if self.crd_check is not None:
                 await self.crd_check.run()  # the CRD may have been upgraded since
+            if self.issuer_check is not None and self.reconciler is not None:
+                self.reconciler.token_issuer = await self.issuer_check.run()  # keys rotate
             for key in list(self.platforms.keys()):
                 self.queue.add(key)
 

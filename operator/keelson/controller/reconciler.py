@@ -44,6 +44,7 @@ from keelson.kube.client import ApiError, KubeClient
 from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, ObjectKey, key_of, kind_of
 from keelson.render import RenderContext, render_platform
 from keelson.render.cnpg import OUTLIVES_PLATFORM
+from keelson.render.context import TokenIssuer
 
 log = logging.getLogger("keelson.reconciler")
 
@@ -105,6 +106,8 @@ class Reconciler:
         self.client = client
         self.cache = cache
         self.reference_image = reference_image
+        # The cluster's service-account issuer, kept current by the handlers (controller/issuer.py).
+        self.token_issuer: TokenIssuer | None = None
         self.areas = tuple(areas)
         self.now = now
         # uid -> what our last status write did to the platform. The watch cache can lag our own
@@ -199,6 +202,7 @@ class Reconciler:
             spec=model.spec,
             reference_image=self.reference_image,
             pod_annotations=pod_annotations,
+            token_issuer=self.token_issuer,
         )
         owner = owner_reference(platform)
         ctx, rendered = self._rendered(platform, ctx)
@@ -464,6 +468,7 @@ class Reconciler:
             platform.get("spec"),
             self.reference_image,
             ctx.pod_annotations,
+            ctx.token_issuer,
         ]
         digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
         uid = str(meta.get("uid", ""))

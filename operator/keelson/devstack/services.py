@@ -9,7 +9,11 @@ values, ``$(VAR)`` references), and overrides only what a local process needs:
 - ``KEELSON_BIND_HOST=127.0.0.1``;
 - the in-cluster URLs in ``KEELSON_SERVICE_URLS`` and ``KEELSON_ROUTES``
   (``http://<svc>.<ns>.svc:<port>``) rewritten to the services' loopback ports;
-- ``KEELSON_SMTP_HOST``/``KEELSON_SMTP_PORT``: a local SMTP sink writing mail to ``<state>/mail/``.
+- ``KEELSON_SMTP_HOST``/``KEELSON_SMTP_PORT``: a local SMTP sink writing mail to ``<state>/mail/``;
+- a projected ``serviceAccountToken`` volume (the tokens a service proves itself with to the
+  services it calls) becomes a private directory of tokens minted with the TokenRequest API for
+  the Deployment's ServiceAccount and each source's audience, as the kubelet mints them, and
+  ``KEELSON_CALL_TOKENS_DIR`` points there.
 
 Each service runs as ``python -m keelson_services.run NAME``, detached (see processes.py), with
 its log at ``<state>/logs/<process>.log``.
@@ -24,7 +28,7 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -53,10 +57,42 @@ class RunError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ProjectedToken:
+    path: str  # the file's name in the volume
+    audience: str
+    seconds: int
+
+
+@dataclass(frozen=True)
 class LocalService:
     name: str  # the Deployment's (and Kubernetes Service's) name
     reference: str  # the reference service it runs (container args[0])
     env: dict[str, str]  # as the kubelet would give the container
+    service_account: str = "default"
+    # Projected service-account tokens by the container's mount path.
+    tokens: Mapping[str, tuple[ProjectedToken, ...]] = field(default_factory=dict)
+
+
+def projected_tokens(pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, tuple[ProjectedToken, ...]]:
+    """The ``serviceAccountToken`` sources of the projected volumes ``container`` mounts, by mount path."""
+    volumes = {v["name"]: v for v in pod.get("volumes") or [] if "projected" in v}
+    found: dict[str, tuple[ProjectedToken, ...]] = {}
+    for mount in container.get("volumeMounts") or []:
+        volume = volumes.get(mount["name"])
+        if volume is None:
+            continue
+        tokens = tuple(
+            ProjectedToken(
+                path=source["serviceAccountToken"]["path"],
+                audience=source["serviceAccountToken"].get("audience", ""),
+                seconds=int(source["serviceAccountToken"].get("expirationSeconds", 3600)),
+            )
+            for source in volume["projected"].get("sources") or []
+            if "serviceAccountToken" in source
+        )
+        if tokens:
+            found[mount["mountPath"]] = tokens
+    return found
 
 
 # --- the pure parts ----------------------------------------------------------------------------
@@ -178,11 +214,14 @@ def reference_services(
     found = []
     for deployment in deployments:
         containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+        pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
         for container in containers:
             args = container.get("args") or []
             if args and args[0] in REFERENCE_SERVICES:
                 env = resolve_env(container, config_maps, secrets)
-                found.append(LocalService(deployment["metadata"]["name"], args[0], env))
+                account = pod.get("serviceAccountName") or "default"
+                tokens = projected_tokens(pod, container)
+                found.append(LocalService(deployment["metadata"]["name"], args[0], env, account, tokens))
                 break
     return sorted(found, key=lambda s: s.name)
 
@@ -270,6 +309,35 @@ def _ensure_mail_sink(state_dir: Path, run: dict[str, Any], progress: Progress) 
     return port
 
 
+# A local process has no kubelet to renew its tokens: mint them for as long as a demo may run.
+LOCAL_TOKEN_SECONDS = 7 * 24 * 3600
+
+
+def _mint_tokens(state_dir: Path, kubectl: Any, namespace: str, process: str, svc: LocalService) -> dict[str, str]:
+    """Mint the service's projected tokens into private directories; returns mount path -> directory."""
+    dirs = {}
+    for index, (mount_path, tokens) in enumerate(sorted(svc.tokens.items())):
+        directory = state_dir / "tokens" / process / str(index)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for token in tokens:
+            minted = kubectl.run(
+                [
+                    "create",
+                    "token",
+                    svc.service_account,
+                    "-n",
+                    namespace,
+                    f"--audience={token.audience}",
+                    f"--duration={max(token.seconds, LOCAL_TOKEN_SECONDS)}s",
+                ]
+            ).strip()
+            target = directory / token.path
+            target.touch(mode=0o600, exist_ok=True)
+            target.write_text(minted)
+        dirs[mount_path] = str(directory)
+    return dirs
+
+
 def _ready(port: int) -> Callable[[], Health]:
     return lambda: http_health(f"http://{LOOPBACK}:{port}/readyz")
 
@@ -312,6 +380,9 @@ def run_platform(
             progress(f"{svc.name}: already running on {LOOPBACK}:{ports[svc.name]}")
             continue
         env = local_env(svc.env, service=svc.name, namespace=namespace, ports=ports, smtp_port=smtp_port)
+        mounts = _mint_tokens(state_dir, kubectl, namespace, name, svc)
+        if env.get("KEELSON_CALL_TOKENS_DIR") in mounts:
+            env["KEELSON_CALL_TOKENS_DIR"] = mounts[env["KEELSON_CALL_TOKENS_DIR"]]
         processes.start(
             state_dir, name, [sys.executable, "-m", "keelson_services.run", svc.reference], env={**_base_env(), **env}
         )

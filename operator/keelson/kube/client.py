@@ -204,6 +204,10 @@ class KubeClient:
                 return None
             raise
 
+    async def get_path(self, path: str) -> dict[str, Any]:
+        """A GET of a non-resource URL (discovery documents)."""
+        return await self._request("GET", path)
+
     async def get_crd(self, name: str) -> dict[str, Any] | None:
         """A CustomResourceDefinition: cluster-scoped, so outside `Kind.path`."""
         try:

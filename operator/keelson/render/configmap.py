@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from keelson.effective import EffectiveService
+from keelson.render.callers import caller_env
 from keelson.render.context import RenderContext
 from keelson.render.labels import config_map_name, metadata
 
@@ -44,6 +45,7 @@ def config_data(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
             if s.expose_path and s.name != svc.name
         ]
         data["KEELSON_ROUTES"] = json.dumps(sorted(routes, key=lambda r: r["path"]))
+    data.update(caller_env(ctx, svc))
     data.update(tracing_env(ctx, svc))
     return data
 

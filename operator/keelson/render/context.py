@@ -13,6 +13,15 @@ DEFAULT_REFERENCE_IMAGE = "ghcr.io/keelson-dev/keelson:0.1.0"
 
 
 @dataclass(frozen=True)
+class TokenIssuer:
+    """The cluster's service-account issuer: its `iss` and its public keys (a JWKS document),
+    with which services verify each other's tokens (render.callers)."""
+
+    issuer: str
+    jwks: str  # canonical JSON: the ConfigMap, and the checksum that rolls pods, follow key rotation
+
+
+@dataclass(frozen=True)
 class RenderContext:
     """A validated platform plus the few facts that do not come from its spec."""
 
@@ -23,6 +32,8 @@ class RenderContext:
     # Per-service pod-template annotations from the areas (e.g. a credentials checksum that rolls
     # the pods when a password is rotated).
     pod_annotations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # None when the operator could not read it: services then refuse every internal call.
+    token_issuer: TokenIssuer | None = None
 
     @cached_property
     def services(self) -> list[EffectiveService]:

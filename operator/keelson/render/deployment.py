@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from keelson.effective import EffectiveService
+from keelson.render import callers
 from keelson.render.configmap import config_checksum, config_data
 from keelson.render.context import RenderContext
 from keelson.render.databases import database_env
@@ -53,6 +54,8 @@ def _container(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         **_probes(svc),
     }
+    if callers.token_volume(ctx, svc) is not None:
+        container["volumeMounts"].append(callers.token_mount())
     if svc.reference:
         # One image for all reference services; the first argument picks the service.
         container["args"] = [svc.reference]
@@ -100,7 +103,10 @@ def render_deployment(ctx: RenderContext, svc: EffectiveService) -> dict[str, An
                     }
                 ],
                 "containers": [_container(ctx, svc)],
-                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                "volumes": [
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    *filter(None, [callers.token_volume(ctx, svc)]),
+                ],
             },
         },
     }

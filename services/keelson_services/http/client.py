@@ -7,6 +7,7 @@ One `ServiceClient` per service, shared by all requests (one connection pool). E
   to repeat (see `retry.py`), and never once the breaker has opened;
 - fits inside the current request's deadline when it has one, and passes what is left on
   (`deadline.py`): no attempt or retry outlives the caller's own wait;
+- proves which service is calling with its token for that downstream (`callers`);
 - carries the current trace as `traceparent` (a new child span per attempt, exported as a CLIENT
   span when spans are: `observability.spans`) and the identity the request acts for (`X-User-Id`,
   `X-User-Roles`).
@@ -32,6 +33,7 @@ from typing import Any
 import httpx
 
 from keelson_services import identity
+from keelson_services.callers import CallTokens
 from keelson_services.http import deadline
 from keelson_services.http.breaker import BreakerState, CircuitBreaker, MonotonicClock
 from keelson_services.http.errors import (
@@ -65,9 +67,12 @@ class ServiceClient:
         sleep: Sleep = asyncio.sleep,
         metrics: HttpClientMetrics | None = None,
         max_connections: int = 200,
+        call_tokens: CallTokens | None = None,
     ) -> None:
-        """`service`: this service's name (a metrics label); `base_urls`: downstream name to URL."""
+        """`service`: this service's name (a metrics label); `base_urls`: downstream name to URL;
+        `call_tokens`: this service's proof of who it is, per downstream (`callers`)."""
         self.service = service
+        self._call_tokens = call_tokens
         self.base_urls = {name: url.rstrip("/") for name, url in base_urls.items()}
         self.timeout_seconds = timeout_seconds
         self.retry = retry or RetryPolicy()
@@ -97,6 +102,7 @@ class ServiceClient:
             "breaker_failures": settings.breaker_failures,
             "breaker_open_seconds": settings.breaker_open_seconds,
             "retry": RetryPolicy(settings.retry_backoff_seconds, settings.retry_max),
+            "call_tokens": CallTokens(settings.call_tokens_dir),
         }
         return cls(**(options | kwargs))
 
@@ -150,7 +156,7 @@ class ServiceClient:
         `Idempotency-Key`; False never retries; True retries a request you know is safe."""
         method = method.upper()
         url = self.url(downstream, path)
-        sent_headers = self._headers(headers or {})
+        sent_headers = self._headers(headers or {}, downstream)
         retryable = may_retry(method, sent_headers) if retry is None else retry
         breaker = self.breaker(downstream)
         attempt = 0
@@ -261,11 +267,14 @@ class ServiceClient:
             self._count(downstream, method, f"{response.status_code // 100}xx")
         return response
 
-    def _headers(self, given: Mapping[str, str]) -> dict[str, str]:
+    def _headers(self, given: Mapping[str, str], downstream: str) -> dict[str, str]:
         out = {k.lower(): v for k, v in given.items()}
         caller = identity.current()
         if caller is not None and identity.USER_ID_HEADER not in out:
             out.update(caller.headers())
+        token = self._call_tokens.authorization(downstream) if self._call_tokens else None
+        if token is not None:
+            out["authorization"] = token
         return out
 
     def _fail(self, breaker: CircuitBreaker, method: str, reason: str, *, outcome: str | None = None) -> None:

@@ -1,6 +1,7 @@
 """The ASGI middleware every service runs outermost: it continues or starts the request's trace,
 makes it (and, behind the gateway, the caller's identity and deadline) current for the request's
-task, answers with the trace in `traceparent` and `X-Trace-Id`, writes the access log and the HTTP
+task, refuses internal calls that do not prove which declared service sent them (`callers`),
+answers with the trace in `traceparent` and `X-Trace-Id`, writes the access log and the HTTP
 metrics (and, when spans are exported, the request's SERVER span: `spans`), and turns an unhandled
 exception into a logged 500 in the one error format.
 
@@ -17,6 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keelson_services import identity
+from keelson_services.callers import CallerRefusedError, CallerVerifier
 from keelson_services.errors import error_response
 from keelson_services.http import deadline
 from keelson_services.observability import spans, tracing
@@ -50,10 +52,14 @@ class ObservabilityMiddleware:
         service: str,
         trust_identity_headers: bool = True,
         request_budget_seconds: float | None = None,
+        callers: CallerVerifier | None = None,
     ) -> None:
         """`trust_identity_headers`: False on the gateway, whose callers are the public.
-        `request_budget_seconds`: on the gateway, every request's whole budget (deadline.at_edge)."""
+        `request_budget_seconds`: on the gateway, every request's whole budget (deadline.at_edge).
+        `callers`: behind the gateway, the check that a call comes from a declared service; its
+        identity headers are believed only then. Probes and /metrics stay open."""
         self.app = app
+        self.callers = callers
         self.service = service
         self.trust_identity_headers = trust_identity_headers
         self.request_budget_seconds = request_budget_seconds
@@ -67,7 +73,14 @@ class ObservabilityMiddleware:
         headers = _headers(scope)
         parent = tracing.parse(headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE))
         context = parent.child() if parent is not None else tracing.TraceContext.new()
-        caller = identity.Identity.from_headers(headers) if self.trust_identity_headers else None
+        refused: CallerRefusedError | None = None
+        if self.callers is not None and scope["path"] not in QUIET_PATHS:
+            try:
+                self.callers.verify(headers.get("authorization"))
+            except CallerRefusedError as err:
+                refused = err
+        trusted = self.trust_identity_headers and refused is None
+        caller = identity.Identity.from_headers(headers) if trusted else None
         # A public client's timeout header is its own business; inside, it is the caller's wait.
         # At the edge, the request's budget starts here, and every hop and retry fits inside it.
         now = time.monotonic()
@@ -98,6 +111,11 @@ class ObservabilityMiddleware:
         self.metrics.in_flight.labels(self.service).inc()
         with tracing.activated(context), identity.activated(caller), deadline.activated(until):
             try:
+                if refused is not None:
+                    log.warning("refused a call: %s", refused.reason, extra=self._fields(scope, 401, begin))
+                    refusal = error_response(401, refused.code, refused.message, headers=refused.headers)
+                    await refusal(scope, receive, send_traced)
+                    return
                 await self.app(scope, receive, send_traced)
             except Exception as exc:
                 error = type(exc).__name__
