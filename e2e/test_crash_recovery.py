@@ -30,7 +30,8 @@ import pytest
 
 from e2e.svc_platform import Shop, SmtpSink, kafka_bootstrap, read_topic, wait_for
 from e2e.svc_postgres import fresh_database
-from e2e.svc_processes import free_port, spawn, stop, wait_ready
+from e2e.svc_processes import spawn, stop, wait_ready
+from keelson.devstack.ports import free_port
 from keelson.devstack.services import local_env
 
 __all__ = ["kafka_bootstrap"]

@@ -25,9 +25,10 @@ import pytest
 from e2e import helm, kubelet
 from e2e.kube import Kube, eventually
 from e2e.svc_postgres import ADMIN_URI_ENV, fresh_database
-from e2e.svc_processes import free_port, rendered_env
+from e2e.svc_processes import rendered_env
 from keelson.devstack import cluster
 from keelson.devstack import image as images
+from keelson.devstack.ports import free_port
 from keelson.devstack.stack import LocalStack
 from tests.cases.invalid_platforms import workloads_example
 

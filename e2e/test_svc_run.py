@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from e2e.svc_postgres import fresh_database
-from e2e.svc_processes import free_port, rendered_env, service, wait_ready
+from e2e.svc_processes import rendered_env, service, wait_ready
+from keelson.devstack.ports import free_port
 
 pytestmark = pytest.mark.postgres
 

@@ -242,3 +242,13 @@ def test_the_gateway_believes_forwarded_for_only_from_the_proxies_of_its_route()
     assert data(none)["KEELSON_GATEWAY_TRUSTED_PROXIES"] == ""
     # Only the gateway reads forwarded headers.
     assert "KEELSON_GATEWAY_TRUSTED_PROXIES" not in objects(context())[("ConfigMap", "users-config")]["data"]
+
+
+def test_the_users_service_reads_its_key_encryption_key_from_its_database_secret() -> None:
+    def env_of(service: str) -> dict[str, Any]:
+        container = objects(context())[("Deployment", service)]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("valueFrom") for e in container.get("env", [])}
+
+    ref = env_of("users")["KEELSON_KEY_ENCRYPTION_KEY"]["secretKeyRef"]
+    assert ref == {"name": "shop-users-db", "key": "key-encryption-key", "optional": True}
+    assert "KEELSON_KEY_ENCRYPTION_KEY" not in env_of("orders")  # only what a service seals needs one
