@@ -276,7 +276,7 @@ def prepare(state_dir: Path | None, platform: str, namespace: str) -> tuple[Loca
         doc = yaml.safe_load(EXAMPLE.read_text())
         doc["metadata"]["name"] = platform
         gateway = next(s for s in doc["spec"]["services"] if s["name"] == doc["spec"]["gateway"]["service"])
-        gateway["env"] = [{"name": "KEELSON_GATEWAY_TRUSTED_PROXY_HOPS", "value": "1"}]
+        gateway["env"] = [{"name": "KEELSON_GATEWAY_TRUSTED_PROXIES", "value": "127.0.0.1/32"}]
         stack.apply_manifest(yaml.safe_dump(doc), namespace, progress=log)
     log(f"waiting for {namespace}/{platform} to be Ready")
     kubectl.run(["wait", "-n", namespace, f"msp/{platform}", "--for=condition=Ready", "--timeout=300s"])

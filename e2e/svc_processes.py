@@ -16,6 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+# A key-encryption key for the users service (`KEELSON_KEY_ENCRYPTION_KEY`), as the operator
+# generates one per database Secret: 32 bytes, URL-safe base64.
+TEST_KEK = "a2VlbHNvbi1lMmUta2V5LWVuY3J5cHRpb24ta2V5LTE="
+
 
 def rendered_env(service: str, port: int, **extra: str) -> dict[str, str]:
     """The ConfigMap's keys, as `operator/keelson/render/configmap.py` writes them."""
@@ -36,6 +40,7 @@ def rendered_env(service: str, port: int, **extra: str) -> dict[str, str]:
         "KEELSON_BIND_HOST": "127.0.0.1",
         "KEELSON_USERS_ARGON2_TIME_COST": "1",
         "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024",
+        "KEELSON_KEY_ENCRYPTION_KEY": TEST_KEK,
         **extra,
     }
 

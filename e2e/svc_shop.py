@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from e2e.svc_platform import Shop, SmtpSink, smtp_sink
 from e2e.svc_postgres import fresh_database
+from e2e.svc_processes import TEST_KEK
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.main import create_app as create_gateway
 from keelson_services.services.notifications.config import NotificationsConfig
@@ -32,7 +33,11 @@ from keelson_services.services.users.manage import set_role
 from tests.unit.svc_helpers import HostRouter
 
 # Cheap hashing: these tests are about behaviour, not hashing cost.
-FAST_HASHING = {"KEELSON_USERS_ARGON2_TIME_COST": "1", "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024"}
+FAST_HASHING = {
+    "KEELSON_USERS_ARGON2_TIME_COST": "1",
+    "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024",
+    "KEELSON_KEY_ENCRYPTION_KEY": TEST_KEK,  # what the operator puts in the database Secret
+}
 DATABASES = ("users", "orders", "payments", "notifications")
 PASSWORD = "correct horse battery"
 

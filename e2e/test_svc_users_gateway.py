@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from e2e.svc_postgres import fresh_database
+from e2e.svc_processes import TEST_KEK
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.main import create_app as create_gateway
 from keelson_services.services.users.components import UsersComponents
@@ -27,7 +28,11 @@ pytestmark = pytest.mark.postgres
 
 USERS_URL = "http://users.shop.svc:8080"
 # Cheap hashing: these tests are about behaviour, not hashing cost.
-FAST_HASHING = {"KEELSON_USERS_ARGON2_TIME_COST": "1", "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024"}
+FAST_HASHING = {
+    "KEELSON_USERS_ARGON2_TIME_COST": "1",
+    "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024",
+    "KEELSON_KEY_ENCRYPTION_KEY": TEST_KEK,  # what the operator puts in the database Secret
+}
 
 
 class Clock:
@@ -301,3 +306,38 @@ async def test_over_the_rate_limit_is_429_with_retry_after() -> None:
         assert limited.headers["retry-after"] == "2" and limited.json()["error"]["code"] == "rate_limited"
         platform.clock.now += 2
         assert (await platform.gateway.get("/api/v1/users/me", headers=auth)).status_code == 200
+
+
+async def test_signing_keys_are_sealed_at_rest_and_a_plaintext_one_is_sealed_at_start(platform: Platform) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    first = await platform.parts.keys.signing_key()
+    await platform.parts.keys.rotate()
+
+    def stored() -> list[tuple[Any, ...]]:
+        with psycopg.connect(platform.database_uri) as conn:
+            return conn.execute("SELECT kid, private_key_pem, private_key_sealed, kek_id FROM signing_keys").fetchall()
+
+    raw = first.private_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    rows = stored()
+    assert len(rows) == 2
+    for _, pem, sealed, kek_id in rows:
+        assert pem is None and kek_id == platform.parts.config.sealer.kek_id
+        assert b"PRIVATE KEY" not in sealed and raw not in sealed
+    # A key stored before sealing existed (plaintext PEM) is sealed by the next start-up.
+    pem = first.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    with psycopg.connect(platform.database_uri) as conn:
+        conn.execute(
+            "UPDATE signing_keys SET private_key_pem = %s, private_key_sealed = NULL, kek_id = NULL WHERE kid = %s",
+            [pem, first.kid],
+        )
+    assert await platform.parts.keys.seal_stored() == 1
+    assert all(pem is None and sealed for _, pem, sealed, _ in stored())
+    # Signing goes on with the rotated key, and tokens verify through the gateway.
+    await platform.register("ivy@example.com")
+    me = await platform.gateway.get("/api/v1/users/me", headers=await platform.bearer("ivy@example.com"))
+    assert me.status_code == 200, me.text

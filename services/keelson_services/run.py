@@ -48,6 +48,9 @@ def serve(name: str) -> None:
         log_config=None,  # the app configured JSON logging already
         access_log=False,  # the observability middleware writes the access log
         server_header=False,
+        # The peer's address as it is: uvicorn would otherwise believe X-Forwarded-For from
+        # 127.0.0.1; the gateway decides which proxies to believe (gateway/forwarded.py).
+        proxy_headers=False,
         # Within the pod's 30 s termination grace period, in-flight requests get 25 s to finish.
         timeout_graceful_shutdown=25,
     )

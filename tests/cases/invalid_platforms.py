@@ -95,6 +95,10 @@ def _unknown_gateway(spec: dict[str, Any]) -> None:
     spec["gateway"]["service"] = "edge"
 
 
+def _bad_trusted_proxy(spec: dict[str, Any]) -> None:
+    spec["gateway"]["trustedProxies"] = ["10.0.0.0/8", "ingress-nginx"]
+
+
 def _bad_domain(spec: dict[str, Any]) -> None:
     spec["domain"] = "E-Commerce"
 
@@ -194,6 +198,7 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("min-over-max", _min_over_max, "minReplicas must not be greater than maxReplicas"),
     ("unknown-reference", _unknown_reference, "reference"),
     ("unknown-gateway-service", _unknown_gateway, "gateway.service"),
+    ("bad-trusted-proxy", _bad_trusted_proxy, "CIDR"),
     ("bad-domain", _bad_domain, "domain"),
     ("bad-service-name", _bad_service_name, "name"),
     ("tracing-endpoint-not-a-url", _tracing_endpoint_not_a_url, "otlpEndpoint"),

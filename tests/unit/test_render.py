@@ -125,14 +125,14 @@ def test_pdb_never_blocks_a_drain() -> None:
     }
 
 
-def test_ingress_routes_everything_to_the_gateway() -> None:
+def test_ingress_routes_only_the_public_api_to_the_gateway() -> None:
     ing = objects(context())[("Ingress", "shop-gateway")]["spec"]
     assert ing["ingressClassName"] == "nginx"
     assert ing["tls"] == [{"secretName": "shop-tls", "hosts": ["shop.example.com"]}]
     rule = ing["rules"][0]
     assert rule["host"] == "shop.example.com"
     assert rule["http"]["paths"] == [
-        {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "gateway", "port": {"number": 8080}}}}
+        {"path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "gateway", "port": {"number": 8080}}}}
     ]
 
 
@@ -148,6 +148,7 @@ def test_httproute() -> None:
     assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "infra"}]
     assert route["spec"]["hostnames"] == ["shop.example.com"]
     assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "gateway", "port": 8080}]
+    assert route["spec"]["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": "/api"}}]
 
 
 def test_no_gateway_no_route() -> None:
@@ -193,3 +194,61 @@ def test_a_request_above_an_inherited_limit_raises_the_limit() -> None:
     assert users == {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
     orders = objs[("Deployment", "orders")]["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert orders == {"requests": {"cpu": "50m", "memory": "100Mi"}, "limits": {"memory": "100Mi", "cpu": "50m"}}
+
+
+def _prefix_matches(prefix: str, path: str) -> bool:
+    """Kubernetes' Prefix (and Gateway API's PathPrefix) match: element by element, so `/api`
+    matches `/api` and `/api/v1` but not `/apis`."""
+    wanted = [p for p in prefix.split("/") if p]
+    return [p for p in path.split("/") if p][: len(wanted)] == wanted
+
+
+@pytest.mark.parametrize("kind", ["Ingress", "HTTPRoute"])
+def test_the_public_route_carries_the_api_and_nothing_internal(kind: str) -> None:
+    def route_kind(spec):
+        spec["gateway"]["routeKind"] = kind
+        spec["gateway"]["gatewayRef"] = {"name": "public"}
+
+    obj = objects(context(route_kind))[(kind, "shop-gateway")]["spec"]
+    if kind == "Ingress":
+        prefixes = [(p["pathType"], p["path"]) for rule in obj["rules"] for p in rule["http"]["paths"]]
+    else:
+        prefixes = [(m["path"]["type"], m["path"]["value"]) for rule in obj["rules"] for m in rule["matches"]]
+    assert {kind for kind, _ in prefixes} <= {"Prefix", "PathPrefix"}
+
+    def routed(path: str) -> bool:
+        return any(_prefix_matches(prefix, path) for _, prefix in prefixes)
+
+    for public in ("/api/v1/users", "/api/v1/auth/token", "/api/v1/orders/1"):
+        assert routed(public), public
+    internal_paths = ("/", "/metrics", "/readyz", "/healthz", "/docs", "/openapi.json", "/apis", "/.well-known/x")
+    for internal in internal_paths:
+        assert not routed(internal), internal
+
+
+def test_the_gateway_believes_forwarded_for_only_from_the_proxies_of_its_route() -> None:
+    def trusted(spec):
+        spec["gateway"]["trustedProxies"] = ["10.42.0.0/16"]
+
+    def none(spec):
+        spec["gateway"]["trustedProxies"] = []
+
+    def data(mutation=None):
+        return objects(context(mutation))[("ConfigMap", "gateway-config")]["data"]
+
+    derived = data()["KEELSON_GATEWAY_TRUSTED_PROXIES"]
+    assert derived == "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+    assert data(trusted)["KEELSON_GATEWAY_TRUSTED_PROXIES"] == "10.42.0.0/16"
+    assert data(none)["KEELSON_GATEWAY_TRUSTED_PROXIES"] == ""
+    # Only the gateway reads forwarded headers.
+    assert "KEELSON_GATEWAY_TRUSTED_PROXIES" not in objects(context())[("ConfigMap", "users-config")]["data"]
+
+
+def test_the_users_service_reads_its_key_encryption_key_from_its_database_secret() -> None:
+    def env_of(service: str) -> dict[str, Any]:
+        container = objects(context())[("Deployment", service)]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("valueFrom") for e in container.get("env", [])}
+
+    ref = env_of("users")["KEELSON_KEY_ENCRYPTION_KEY"]["secretKeyRef"]
+    assert ref == {"name": "shop-users-db", "key": "key-encryption-key", "optional": True}
+    assert "KEELSON_KEY_ENCRYPTION_KEY" not in env_of("orders")  # only what a service seals needs one

@@ -28,6 +28,7 @@ class Downstream:
     jwks: dict[str, Any] = field(default_factory=dict)
     seen: list[httpx.Request] = field(default_factory=list)
     down: bool = False
+    refusals: int = 0  # answer this many requests 401 before echoing again
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if self.down:
@@ -35,6 +36,9 @@ class Downstream:
         if request.url.path == "/.well-known/jwks.json":
             return httpx.Response(200, json=self.jwks)
         self.seen.append(request)
+        if self.refusals > 0:
+            self.refusals -= 1
+            return httpx.Response(401, json={"error": {"code": "invalid_credentials", "message": "", "details": {}}})
         return httpx.Response(
             200,
             json={"path": request.url.path, "query": request.url.query.decode()},

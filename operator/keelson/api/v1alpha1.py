@@ -13,6 +13,7 @@ invalid platforms to both.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -546,6 +547,29 @@ class Gateway(_Model):
         description="Namespace whose pods may reach the gateway (the ingress controller's or the "
         "Gateway's); default ingress-nginx for Ingress, the Gateway's namespace for HTTPRoute.",
     )
+    trustedProxies: list[Annotated[str, Field(max_length=43)]] | None = Field(
+        None,
+        max_length=32,
+        description="CIDRs of the proxies in front of the gateway whose X-Forwarded-For it believes when "
+        "rate-limiting by client address. Default: the cluster's private ranges (10.0.0.0/8, 172.16.0.0/12, "
+        "192.168.0.0/16, 100.64.0.0/10, fc00::/7), where the ingress controller or the Gateway's proxy runs "
+        "(the gateway's NetworkPolicy admits no one else from outside the platform). [] trusts no proxy.",
+        json_schema_extra={
+            "x-kubernetes-validations": [_cel("self.all(c, isCIDR(c))", "each entry must be a CIDR, e.g. 10.0.0.0/8")]
+        },
+    )
+
+    @field_validator("trustedProxies")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str] | None) -> list[str] | None:
+        for cidr in cidrs or []:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"trustedProxies: {cidr!r} is not a CIDR, e.g. 10.0.0.0/8") from None
+            if "/" not in cidr:
+                raise ValueError(f"trustedProxies: {cidr!r} is not a CIDR, e.g. {cidr}/32")
+        return cidrs
 
     @model_validator(mode="after")
     def _route(self) -> Gateway:

@@ -16,7 +16,13 @@ from keelson.controller.conditions import ConditionState
 from keelson.controller.drift import HASH_ANNOTATION
 from keelson.databases import rotation
 from keelson.databases.admin import AdminConnection
-from keelson.databases.credentials import Credentials, checksum, from_secret
+from keelson.databases.credentials import (
+    Credentials,
+    checksum,
+    from_secret,
+    key_encryption_key,
+    new_key_encryption_key,
+)
 from keelson.databases.naming import identifier, secret_name
 from keelson.databases.server import Session
 from keelson.kube.resources import Kind
@@ -50,6 +56,9 @@ class AreaState:
     # Credentials last written per (namespace, platform, service): a deleted Secret is restored
     # from here with an unchanged password. Lost on restart, when the password is rotated instead.
     memory: dict[tuple[str, str, str], Credentials] = field(default_factory=dict)
+    # Likewise the key-encryption key last written, so that a Secret the watch has not brought
+    # back yet keeps its key (a new one would leave what the service encrypted unreadable).
+    keks: dict[tuple[str, str, str], str] = field(default_factory=dict)
     # (endpoint, role, checksum) known to log in (see databases.provisioning).
     verified: set[tuple[str, str, str]] = field(default_factory=set)
     # The admin connection last read per (namespace, Secret name), in memory only. Deleting a
@@ -209,7 +218,17 @@ class DatabasePass:
     def write_secret(
         self, service: str, creds: Credentials, token: str | None, extra_labels: dict[str, str] | None = None
     ) -> None:
-        self.add(render_database_secret(self.ctx, service, creds, token=token, extra_labels=extra_labels or {}))
+        # The key-encryption key outlives every password: what the service encrypted stays readable.
+        remembered = (self.ctx.namespace, self.ctx.name, service)
+        kek = (
+            key_encryption_key(self.live("Secret", secret_name(self.ctx.name, service)))
+            or self.state.keks.get(remembered)
+            or new_key_encryption_key()
+        )
+        self.state.keks[remembered] = kek
+        self.add(
+            render_database_secret(self.ctx, service, creds, token=token, extra_labels=extra_labels or {}, kek=kek)
+        )
         self.annotations[service] = {CHECKSUM_ANNOTATION: checksum(creds)}
         self.state.memory[(self.ctx.namespace, self.ctx.name, service)] = creds
 

@@ -23,6 +23,10 @@ SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
 # kubernetes.io/basic-auth Secret, the form CloudNativePG's managed roles read.
 SECRET_KEYS = ("host", "port", "dbname", "user", "username", "password", "uri")
 SECRET_TYPE = "kubernetes.io/basic-auth"
+# Beside the credentials, a key for what the service encrypts before storing it (the users
+# service's token-signing keys): kept apart from the database, so that a copy of the database
+# (a dump, a backup) holds no usable secret. Generated once, kept across password rotations.
+KEK_KEY = "key-encryption-key"
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,18 @@ def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int 
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
-def secret_data(creds: Credentials) -> dict[str, str]:
+def new_key_encryption_key() -> str:
+    """256 random bits, URL-safe base64 (what the services' `KEELSON_KEY_ENCRYPTION_KEY` takes)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def key_encryption_key(secret: dict[str, Any] | None) -> str | None:
+    """The key-encryption key a live Secret holds, if any."""
+    raw = ((secret or {}).get("data") or {}).get(KEK_KEY)
+    return base64.b64decode(raw).decode() if raw else None
+
+
+def secret_data(creds: Credentials, kek: str | None = None) -> dict[str, str]:
     """The Secret's `data`: base64, because the API server turns `stringData` into `data` and a
     desired `stringData` would never match the live object (and be re-applied on every pass)."""
     plain = {
@@ -85,6 +100,8 @@ def secret_data(creds: Credentials) -> dict[str, str]:
         "password": creds.password,
         "uri": creds.uri,
     }
+    if kek:
+        plain[KEK_KEY] = kek
     return {k: base64.b64encode(v.encode()).decode() for k, v in plain.items()}
 
 

@@ -17,6 +17,20 @@ from keelson.render.callers import caller_env
 from keelson.render.context import RenderContext
 from keelson.render.labels import config_map_name, metadata
 
+# Where the proxy in front of the gateway runs when the spec does not say: in the cluster, on a
+# pod or node address, which are private. The gateway's NetworkPolicy admits from outside the
+# platform only the ingress controller's (or the Gateway's) namespace.
+CLUSTER_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+
+
+def trusted_proxies(ctx: RenderContext) -> list[str]:
+    """The proxies whose X-Forwarded-For the gateway believes (`gateway/forwarded.py`): the
+    spec's, else those the platform's route puts in front of it."""
+    gw = ctx.spec.gateway
+    if gw is not None and gw.trustedProxies is not None:
+        return list(gw.trustedProxies)
+    return list(CLUSTER_NETWORKS)
+
 
 def config_data(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
     res = svc.resilience
@@ -45,6 +59,7 @@ def config_data(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
             if s.expose_path and s.name != svc.name
         ]
         data["KEELSON_ROUTES"] = json.dumps(sorted(routes, key=lambda r: r["path"]))
+        data["KEELSON_GATEWAY_TRUSTED_PROXIES"] = ",".join(trusted_proxies(ctx))
     data.update(caller_env(ctx, svc))
     data.update(tracing_env(ctx, svc))
     return data

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keelson.databases.credentials import SECRET_TYPE, Credentials, secret_data
+from keelson.databases.credentials import KEK_KEY, SECRET_TYPE, Credentials, secret_data
 from keelson.databases.naming import secret_name
 from keelson.databases.rotation import TOKEN_ANNOTATION
 from keelson.effective import EffectiveService
@@ -26,6 +26,10 @@ ENV_KEYS = {
     "KEELSON_DATABASE_PASSWORD": "password",
 }
 REQUIRED_KEY = "uri"
+# The reference services that encrypt what they store with the Secret's key-encryption key, and
+# the variable they read it from (optional in the pod: an older Secret gains it on the next pass).
+KEK_READERS = frozenset({"users"})
+KEK_ENV = "KEELSON_KEY_ENCRYPTION_KEY"
 
 
 def provider(ctx: RenderContext) -> str:
@@ -52,17 +56,26 @@ def database_env(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, An
         if lenient and key != REQUIRED_KEY:
             ref["optional"] = True
         env.append({"name": var, "valueFrom": {"secretKeyRef": ref}})
+    if svc.reference in KEK_READERS:
+        env.append({"name": KEK_ENV, "valueFrom": {"secretKeyRef": {"name": name, "key": KEK_KEY, "optional": True}}})
     return env
 
 
 def render_database_secret(
-    ctx: RenderContext, service: str, creds: Credentials, *, token: str | None, extra_labels: dict[str, str]
+    ctx: RenderContext,
+    service: str,
+    creds: Credentials,
+    *,
+    token: str | None,
+    extra_labels: dict[str, str],
+    kek: str | None = None,
 ) -> dict[str, Any]:
     meta = metadata(ctx, secret_name(ctx.name, service), service)
     meta["labels"].update({COMPONENT_LABEL: DATABASE_COMPONENT, **extra_labels})
     if token:
         meta["annotations"] = {TOKEN_ANNOTATION: token}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": SECRET_TYPE, "data": secret_data(creds)}
+    data = secret_data(creds, kek)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": SECRET_TYPE, "data": data}
 
 
 def egress_policy_name(service: str) -> str:

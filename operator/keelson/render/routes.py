@@ -2,6 +2,11 @@
 
 Every public request reaches the gateway and passes its authentication; the other services are
 never routed to directly. Per-path routing to them lives in the gateway's ConfigMap.
+
+Only the public API is routed: paths under `PUBLIC_PATH` (`/api`, a Prefix match by path element,
+so `/api/v1/...` but not `/apis`). The gateway's own operational paths (`/metrics`, `/readyz`,
+`/healthz`, `/docs`, `/openapi.json`) answer only inside the cluster: the kubelet's probes and
+the Prometheus scrape reach the pod directly, not through the route.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from typing import Any
 
 from keelson.render.context import RenderContext
 from keelson.render.labels import metadata
+
+PUBLIC_PATH = "/api"
 
 
 def route_name(ctx: RenderContext) -> str:
@@ -33,7 +40,7 @@ def render_route(ctx: RenderContext) -> dict[str, Any] | None:
             "parentRefs": [parent],
             "rules": [
                 {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "matches": [{"path": {"type": "PathPrefix", "value": PUBLIC_PATH}}],
                     "backendRefs": [{"name": gateway.name, "port": gateway.port}],
                 }
             ],
@@ -45,7 +52,7 @@ def render_route(ctx: RenderContext) -> dict[str, Any] | None:
         "http": {
             "paths": [
                 {
-                    "path": "/",
+                    "path": PUBLIC_PATH,
                     "pathType": "Prefix",
                     "backend": {"service": {"name": gateway.name, "port": {"number": gateway.port}}},
                 }

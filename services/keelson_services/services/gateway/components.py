@@ -9,11 +9,14 @@ from typing import Any
 import httpx
 
 from keelson_services.auth import JWKS_PATH, JwksCache, TokenVerifier
+from keelson_services.db import Database
 from keelson_services.http import DownstreamUnreachableError, ServiceClient
 from keelson_services.http.breaker import MonotonicClock
 from keelson_services.services.gateway.config import GatewayConfig
-from keelson_services.services.gateway.ratelimit import TokenBucketLimiter
+from keelson_services.services.gateway.forwarded import TrustedProxies
+from keelson_services.services.gateway.ratelimit import Limiter, MemoryLimiter, Policy
 from keelson_services.services.gateway.routing import RouteTable
+from keelson_services.services.gateway.shared_limits import SharedLimiter
 from keelson_services.settings import Settings
 
 
@@ -23,7 +26,11 @@ class GatewayComponents:
     client: ServiceClient
     routes: RouteTable
     verifier: TokenVerifier
-    limiter: TokenBucketLimiter
+    limiter: Limiter
+    requests: Policy  # every request, per user (per address when anonymous)
+    login_failures: Policy  # failed logins per account: the lockout
+    proxies: TrustedProxies
+    db: Database | None  # the shared rate-limit store, when the platform gives the gateway a database
 
     @classmethod
     def build(
@@ -34,7 +41,8 @@ class GatewayComponents:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: MonotonicClock | None = None,
     ) -> GatewayComponents:
-        """`transport` and `clock` are for tests: in-process services and a controllable time."""
+        """`transport` and `clock` are for tests: in-process services and a controllable time (of
+        the in-memory limits; the shared ones use the database's clock)."""
         timing: dict[str, Any] = {"clock": clock} if clock is not None else {}
         client = ServiceClient.from_settings(settings, transport=transport, **timing)
 
@@ -45,6 +53,9 @@ class GatewayComponents:
             document: Mapping[str, Any] = response.json()
             return document
 
+        memory = MemoryLimiter(max_clients=config.rate_limit_clients, **timing)
+        db = Database(settings.database_uri, application_name="gateway") if settings.database_uri else None
+        limiter: Limiter = memory if db is None else SharedLimiter(db, fallback=memory)
         keys = JwksCache(
             fetch_jwks,
             ttl_seconds=config.jwks_ttl_seconds,
@@ -56,10 +67,11 @@ class GatewayComponents:
             client=client,
             routes=RouteTable(settings.routes),
             verifier=TokenVerifier(keys, issuer=config.issuer, audience=config.audience),
-            limiter=TokenBucketLimiter(
-                rate=config.rate_per_second,
-                burst=config.rate_burst,
-                max_clients=config.rate_limit_clients,
-                **timing,
+            limiter=limiter,
+            requests=Policy("requests", rate=config.rate_per_second, burst=config.rate_burst),
+            login_failures=Policy(
+                "login-failures", rate=1 / config.login_lockout_seconds, burst=float(config.login_failures)
             ),
+            proxies=TrustedProxies(config.trusted_proxies),
+            db=db,
         )

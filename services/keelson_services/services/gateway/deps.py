@@ -1,9 +1,10 @@
 """Typed dependencies of the gateway's routes: who the caller is (a verified token or nobody),
 and whether their rate limit lets the request through.
 
-Every request is charged to a bucket before it is forwarded: the user's when the token is
-valid, otherwise the client address's. A request with a bad token is charged to its address
-too, so guessing tokens is rate-limited like everything else.
+Every request is charged to a budget before it is forwarded: the user's when the token is
+valid, otherwise the client address's (`forwarded.py`: behind a trusted proxy only). A request
+with a bad token is charged to its address too, so guessing tokens is rate-limited like
+everything else. Logins are also limited per account (`login_lockout`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from keelson_services.auth import InvalidTokenError
 from keelson_services.errors import ApiError
 from keelson_services.identity import Identity
 from keelson_services.services.gateway.components import GatewayComponents
+from keelson_services.services.gateway.ratelimit import Decision, Policy
 
 bearer = HTTPBearer(auto_error=False, description="An access token from `POST /api/v1/auth/token`.")
 
@@ -29,31 +31,45 @@ def components(request: Request) -> GatewayComponents:
 Gateway = Annotated[GatewayComponents, Depends(components)]
 
 
-def client_address(request: Request, trusted_hops: int) -> str:
-    """The client's address: the peer's, or behind `trusted_hops` proxies the entry they added
-    to X-Forwarded-For (entries further left are the client's own claims and not trusted)."""
+def client_address(request: Request, gateway: GatewayComponents) -> str:
+    """The client's address: the peer's, or behind a trusted proxy the one it vouches for."""
     peer = request.client.host if request.client else "unknown"
-    if trusted_hops <= 0:
-        return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-    return hops[-trusted_hops] if len(hops) >= trusted_hops else peer
+    return gateway.proxies.client(peer, request.headers.getlist("x-forwarded-for"))
 
 
-def _charge(gateway: GatewayComponents, key: str) -> None:
-    decision = gateway.limiter.take(key)
+def limited(decision: Decision, message: str = "Too many requests; slow down") -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        message,
+        details={"retry_after_seconds": int(decision.retry_after_header)},
+        headers={"Retry-After": decision.retry_after_header},
+    )
+
+
+async def _charge(gateway: GatewayComponents, key: str, policy: Policy | None = None) -> None:
+    decision = await gateway.limiter.charge(policy or gateway.requests, key)
     if not decision.allowed:
-        raise ApiError(
-            429,
-            "rate_limited",
-            "Too many requests; slow down",
-            details={"retry_after_seconds": int(decision.retry_after_header)},
-            headers={"Retry-After": decision.retry_after_header},
-        )
+        raise limited(decision)
+
+
+async def login_attempt(gateway: GatewayComponents, email: str) -> str:
+    """The account's key under the lockout, once it is checked not to be locked out. Keyed by the
+    email as sent, whether or not an account has it: a lockout says nothing about existence."""
+    account = "account:" + email.strip().casefold()
+    decision = await gateway.limiter.peek(gateway.login_failures, account)
+    if not decision.allowed:
+        raise limited(decision, "Too many failed logins for this account; try again later")
+    return account
+
+
+async def login_failed(gateway: GatewayComponents, account: str) -> None:
+    await gateway.limiter.charge(gateway.login_failures, account)
 
 
 async def anonymous(request: Request, gateway: Gateway) -> None:
     """Public operations (register, log in): rate-limited by address; any token is ignored."""
-    _charge(gateway, "addr:" + client_address(request, gateway.config.trusted_proxy_hops))
+    await _charge(gateway, "addr:" + client_address(request, gateway))
 
 
 async def authenticated(
@@ -62,7 +78,7 @@ async def authenticated(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Identity:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        _charge(gateway, "addr:" + client_address(request, gateway.config.trusted_proxy_hops))
+        await _charge(gateway, "addr:" + client_address(request, gateway))
         raise ApiError(
             401,
             "unauthorized",
@@ -72,9 +88,9 @@ async def authenticated(
     try:
         claims = await gateway.verifier.verify(credentials.credentials)
     except InvalidTokenError:
-        _charge(gateway, "addr:" + client_address(request, gateway.config.trusted_proxy_hops))
+        await _charge(gateway, "addr:" + client_address(request, gateway))
         raise
-    _charge(gateway, "user:" + claims.subject)
+    await _charge(gateway, "user:" + claims.subject)
     return claims.identity()
 
 

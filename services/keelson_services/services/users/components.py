@@ -44,6 +44,7 @@ class UsersComponents:
             )
         keys = KeyRing(
             db,
+            sealer=config.sealer,
             rotation_period=config.key_rotation_period,
             verify_window=config.access_token_ttl + timedelta(seconds=VERIFY_LEEWAY_SECONDS),
         )

@@ -10,6 +10,8 @@
 | `KEELSON_USERS_ARGON2_MEMORY_KIB`          | 19456          | m=19 MiB, p=1, which keeps a few  |
 | `KEELSON_USERS_ARGON2_PARALLELISM`         | 1              | concurrent hashes inside a 256 MiB container |
 | `KEELSON_USERS_HASH_CONCURRENCY`           | 4              | hashes computed at once (memory bound) |
+| `KEELSON_KEY_ENCRYPTION_KEY`               | required       | seals the signing keys at rest (`auth/sealing.py`) |
+| `KEELSON_PREVIOUS_KEY_ENCRYPTION_KEY`      | none           | the KEK before a change (re-sealed at start) |
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import timedelta
 
 from keelson_services import envconfig
 from keelson_services.auth import config as auth_config
+from keelson_services.auth.sealing import Sealer
 from keelson_services.settings import Settings
 
 
@@ -28,6 +31,7 @@ from keelson_services.settings import Settings
 class UsersConfig:
     issuer: str
     audience: str
+    sealer: Sealer
     access_token_ttl: timedelta = timedelta(minutes=15)
     refresh_token_ttl: timedelta = timedelta(days=30)
     key_rotation_period: timedelta = timedelta(days=30)
@@ -43,6 +47,7 @@ class UsersConfig:
         return cls(
             issuer=auth_config.issuer(env, settings.platform),
             audience=auth_config.audience(env, settings.platform),
+            sealer=Sealer.from_env(env),
             access_token_ttl=timedelta(seconds=seconds(env, "KEELSON_USERS_ACCESS_TOKEN_TTL_SECONDS", 900, minimum=1)),
             refresh_token_ttl=timedelta(
                 seconds=seconds(env, "KEELSON_USERS_REFRESH_TOKEN_TTL_SECONDS", 30 * 86400, minimum=1)

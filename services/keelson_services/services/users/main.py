@@ -40,7 +40,7 @@ def create_app(
         migrations = load_migrations("keelson_services.services.users", "users")
         if parts.relay is not None:
             migrations += events.migrations()
-        async with lifecycle.running(parts.db, migrations, [parts.relay], prepare=parts.keys.signing_key):
+        async with lifecycle.running(parts.db, migrations, [parts.relay], prepare=parts.keys.prepare):
             yield
 
     app = create_service_app(

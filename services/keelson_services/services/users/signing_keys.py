@@ -11,8 +11,11 @@ issued) or on demand (`POST /api/v1/admin/keys/rotate`). An advisory lock makes 
 rotate together create one key, not several.
 
 Keys are Ed25519, identified by their RFC 7638 thumbprint. The private key is stored in the
-service's own database, which no other service's credentials can open; a deployment that wants
-them outside the database should put them in a KMS and keep only references here.
+service's own database, which no other service's credentials can open, and sealed there with the
+key-encryption key from the service's Secret (`auth/sealing.py`): a dump or backup of the database
+alone holds no usable signing key. Start-up seals any key stored before in plaintext (and re-seals
+under a new KEK); a signing key that no configured KEK opens is retired and replaced, which costs
+the users one log-in, never a token signed with a key nobody can read.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,11 +36,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.types.json import Jsonb
 
 from keelson_services.auth.config import ALGORITHM
+from keelson_services.auth.sealing import Sealer, SealError
 from keelson_services.db import Connection, Database
 
 # How long a replica signs with the key it last read before looking again: another replica's
 # rotation reaches it within this time, and meanwhile its tokens stay valid (old keys verify).
 ACTIVE_KEY_CACHE_SECONDS = 30.0
+log = logging.getLogger("keelson.users.keys")
 _ROTATION_LOCK = int.from_bytes(hashlib.sha256(b"keelson.users.signing_keys").digest()[:8], "big", signed=True)
 
 
@@ -65,6 +71,7 @@ class KeyRing:
         self,
         db: Database,
         *,
+        sealer: Sealer,
         rotation_period: timedelta,
         verify_window: timedelta,
         clock: Callable[[], float] = time.monotonic,
@@ -72,6 +79,7 @@ class KeyRing:
         """`verify_window`: how long a retired key stays published (the access token lifetime
         plus clock leeway)."""
         self.db = db
+        self.sealer = sealer
         self.rotation_period = rotation_period
         self.verify_window = verify_window
         self._clock = clock
@@ -97,6 +105,36 @@ class KeyRing:
             self._read_at = self._clock()
             return self._active
 
+    async def seal_stored(self) -> int:
+        """Seal every private key still in plaintext or under a previous KEK with the current
+        one; returns how many were. Run at start-up, before the first signature."""
+        done = 0
+        async with self.db.connection() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [_ROTATION_LOCK])
+            cursor = await conn.execute(
+                "SELECT kid, private_key_pem, private_key_sealed, kek_id FROM signing_keys "
+                "WHERE private_key_pem IS NOT NULL OR kek_id IS DISTINCT FROM %s",
+                [self.sealer.kek_id],
+            )
+            for row in await cursor.fetchall():
+                try:
+                    der = _private_der(self.sealer, row)
+                except SealError as err:
+                    log.warning("signing key %s cannot be opened: %s", row["kid"], err)
+                    continue
+                await conn.execute(
+                    "UPDATE signing_keys SET private_key_sealed = %s, kek_id = %s, private_key_pem = NULL "
+                    "WHERE kid = %s",
+                    [self.sealer.seal(der, context=row["kid"]), self.sealer.kek_id, row["kid"]],
+                )
+                done += 1
+        return done
+
+    async def prepare(self) -> SigningKey:
+        """Start-up: seal what is stored, then make sure a key to sign with exists."""
+        await self.seal_stored()
+        return await self.signing_key()
+
     async def jwks(self) -> dict[str, Any]:
         async with self.db.connection() as conn:
             cursor = await conn.execute(
@@ -114,37 +152,50 @@ class KeyRing:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", [_ROTATION_LOCK])
             cursor = await conn.execute(
                 """
-                SELECT kid, private_key_pem, created_at, created_at < now() - %s AS aged
+                SELECT kid, private_key_pem, private_key_sealed, kek_id, created_at,
+                       created_at < now() - %s AS aged
                 FROM signing_keys WHERE retired_at IS NULL
                 """,
                 [self.rotation_period],
             )
             row = await cursor.fetchone()
             if row is not None and not force and not row["aged"]:
-                return _key_of(row)
+                try:
+                    return self._key_of(row)
+                except SealError as err:
+                    log.warning("signing key %s cannot be opened (%s): a new key takes over", row["kid"], err)
             return await self._create(conn)
 
     async def _create(self, conn: Connection) -> SigningKey:
         private_key = Ed25519PrivateKey.generate()
         jwk = public_jwk(private_key)
-        pem = private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
+        der = private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         await conn.execute("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
         cursor = await conn.execute(
             """
-            INSERT INTO signing_keys (kid, algorithm, private_key_pem, public_jwk)
-            VALUES (%s, %s, %s, %s) RETURNING kid, private_key_pem, created_at
+            INSERT INTO signing_keys (kid, algorithm, private_key_sealed, kek_id, public_jwk)
+            VALUES (%s, %s, %s, %s, %s) RETURNING created_at
             """,
-            [jwk["kid"], ALGORITHM, pem, Jsonb(jwk)],
+            [jwk["kid"], ALGORITHM, self.sealer.seal(der, context=jwk["kid"]), self.sealer.kek_id, Jsonb(jwk)],
         )
         row = await cursor.fetchone()
         assert row is not None
-        return _key_of(row)
+        return SigningKey(jwk["kid"], private_key, row["created_at"])
+
+    def _key_of(self, row: dict[str, Any]) -> SigningKey:
+        key = serialization.load_der_private_key(_private_der(self.sealer, row), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise TypeError(f"signing key {row['kid']} is not an Ed25519 key")
+        return SigningKey(row["kid"], key, row["created_at"])
 
 
-def _key_of(row: dict[str, Any]) -> SigningKey:
+def _private_der(sealer: Sealer, row: dict[str, Any]) -> bytes:
+    """The private key of a row (PKCS#8 DER): opened, or read from a PEM stored before sealing."""
+    if row["private_key_sealed"] is not None:
+        return sealer.open(bytes(row["private_key_sealed"]), kek_id=row["kek_id"], context=row["kid"])
     key = serialization.load_pem_private_key(row["private_key_pem"].encode(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise TypeError(f"signing key {row['kid']} is not an Ed25519 key")
-    return SigningKey(row["kid"], key, row["created_at"])
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )

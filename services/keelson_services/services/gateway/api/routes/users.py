@@ -21,7 +21,7 @@ from keelson_services.contracts.users import (
     UserProfile,
 )
 from keelson_services.services.gateway.api.routes.documented import answers
-from keelson_services.services.gateway.deps import Admin, Anonymous, Caller, Gateway
+from keelson_services.services.gateway.deps import Admin, Anonymous, Caller, Gateway, login_attempt, login_failed
 from keelson_services.services.gateway.proxy import forward
 
 AREA = "/users"
@@ -42,7 +42,14 @@ async def register(body: RegisterRequest, request: Request, gateway: Gateway, _:
 
 @router.post("/auth/token", tags=["auth"], summary="Log in", response_model=None, responses=answers(200, TokenResponse))
 async def login(body: TokenRequest, request: Request, gateway: Gateway, _: Anonymous) -> Response:
-    return await _to_users(gateway, request)
+    """Limited per address like every anonymous request, and per account: after
+    `KEELSON_GATEWAY_LOGIN_FAILURES` wrong passwords the account is locked out (429) until its
+    budget refills, one attempt per `KEELSON_GATEWAY_LOGIN_LOCKOUT_SECONDS`."""
+    account = await login_attempt(gateway, body.email)
+    response = await _to_users(gateway, request)
+    if response.status_code == 401:
+        await login_failed(gateway, account)
+    return response
 
 
 @router.post(
