@@ -192,7 +192,7 @@ async def phase_journey(gateway_url: str, customers: int, seconds: float) -> tup
 
 
 async def phase_overhead(
-    gateway_url: str, orders_url: str, customers: list[Customer], seconds: float
+    gateway_url: str, orders_url: str, customers: list[Customer], seconds: float, as_gateway: dict[str, str]
 ) -> tuple[Recorder, float]:
     """Orders through the gateway and straight to the orders service, interleaved per worker so
     both paths see the same load at the same time."""
@@ -200,7 +200,7 @@ async def phase_overhead(
     limits = httpx.Limits(max_connections=len(customers) * 2)
     async with (
         httpx.AsyncClient(base_url=gateway_url, timeout=TIMEOUT, limits=limits) as gateway,
-        httpx.AsyncClient(base_url=orders_url, timeout=TIMEOUT, limits=limits) as direct,
+        httpx.AsyncClient(base_url=orders_url, timeout=TIMEOUT, limits=limits, headers=as_gateway) as direct,
     ):
         deadline = time.monotonic() + seconds
         started = time.monotonic()
@@ -266,6 +266,15 @@ def cpu_table(before: dict[str, float], after: dict[str, float], seconds: float)
     return rows
 
 
+def service_token(stack: LocalStack, namespace: str, platform: str, caller: str, callee: str) -> dict[str, str]:
+    """What `caller` proves itself with to `callee` (render/callers.py): a ServiceAccount token the
+    API server mints, as the kubelet does for the pod. For calling a service directly, as its
+    declared caller would."""
+    audience = f"keelson.dev/{namespace}/{platform}/{callee}"
+    token = stack.kubectl().run(["create", "token", caller, "-n", namespace, f"--audience={audience}"]).strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
 def prepare(state_dir: Path | None, platform: str, namespace: str) -> tuple[LocalStack, str, str]:
     """The stack up, the example applied (unless already there) and Ready, its services running."""
     stack = LocalStack(state_dir or default_state_dir())
@@ -291,7 +300,8 @@ async def smoke(stack: LocalStack, gateway_url: str, platform: str, namespace: s
         order = await journey(gateway, new_customer(1), rec)
     problems = []
     payments = services.service_urls(stack.state_dir, platform, namespace)["payments"]
-    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+    as_orders = service_token(stack, namespace, platform, "orders", "payments")
+    async with httpx.AsyncClient(timeout=TIMEOUT, headers=as_orders) as http:
         payment = await http.get(f"{payments}/api/v1/payments/{order['payment_id']}")
     if payment.status_code != 200 or payment.json().get("status") != "succeeded":
         problems.append(f"payment {order['payment_id']}: {payment.status_code} {payment.text[:200]}")
@@ -343,7 +353,13 @@ def main() -> int:
         return 1
     log(f"phase 2: {args.customers} customers ordering via the gateway and direct ({orders_url})")
     overhead, overhead_seconds = asyncio.run(
-        phase_overhead(gateway_url, orders_url, customers[: args.customers], args.seconds)
+        phase_overhead(
+            gateway_url,
+            orders_url,
+            customers[: args.customers],
+            args.seconds,
+            service_token(stack, args.namespace, args.platform, "gateway", "orders"),
+        )
     )
     cpu_orders = cpu()
 

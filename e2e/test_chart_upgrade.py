@@ -39,12 +39,16 @@ pytestmark = pytest.mark.cluster
 PREVIOUS = "95ed66f"  # the chart and operator released as 0.1.0
 OLD, NEW = "upgrade-operator-previous", "upgrade-operator-new"
 # Rendering changes since 0.1.0 that reach a live platform on upgrade, each in docs/CHANGELOG.md.
+SERVICES = ("gateway", "users", "orders", "payments", "notifications")
 DOCUMENTED_CHANGES = {
     "ingresses/shop-gateway": "the public route carries /api only, not / (issue 11)",
-    "configmaps/gateway-config": "KEELSON_GATEWAY_TRUSTED_PROXIES, derived from the route (issue 11)",
-    "deployments/gateway": "its pod template's config checksum, for the ConfigMap above",
+    # Issue 11: the gateway's KEELSON_GATEWAY_TRUSTED_PROXIES, derived from the route; and on every
+    # service who may call it (KEELSON_ALLOWED_CALLERS, the issuer's keys) and, on those that call
+    # others, the projected ServiceAccount tokens they prove themselves with.
+    **{f"configmaps/{name}-config": "callers policy (and the gateway's trusted proxies)" for name in SERVICES},
+    **{f"deployments/{name}": "its config checksum, and call-token volumes on callers" for name in SERVICES},
 }
-ROLLED_BY_CHANGES = {"gateway"}  # Deployments the changes roll
+ROLLED_BY_CHANGES = set(SERVICES)  # Deployments the changes roll
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +161,9 @@ def test_helm_upgrade_from_the_previous_release_writes_nothing_to_a_live_platfor
             k: v for k, v in before.items() if k not in ROLLED_BY_CHANGES
         }
         assert all(after[name][1] == before[name][1] for name in ROLLED_BY_CHANGES)  # the same image
-        assert (kube.condition("shop", namespace) or {}).get("status") == "True"
+        # Ready again once the rolled Deployments are available (kwok: seconds).
+        eventually(lambda: (kube.condition("shop", namespace) or {}).get("status") == "True", timeout=90,
+                   what="Ready=True after the roll")  # fmt: skip
         assert kube.condition("shop", namespace, CRD_CURRENT) is None  # the upgraded CRD matches
     finally:
         for name in (OLD, NEW):
