@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 CLUSTER = ""
+# The "group" of a non-resource URL (`nonResourceURLs` rules; the resource is the path).
+NON_RESOURCE = "<nonResourceURL>"
 # RBAC cannot restrict these by resourceNames: the request carries no name (create) or asks for
 # every name (list, watch, deletecollection), unless a list or watch selects one object by
 # `fieldSelector=metadata.name=...`: the API server then authorizes (and audits) it with that name,
@@ -120,7 +122,12 @@ def _is_account(subject: dict[str, Any], bound_in: str, namespace: str, name: st
 
 def _expand(rule: dict[str, Any], scope: str) -> Iterator[Grant]:
     if rule.get("nonResourceURLs"):
-        raise AssertionError(f"a rule with nonResourceURLs, which this comparison does not judge: {rule}")
+        if scope != CLUSTER or rule.get("resources"):
+            raise AssertionError(f"nonResourceURLs are granted by a ClusterRoleBinding, alone in their rule: {rule}")
+        for verb in rule["verbs"]:
+            for url in rule["nonResourceURLs"]:
+                yield Grant(verb, NON_RESOURCE, url, CLUSTER)
+        return
     names = tuple(sorted(rule.get("resourceNames", [])))
     for verb in rule["verbs"]:
         for group in rule["apiGroups"]:
@@ -169,9 +176,10 @@ def audit_files(audit_log: Path) -> list[Path]:
 
 
 def usage(audit_log: Path, *, user: str, since: str) -> Usage:
-    """What ``user`` asked of the API from ``since`` (RFC 3339) on. Non-resource requests
-    (discovery, /version) are left out: every authenticated user may make them, and a chart grants
-    none. A watch is logged when its response starts and again when it ends: both count once."""
+    """What ``user`` asked of the API from ``since`` (RFC 3339) on. Non-resource requests count
+    as uses of their path (a chart may grant some: `nonResourceURLs`); those it does not grant
+    (discovery, /version) are every authenticated user's, and `ungranted` leaves them out. A watch
+    is logged when its response starts and again when it ends: both count once."""
     found = Usage()
     needle = json.dumps(user)
     for path in audit_files(audit_log):
@@ -200,7 +208,7 @@ def uses_of(event: dict[str, Any]) -> list[Use]:
     and refuses it with "cannot create resource" although the audit event says patch was allowed."""
     ref = event.get("objectRef")
     if not ref or "resource" not in ref:
-        return []
+        return [Use(event["verb"], NON_RESOURCE, event.get("requestURI", "").split("?")[0])]
     resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
     use = Use(event["verb"], ref.get("apiGroup", ""), resource, ref.get("namespace", CLUSTER), ref.get("name", ""))
     if use.verb == "patch" and _code(event) == 201:
@@ -227,9 +235,11 @@ def _code(event: dict[str, Any]) -> int | None:
 
 
 def ungranted(grants: Iterable[Grant], uses: Iterable[Use]) -> list[Use]:
-    """Uses no grant covers (they would be refused: on a cluster they were, see Usage.denied)."""
+    """Uses no grant covers (they would be refused: on a cluster they were, see Usage.denied).
+    Non-resource requests the chart does not grant (discovery, /version) are every authenticated
+    user's by the API server's default policy: not the chart's to grant."""
     grants = list(grants)
-    return sorted(u for u in uses if not any(g.covers(u) for g in grants))
+    return sorted(u for u in uses if u.group != NON_RESOURCE and not any(g.covers(u) for g in grants))
 
 
 def unused(grants: Iterable[Grant], uses: Iterable[Use]) -> list[Grant]:

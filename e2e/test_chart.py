@@ -246,9 +246,19 @@ def test_the_operator_checks_the_installed_crd(stack: LocalStack, kube: Kube, na
 
 
 def _rules(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(verb, group, resource) of the resource rules; nonResourceURLs rules are `_paths`'."""
     return [
-        (v, g, r) for rule in doc["rules"] for v in rule["verbs"] for g in rule["apiGroups"] for r in rule["resources"]
+        (v, g, r)
+        for rule in doc["rules"]
+        if "nonResourceURLs" not in rule
+        for v in rule["verbs"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
     ]
+
+
+def _paths(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(v, url) for rule in doc["rules"] for v in rule["verbs"] for url in rule.get("nonResourceURLs", [])}
 
 
 def test_rbac_has_no_wildcards_and_never_writes_a_platforms_spec(stack: LocalStack) -> None:
@@ -280,7 +290,9 @@ def test_namespaced_mode_grants_nothing_cluster_wide_but_discovery(stack: LocalS
             "verbs": ["get"],
         }
     ]
-    assert {v for r in cluster_role["rules"] if r not in named for v in r["verbs"]} == {"list", "watch"}
+    assert {v for r in cluster_role["rules"] if r not in named for v in r["verbs"]} == {"list", "watch", "get"}
+    # And, to read, the cluster's service-account issuer (render/callers.py).
+    assert _paths(cluster_role) == {("get", "/.well-known/openid-configuration"), ("get", "/openid/v1/jwks")}
     # The platforms' Roles (the Lease's, in the release's namespace, is leader election's).
     roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role" and "lease" not in str(d["rules"])}
     bindings = {

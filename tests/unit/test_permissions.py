@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from e2e.permissions import CLUSTER, Grant, Use, denial, granted, ungranted, unused, usage
+from e2e.permissions import CLUSTER, NON_RESOURCE, Grant, Use, denial, granted, ungranted, unused, usage
 
 SA = {"kind": "ServiceAccount", "name": "op", "namespace": "sys"}
 USER = "system:serviceaccount:sys:op"
@@ -83,17 +83,31 @@ def test_usage_reads_one_account_in_the_window_any_agent_and_reports_denials(tmp
         _event("admin", "delete", secrets, when="2026-01-01T00:00:03Z"),
         _event(USER, "get", {"resource": "leases", "apiGroup": "coordination.k8s.io"}, when="2026-01-01T00:00:04Z"),
         _event(USER, "create", {"resource": "nodes"}, when="2026-01-01T00:00:05Z", decision="forbid"),
-        json.dumps({"user": {"username": USER}, "verb": "get", "requestReceivedTimestamp": "2026-01-01T00:00:06Z"}),
+        json.dumps(
+            {
+                "user": {"username": USER},
+                "verb": "get",
+                "requestURI": "/openid/v1/jwks?x=1",
+                "requestReceivedTimestamp": "2026-01-01T00:00:06Z",
+            }
+        ),
     ]
     (tmp_path / "audit-2026.log").write_text(lines[0] + "\n" + lines[1] + "\n")
     (tmp_path / "audit.log").write_text("\n".join(lines[2:]) + "\n")
     found = usage(tmp_path / "audit.log", user=USER, since="2026-01-01T00:00:01Z")
+    jwks = Use("get", NON_RESOURCE, "/openid/v1/jwks", CLUSTER)  # a non-resource request: its path
     assert found.uses == {
         Use("list", "", "secrets", CLUSTER),
         Use("get", "coordination.k8s.io", "leases", CLUSTER),
+        jwks,
     }
     assert [e["verb"] for e in found.denied] == ["create"]
     assert found.oldest == "2026-01-01T00:00:00Z"
+    # Granted by nonResourceURLs, or nobody's to grant (discovery): never reported as lacking.
+    granted = Grant("get", NON_RESOURCE, "/openid/v1/jwks")
+    assert granted.covers(jwks) and not unused([granted], found.uses)
+    assert ungranted([], [jwks, Use("get", NON_RESOURCE, "/version")]) == []
+    assert unused([Grant("get", NON_RESOURCE, "/.well-known/openid-configuration")], found.uses)
 
 
 def test_a_patch_that_creates_needs_create_and_its_refusal_inside_the_handler_is_a_denial(tmp_path: Path) -> None:
