@@ -1,7 +1,6 @@
 from keelson.devstack.localize import localize
 from tests.cases.invalid_platforms import example
 
-
 SECURE = {
     "bootstrapServers": "127.0.0.1:9999",
     "tls": {"caSecretRef": {"name": "kafka-ca"}},
