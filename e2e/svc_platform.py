@@ -6,7 +6,6 @@ a local SMTP sink, and polling with deadlines (no test sleeps to wait)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,8 +19,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from e2e.kafka_access import broker, options, provision_users, spec_fields
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
 from keelson.devstack.ports import free_port
+from keelson.kafkaclient import KafkaSecurity
 from keelson.render import RenderContext
 from keelson.render.configmap import config_data
 from keelson.topics import plan_topics
@@ -65,11 +66,8 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
-    explicit = os.environ.get("KEELSON_E2E_KAFKA_BOOTSTRAP") or os.environ.get("KEELSON_KAFKA_BOOTSTRAP")
-    if explicit:
-        return explicit
-    stack = request.getfixturevalue("stack")
-    return str(stack.kafka_bootstrap)
+    """The broker, secured as it is (`e2e.kafka_access.KafkaBroker`)."""
+    return broker(request)
 
 
 @dataclass
@@ -79,6 +77,8 @@ class Shop:
     bootstrap: str | None = None
     domain: str = field(default_factory=lambda: f"shop{uuid.uuid4().hex[:8]}")
     resilience: dict[str, Any] | None = None
+    # Each service's own Kafka user (`create_topics` makes them), as the operator would.
+    users: dict[str, KafkaSecurity] = field(default_factory=dict)
 
     @property
     def spec(self) -> MicroservicePlatformSpec:
@@ -86,13 +86,18 @@ class Shop:
         if self.bootstrap:
             doc["kafka"] = {"provider": "admin", "bootstrapServers": self.bootstrap, "partitions": 2}
             doc["kafka"]["replicationFactor"] = 1
+            doc["kafka"].update(spec_fields(self.bootstrap))
         if self.resilience:
             doc["defaults"] = {"resilience": self.resilience}
         return MicroservicePlatformSpec.model_validate(doc)
 
     def env(self, service: str) -> dict[str, str]:
+        """The service's ConfigMap, plus what its Secrets give it (its Kafka user, the CA)."""
         ctx = RenderContext(name="shop", namespace="shop", spec=self.spec)
-        return config_data(ctx, ctx.service(service))
+        env = config_data(ctx, ctx.service(service))
+        if service in self.users:
+            env.update(self.users[service].env())
+        return env
 
     def settings(self, service: str, **overrides: Any) -> Settings:
         settings = Settings.from_env(self.env(service))
@@ -104,8 +109,11 @@ class Shop:
         return f"{self.domain}.{event}"
 
     async def create_topics(self) -> None:
+        """The topics, and each service's user and ACLs, as the operator plans them."""
         assert self.bootstrap
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        # The domain as the namespace: a user of its own per test, never one with another's ACLs.
+        self.users = await provision_users(self.bootstrap, self.spec, namespace=self.domain, platform="shop")
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **options(self.bootstrap))
         await admin.start()
         try:
             planned = [t for t in plan_topics(self.spec) if t.managed]
@@ -139,14 +147,16 @@ async def wait_for(condition: Callable[[], Any], *, within: float, interval: flo
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record of a topic now, in partition and offset order (no consumer group)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options(bootstrap))
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
         partitions = [p["partition"] for p in described["partitions"]]
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **options(bootstrap)
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]

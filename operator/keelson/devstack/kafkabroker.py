@@ -96,7 +96,7 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _jaas(user: str, password: str) -> str:
+def client_jaas(user: str, password: str) -> str:
     # Used by the broker as a client of itself (inter-broker); the server side reads SCRAM users
     # from the metadata log, not from here.
     return f'{SCRAM_LOGIN} required username="{user}" password="{password}";'
@@ -119,7 +119,9 @@ def _security_settings(broker: int, controller: int, security: BrokerSecurity | 
         "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL",
         "sasl.enabled.mechanisms": SCRAM,
         "sasl.mechanism.inter.broker.protocol": SCRAM,
-        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": _jaas(security.admin_user, security.admin_password),
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": client_jaas(
+            security.admin_user, security.admin_password
+        ),
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(security.keystore),
         "ssl.truststore.type": "PEM",

@@ -7,6 +7,7 @@ listener, over TLS and after a SCRAM-SHA-512 exchange (RFC 5802), since Metadata
 """
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -226,8 +227,10 @@ def broker_health(
     """Healthy when the broker answers ApiVersions and lists at least one broker in Metadata (over
     TLS with `tls`, as `user` (name, password) with SCRAM-SHA-512)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            sock = tls.wrap_socket(raw, server_hostname=host) if tls else raw
+        with contextlib.ExitStack() as closing:
+            sock = closing.enter_context(socket.create_connection((host, port), timeout=timeout))
+            if tls is not None:
+                sock = closing.enter_context(tls.wrap_socket(sock, server_hostname=host))
             supported = parse_api_versions_v0(_call(sock, API_VERSIONS, 0))
             if user is not None:
                 _authenticate(sock, supported, Scram(*user))

@@ -221,6 +221,28 @@ class LocalStack:
         ]
         return yaml.safe_dump_all(docs, sort_keys=False)
 
+    def kafka_client_config(self) -> list[str]:
+        """`--command-config <file>` for Kafka's own tools: the client properties of the super user
+        (a private file in the state dir), or nothing in plaintext mode."""
+        if self.kafka_plaintext:
+            return []
+        security = self.kafka_security
+        path = self.paths.kafka / "client.properties"
+        write_private(
+            path,
+            kafkabroker.render_properties(
+                {
+                    "security.protocol": security.protocol,
+                    "sasl.mechanism": kafkabroker.SCRAM,
+                    "sasl.jaas.config": kafkabroker.client_jaas(KAFKA_ADMIN_USER, self.kafka_admin_password),
+                    "ssl.truststore.type": "PEM",
+                    "ssl.truststore.location": str(self.pki.ca.cert),
+                },
+                "Written by keelson's LocalStack.kafka_client_config: the stack's Kafka super user.",
+            ),
+        )
+        return ["--command-config", str(path)]
+
     def apply_kafka_secrets(self, namespace: str) -> None:
         manifest = self.kafka_secrets_manifest(namespace)
         if manifest:
