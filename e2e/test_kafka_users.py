@@ -52,8 +52,8 @@ def _as(stack: LocalStack, creds: dict[str, str]) -> KafkaSecurity:
 @asynccontextmanager
 async def _producer(stack: LocalStack, security: KafkaSecurity) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, request_timeout_ms=10000, **security.options())
-    await producer.start()
     try:
+        await producer.start()  # a refused login raises here: stopped all the same
         yield producer
     finally:
         await producer.stop()
@@ -115,7 +115,7 @@ async def test_each_service_is_held_to_its_own_topics_and_group(kube: Kube, name
     assert env["KEELSON_KAFKA_USERNAME"] == {"name": "shop-orders-kafka", "key": "username"}
     assert env["KEELSON_KAFKA_PASSWORD"] == {"name": "shop-orders-kafka", "key": "password"}
     assert env["KEELSON_KAFKA_CA"] == {"name": "kafka-ca", "key": "ca.crt"}
-    config = kube.get("configmap", "orders", namespace)["data"]  # type: ignore[index]
+    config = kube.get("configmap", "orders-config", namespace)["data"]  # type: ignore[index]
     assert (config["KEELSON_KAFKA_SECURITY_PROTOCOL"], config["KEELSON_KAFKA_SASL_MECHANISM"]) == (
         "SASL_SSL",
         "SCRAM-SHA-512",
