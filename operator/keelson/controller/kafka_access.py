@@ -39,8 +39,9 @@ def _value(secret: dict[str, Any], key: str) -> str | None:
 
 @dataclass
 class KafkaAccess:
-    """Reads the Secrets; remembers the last admin security per (namespace, Secret) in memory, for
-    the cleanup of a platform whose namespace (and so whose admin Secret) is going away with it."""
+    """Reads the Secrets; remembers the last settings per (namespace, Secrets) in memory, for the
+    cleanup of a platform whose namespace (and so whose Secrets) is going away with it: deleting a
+    namespace usually deletes its Secrets first, and a cleanup waiting for them would wait for ever."""
 
     client: SecretReader | None
     remembered: dict[tuple[str, str], KafkaSecurity] = field(default_factory=dict)
@@ -54,7 +55,24 @@ class KafkaAccess:
             raise KafkaAccessProblem(f"{what}Unreadable", f"Secret {name}: {exc.status} {exc.reason}") from None
 
     async def security(self, namespace: str, kafka: Kafka, *, deleting: bool = False) -> KafkaSecurity:
-        """The operator's connection settings for `kafka` (plaintext when it sets neither)."""
+        """The operator's connection settings for `kafka` (plaintext when it sets neither). While
+        the platform is deleted, a Secret gone with its namespace is replaced by what was last read."""
+        ca = kafka.tls.caSecretRef.name if kafka.tls and kafka.tls.caSecretRef else ""
+        auth = kafka.authentication
+        admin = auth.adminSecretRef.name if auth and auth.adminSecretRef else ""
+        key = (namespace, f"{ca}/{admin}")
+        try:
+            security = await self._read(namespace, kafka)
+        except KafkaAccessProblem as exc:
+            remembered = self.remembered.get(key)
+            if deleting and remembered is not None and exc.reason.endswith("Missing"):
+                log.warning("Kafka Secrets of %s are gone (%s); cleaning up with those last read", namespace, exc)
+                return remembered
+            raise
+        self.remembered[key] = security
+        return security
+
+    async def _read(self, namespace: str, kafka: Kafka) -> KafkaSecurity:
         ca_pem = None
         if kafka.tls and kafka.tls.caSecretRef:
             ref = kafka.tls.caSecretRef
@@ -72,18 +90,10 @@ class KafkaAccess:
         name = auth.adminSecretRef.name
         secret = await self._secret(namespace, name, "AdminSecret")
         if secret is None:
-            remembered = self.remembered.get((namespace, name))
-            if deleting and remembered is not None:
-                log.warning(
-                    "Kafka admin Secret %s/%s is gone; cleaning up with the credentials last read", namespace, name
-                )
-                return remembered
             raise KafkaAccessProblem("AdminSecretMissing", f"Secret {name} not found in namespace {namespace}")
         username, password = _value(secret, "username"), _value(secret, "password")
         if not username or not password:
             raise KafkaAccessProblem("AdminSecretInvalid", f"Secret {name} needs the keys username and password")
-        security = KafkaSecurity(
+        return KafkaSecurity(
             tls=bool(kafka.tls), mechanism=SCRAM_SHA_512, username=username, password=password, ca_pem=ca_pem
         )
-        self.remembered[(namespace, name)] = security
-        return security
