@@ -84,9 +84,11 @@ def kube(stack: LocalStack) -> Kube:
 
 
 @pytest.fixture
-def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+def namespace(kube: Kube, stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[str]:
     base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40].strip("-")
     name = kube.namespace(f"{base}-{os.getpid() % 10000}-{next(_counter)}")
+    # The Secrets `stack.kafka_settings()` names (the broker's CA, its admin), as `dev apply` does.
+    stack.apply_kafka_secrets(name)
     yield name
     # Keep later tests' audit windows and resyncs free of this test's objects.
     kube.run("delete", "namespace", name, "--wait=false", check=False)

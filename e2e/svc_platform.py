@@ -22,8 +22,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from e2e.kafka_access import broker, options, provision_users, spec_fields
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
 from keelson.devstack.ports import free_port
+from keelson.kafkaclient import KafkaSecurity
 from keelson.render import RenderContext, callers
 from keelson.render.configmap import config_data
 from keelson.topics import plan_topics
@@ -70,11 +72,8 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
-    explicit = os.environ.get("KEELSON_E2E_KAFKA_BOOTSTRAP") or os.environ.get("KEELSON_KAFKA_BOOTSTRAP")
-    if explicit:
-        return explicit
-    stack = request.getfixturevalue("stack")
-    return str(stack.kafka_bootstrap)
+    """The broker, secured as it is (`e2e.kafka_access.KafkaBroker`)."""
+    return broker(request)
 
 
 @dataclass
@@ -84,6 +83,8 @@ class Shop:
     bootstrap: str | None = None
     domain: str = field(default_factory=lambda: f"shop{uuid.uuid4().hex[:8]}")
     resilience: dict[str, Any] | None = None
+    # Each service's own Kafka user (`create_topics` makes them), as the operator would.
+    users: dict[str, KafkaSecurity] = field(default_factory=dict)
 
     @property
     def spec(self) -> MicroservicePlatformSpec:
@@ -91,21 +92,25 @@ class Shop:
         if self.bootstrap:
             doc["kafka"] = {"provider": "admin", "bootstrapServers": self.bootstrap, "partitions": 2}
             doc["kafka"]["replicationFactor"] = 1
+            doc["kafka"].update(spec_fields(self.bootstrap))
         if self.resilience:
             doc["defaults"] = {"resilience": self.resilience}
         return MicroservicePlatformSpec.model_validate(doc)
 
     def env(self, service: str) -> dict[str, str]:
-        """The service's ConfigMap as the operator renders it, with its call tokens (the fake
-        issuer stands in for the cluster's: there is no kubelet to mint them) in a private dir."""
+        """The service's ConfigMap as the operator renders it, plus what its Secrets give it (its
+        Kafka user, the CA), with its call tokens (the fake issuer stands in for the cluster's:
+        there is no kubelet to mint them) in a private dir."""
         ctx = RenderContext(name="shop", namespace="shop", spec=self.spec, token_issuer=ISSUER.token_issuer())
         svc = ctx.service(service)
-        data = config_data(ctx, svc)
-        if "KEELSON_CALL_TOKENS_DIR" in data:
+        env = config_data(ctx, svc)
+        if service in self.users:
+            env.update(self.users[service].env())
+        if "KEELSON_CALL_TOKENS_DIR" in env:
             directory = Path(tempfile.gettempdir()) / "keelson-call-tokens" / self.domain / service
             audiences = {name: callers.audience(ctx, name) for name in callers.callees(ctx, svc)}
-            data["KEELSON_CALL_TOKENS_DIR"] = str(ISSUER.write_tokens(directory, ctx.namespace, service, audiences))
-        return data
+            env["KEELSON_CALL_TOKENS_DIR"] = str(ISSUER.write_tokens(directory, ctx.namespace, service, audiences))
+        return env
 
     def caller_headers(self, caller: str, callee: str) -> dict[str, str]:
         """What `caller` proves itself with to `callee`: a test acting as the gateway sends these."""
@@ -122,8 +127,11 @@ class Shop:
         return f"{self.domain}.{event}"
 
     async def create_topics(self) -> None:
+        """The topics, and each service's user and ACLs, as the operator plans them."""
         assert self.bootstrap
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        # The domain as the namespace: a user of its own per test, never one with another's ACLs.
+        self.users = await provision_users(self.bootstrap, self.spec, namespace=self.domain, platform="shop")
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **options(self.bootstrap))
         await admin.start()
         try:
             planned = [t for t in plan_topics(self.spec) if t.managed]
@@ -157,14 +165,16 @@ async def wait_for(condition: Callable[[], Any], *, within: float, interval: flo
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record of a topic now, in partition and offset order (no consumer group)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options(bootstrap))
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
         partitions = [p["partition"] for p in described["partitions"]]
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **options(bootstrap)
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]

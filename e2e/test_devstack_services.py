@@ -26,7 +26,9 @@ CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
 
 def _kafka_tool(stack: LocalStack, main_class: str, *args: str, stdin: str | None = None) -> str:
     proc = subprocess.run(
-        stack.kafka_tool_argv(main_class, "--bootstrap-server", stack.kafka_bootstrap, *args),
+        stack.kafka_tool_argv(
+            main_class, "--bootstrap-server", stack.kafka_bootstrap, *stack.kafka_client_config(), *args
+        ),
         input=stdin,
         capture_output=True,
         text=True,
@@ -91,6 +93,13 @@ def test_status_and_env_report_the_services(stack: LocalStack) -> None:
     assert report["postgres"] == "healthy"
     env = stack.env()
     assert env["KEELSON_KAFKA_BOOTSTRAP"] == stack.kafka_bootstrap == f"127.0.0.1:{stack.ports['kafka']}"
+    # TLS on the stack's CA and the super user's SCRAM credentials, as every client here reads them.
+    assert env["KEELSON_KAFKA_CA_FILE"] == str(stack.pki.ca.cert)
+    assert env["KEELSON_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert (env["KEELSON_KAFKA_USERNAME"], env["KEELSON_KAFKA_PASSWORD"]) == (
+        "keelson-admin",
+        stack.kafka_admin_password,
+    )
     assert env["KEELSON_POSTGRES_ADMIN_URI"] == stack.postgres_admin_uri
     assert stack.postgres_admin_uri.startswith("postgresql://keelson_admin:")
     assert stack.postgres_admin_uri.endswith(f"@127.0.0.1:{stack.ports['postgres']}/postgres")
@@ -124,7 +133,7 @@ def test_kafka_creates_no_topic_on_demand(stack: LocalStack) -> None:
     topic = f"devstack-missing-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         stack.kafka_tool_argv(
-            PRODUCER, "--bootstrap-server", stack.kafka_bootstrap, "--topic", topic,
+            PRODUCER, "--bootstrap-server", stack.kafka_bootstrap, *stack.kafka_client_config(), "--topic", topic,
             "--producer-property", "max.block.ms=2000",
         ),
         input="x\n", capture_output=True, text=True, timeout=60, check=False,

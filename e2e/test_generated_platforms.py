@@ -80,6 +80,7 @@ def stack_target(stack: LocalStack) -> Target:
         kafka_providers=("none", "admin"),
         database_providers=("postgres",),
         kafka_bootstrap=stack.kafka_bootstrap,
+        kafka_security={k: v for k, v in stack.kafka_settings().items() if k != "bootstrapServers"},
         max_replication_factor=1,  # one broker
         # Sizing for millions of users asks for tens of replicas per service; kept for the render
         # tests, left out here so that fifty platforms' pods fit the stack's simulated nodes.
@@ -91,6 +92,7 @@ def _new_namespace(kube: Kube, stack: LocalStack) -> str:
     namespace = kube.namespace(f"gen-{os.getpid() % 10000}-{next(_counter)}")
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg-admin"}}
     kube.apply(namespace, {**secret, "stringData": {"uri": stack.postgres_admin_uri}})
+    stack.apply_kafka_secrets(namespace)
     return namespace
 
 

@@ -27,8 +27,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
+from e2e.kafka_access import broker, options, provision_users, security_of, spec_fields
 from e2e.svc_platform import wait_for
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
+from keelson.kafkaclient import KafkaSecurity
 from keelson.render import RenderContext
 from keelson.render.configmap import config_data
 from keelson.topics import plan_topics
@@ -41,14 +43,8 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
-    explicit = os.environ.get("KEELSON_E2E_KAFKA_BOOTSTRAP")
-    if explicit:
-        return explicit
-    stack = request.getfixturevalue("stack")
-    try:
-        return str(stack.kafka_bootstrap)
-    except (AttributeError, KeyError):
-        pytest.fail("no Kafka broker: the local stack runs none and KEELSON_E2E_KAFKA_BOOTSTRAP is not set")
+    """The broker, secured as it is (`e2e.kafka_access.KafkaBroker`)."""
+    return broker(request)
 
 
 @dataclass
@@ -60,6 +56,7 @@ class Platform:
     partitions: int = 3
     audit: bool = False
     domain: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    users: dict[str, KafkaSecurity] = field(default_factory=dict)  # each service's, from create_topics
 
     @property
     def spec(self) -> MicroservicePlatformSpec:
@@ -72,6 +69,7 @@ class Platform:
                     "bootstrapServers": self.bootstrap,
                     "partitions": self.partitions,
                     "replicationFactor": 1,
+                    **spec_fields(self.bootstrap),
                 },
                 "services": [
                     {"name": "orders", "image": "registry.example/orders:1", "publishes": ["order.created"]},
@@ -88,11 +86,15 @@ class Platform:
         return f"{self.domain}.order.created"
 
     def settings(self, service: str) -> Settings:
+        """As the operator renders them: the ConfigMap, and the service's own Kafka user."""
         ctx = RenderContext(name="shop", namespace="shop", spec=self.spec)
-        return Settings.from_env(config_data(ctx, ctx.service(service)))
+        users = self.users[service].env() if service in self.users else {}
+        return Settings.from_env({**config_data(ctx, ctx.service(service)), **users})
 
     async def create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        """The topics, and each service's user and ACLs, as the operator plans them."""
+        self.users = await provision_users(self.bootstrap, self.spec, namespace=self.domain, platform="shop")
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **options(self.bootstrap))
         await admin.start()
         try:
             planned = [t for t in plan_topics(self.spec) if t.managed]
@@ -135,7 +137,9 @@ async def running(consumer: RetryingConsumer) -> AsyncIterator[asyncio.Task[None
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record of a topic, in partition and offset order (no consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **options(bootstrap)
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(await _partitions(bootstrap, topic))]
@@ -152,7 +156,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
 
 
 async def _partitions(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options(bootstrap))
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -167,7 +171,9 @@ async def depth(bootstrap: str, topic: str) -> int:
 
 async def committed(bootstrap: str, group: str, topic: str) -> int:
     """The sum of a group's committed offsets on a topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **options(bootstrap)
+    )
     await consumer.start()
     try:
         total = 0
@@ -347,7 +353,7 @@ async def test_a_malformed_message_is_dead_lettered_at_once(kafka_bootstrap: str
     await platform.create_topics()
     handler = Recorder()
     sub = platform.settings("shipping").subscriptions()[0]
-    raw = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    raw = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, **options(kafka_bootstrap))
     await raw.start()
     try:
         await raw.send_and_wait(sub.topic, b"{not json", key=b"x")
@@ -361,9 +367,17 @@ async def test_a_malformed_message_is_dead_lettered_at_once(kafka_bootstrap: str
     assert dict(dead.headers)[h.ATTEMPTS] == b"1"
 
 
-async def keelson(*args: str) -> tuple[int, str]:
+async def keelson(bootstrap: str, *args: str) -> tuple[int, str]:
+    """The DLQ tool as an operator runs it: with the broker's admin (KEELSON_KAFKA_*), since a
+    service's own user may neither read its DLQ nor list the others."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "keelson", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        sys.executable,
+        "-m",
+        "keelson",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **security_of(bootstrap).env()},
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode()
@@ -386,10 +400,10 @@ async def test_dlq_replay_brings_a_message_back_to_its_subscriber(kafka_bootstra
         await wait_for(lambda: depth(kafka_bootstrap, sub.dlq), within=10, interval=0.3)
         assert shipping.handled == [] and len(shipping.calls) == 1  # PermanentError: no retries
 
-        code, out = await keelson("dlq", "list", *b, "--json")
+        code, out = await keelson(kafka_bootstrap, "dlq", "list", *b, "--json")
         assert code == 0, out
         assert {"dlq": sub.dlq, "service": "shipping", "exists": True, "messages": 1} in json.loads(out)
-        code, out = await keelson("dlq", "show", sub.dlq, *b, "--json")
+        code, out = await keelson(kafka_bootstrap, "dlq", "show", sub.dlq, *b, "--json")
         assert code == 0, out
         (shown,) = json.loads(out)
         assert (shown["event_id"], shown["error"], shown["attempts"]) == (
@@ -399,12 +413,12 @@ async def test_dlq_replay_brings_a_message_back_to_its_subscriber(kafka_bootstra
         )
         position = f"{shown['partition']}:{shown['offset']}"
 
-        code, out = await keelson("dlq", "replay", sub.dlq, "--offset", position, "--dry-run", *b)
+        code, out = await keelson(kafka_bootstrap, "dlq", "replay", sub.dlq, "--offset", position, "--dry-run", *b)
         assert code == 0 and f"would replay {position} -> {sub.topic} (for shipping)" in out, out
         assert await depth(kafka_bootstrap, sub.topic) == 1
 
         broken = False
-        code, out = await keelson("dlq", "replay", sub.dlq, "--offset", position, *b)
+        code, out = await keelson(kafka_bootstrap, "dlq", "replay", sub.dlq, "--offset", position, *b)
         assert code == 0 and f"replayed {position} -> {sub.topic}" in out, out
         await wait_for(lambda: shipping.handled, within=10)
         await asyncio.sleep(1.0)
@@ -413,7 +427,7 @@ async def test_dlq_replay_brings_a_message_back_to_its_subscriber(kafka_bootstra
     assert audit.handled == [event.id]  # once: the replay was addressed to shipping only
     replayed = (await read_topic(kafka_bootstrap, sub.topic))[-1]
     assert dict(replayed.headers)[h.REPLAY_FOR] == b"shipping"
-    code, out = await keelson("dlq", "replay", sub.dlq, "--offset", "9:9", *b)
+    code, out = await keelson(kafka_bootstrap, "dlq", "replay", sub.dlq, "--offset", "9:9", *b)
     assert code == 1 and "no message at 9:9" in out
 
 

@@ -23,8 +23,10 @@ pytestmark = pytest.mark.cluster
 SNAPSHOT = Path(__file__).parent / "snapshots" / "status_shop.txt"
 
 
-def _status(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
+def _status(kube: Kube, *args: str, stack: LocalStack | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
+    if stack is not None:  # KEELSON_KAFKA_*: how it reaches the brokers, as `keelson dev env` exports it
+        env.update(stack.kafka_security.env())
     env.pop("NO_COLOR", None)
     # Piped, as in a script: plain text, no colour.
     return subprocess.run(
@@ -99,7 +101,7 @@ def test_dlq_depth_from_the_broker(kube: Kube, stack: LocalStack, namespace: str
     dlq = f"{domain}.payment.failed.orders.dlq"
 
     async def dead_letter(count: int) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, **stack.kafka_security.options())
         await producer.start()
         try:
             for i in range(count):
@@ -108,7 +110,7 @@ def test_dlq_depth_from_the_broker(kube: Kube, stack: LocalStack, namespace: str
             await producer.stop()
 
     asyncio.run(dead_letter(2))
-    proc = _status(kube, "shop", "-n", namespace, "-o", "json", "--kafka-bootstrap", stack.kafka_bootstrap)
+    proc = _status(kube, "shop", "-n", namespace, "-o", "json", "--kafka-bootstrap", stack.kafka_bootstrap, stack=stack)
     view = json.loads(proc.stdout)
     depths = {d["dlq"]: d["depth"] for t in view["topics"] for d in t["dlqs"]}
     assert depths[dlq] == 2
@@ -116,7 +118,7 @@ def test_dlq_depth_from_the_broker(kube: Kube, stack: LocalStack, namespace: str
     assert view["dlq_depth_source"] == f"messages retained, from Kafka at {stack.kafka_bootstrap}"
 
     unreachable = json.loads(
-        _status(kube, "shop", "-n", namespace, "-o", "json", "--kafka-bootstrap", "127.0.0.1:1").stdout
+        _status(kube, "shop", "-n", namespace, "-o", "json", "--kafka-bootstrap", "127.0.0.1:1", stack=stack).stdout
     )
     assert unreachable["dlq_depth_source"].startswith("not read")
     assert {d["depth"] for t in unreachable["topics"] for d in t["dlqs"]} == {None}

@@ -30,7 +30,7 @@ def _platform(stack: LocalStack, **kafka: Any) -> dict[str, Any]:
     doc["spec"]["domain"] = f"shop{os.getpid() % 1000}x{next(_domains)}"
     doc["spec"]["kafka"] = {
         "provider": "admin",
-        "bootstrapServers": stack.kafka_bootstrap,
+        **stack.kafka_settings(),  # TLS and SCRAM, with the Secrets the namespace fixture applies
         "partitions": 3,
         "replicationFactor": 1,
         **kafka,
@@ -38,8 +38,8 @@ def _platform(stack: LocalStack, **kafka: Any) -> dict[str, Any]:
     return doc
 
 
-async def _broker_topics(bootstrap: str, prefix: str) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _broker_topics(stack: LocalStack, prefix: str) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, **stack.kafka_security.options())
     await admin.start()
     try:
         names = [n for n in await admin.list_topics() if n.startswith(prefix + ".")]
@@ -67,7 +67,7 @@ async def test_topics_created_once_added_and_retained(kube: Kube, namespace: str
     domain = doc["spec"]["domain"]
     kube.apply(namespace, doc)
     eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=90, what="Ready")
-    assert await _broker_topics(stack.kafka_bootstrap, domain) == _planned(doc)
+    assert await _broker_topics(stack, domain) == _planned(doc)
     status = kube.get("msp", "shop", namespace)["status"]  # type: ignore[index]
     assert all(t["exists"] for t in status["topics"] if t["role"] != "external")
     assert _condition(kube, namespace, "TopicsReady")["reason"] == "TopicsReady"
@@ -93,7 +93,7 @@ async def test_topics_created_once_added_and_retained(kube: Kube, namespace: str
         timeout=30,
         what="status lists the new topic",
     )
-    live = await _broker_topics(stack.kafka_bootstrap, domain)
+    live = await _broker_topics(stack, domain)
     assert f"{domain}.order.shipped" in live
     assert f"{domain}.order.cancelled" in live and f"{domain}.order.cancelled.notifications.dlq" in live
     events = kube.list("events", namespace)
@@ -115,7 +115,7 @@ async def test_partitions_grow_and_decrease_is_refused(kube: Kube, namespace: st
         timeout=60,
         what="grown",
     )
-    assert set((await _broker_topics(stack.kafka_bootstrap, domain)).values()) == {4}
+    assert set((await _broker_topics(stack, domain)).values()) == {4}
     doc["spec"]["kafka"]["partitions"] = 2
     proc = kube.apply(namespace, doc, check=False)
     assert proc.returncode != 0 and "partitions can only grow" in proc.stderr
@@ -147,7 +147,7 @@ async def test_delete_policy_deletes_topics_with_the_platform(kube: Kube, namesp
     eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=90, what="Ready")
     assert "keelson.dev/cleanup" in kube.get("msp", "shop", namespace)["metadata"]["finalizers"]  # type: ignore[index]
     kube.run("delete", "msp", "shop", "-n", namespace, "--timeout=60s")
-    assert await _broker_topics(stack.kafka_bootstrap, domain) == {}
+    assert await _broker_topics(stack, domain) == {}
 
 
 def test_finalizer_never_wedges_when_the_broker_is_gone(kube: Kube, namespace: str, stack: LocalStack) -> None:
@@ -202,7 +202,7 @@ async def test_delete_policy_deletes_every_topic_when_every_event_is_removed(
     domain = doc["spec"]["domain"]
     kube.apply(namespace, doc)
     eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=90, what="Ready")
-    assert await _broker_topics(stack.kafka_bootstrap, domain) == _planned(doc)
+    assert await _broker_topics(stack, domain) == _planned(doc)
 
     for svc in doc["spec"]["services"]:
         svc.pop("publishes", None)
@@ -214,12 +214,12 @@ async def test_delete_policy_deletes_every_topic_when_every_event_is_removed(
         what="generation 2 observed",
     )
     # The broker's metadata may trail a deletion it has accepted by a moment.
-    left = await _broker_topics(stack.kafka_bootstrap, domain)
+    left = await _broker_topics(stack, domain)
     for _ in range(20):
         if not left:
             break
         await asyncio.sleep(0.5)
-        left = await _broker_topics(stack.kafka_bootstrap, domain)
+        left = await _broker_topics(stack, domain)
     assert left == {}, sorted(left)
     status = kube.get("msp", "shop", namespace)["status"]  # type: ignore[index]
     assert "topics" not in status

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from keelson.api.crd import crd_yaml
 from keelson.api.v1alpha1 import REFERENCE_SERVICES
+from keelson.kafkaclient import KafkaSecurity
 from keelson.manifests import load_platforms
 from keelson.render import DEFAULT_REFERENCE_IMAGE, RenderContext, render_platform
 
@@ -94,7 +95,9 @@ def _dlq_depths(platform: dict[str, Any], bootstrap: str | None) -> tuple[dict[s
     from keelson.status.depths import dlq_depths
 
     try:
-        return dlq_depths(bootstrap, dlqs), f"messages retained, from Kafka at {bootstrap}"
+        return dlq_depths(
+            bootstrap, dlqs, KafkaSecurity.from_env(os.environ)
+        ), f"messages retained, from Kafka at {bootstrap}"
     except (OSError, TimeoutError) as exc:
         return {}, f"not read: {exc or 'Kafka at ' + bootstrap + ' did not answer in time'}"
 

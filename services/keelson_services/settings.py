@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from keelson.kafkaclient import PLAINTEXT, KafkaSecurity, KafkaSecurityError
+from keelson.kafkausers import consumer_group
 from keelson.topics import Subscription
 from keelson_services.callers import CallerPolicy
 
@@ -115,6 +117,9 @@ class Settings:
     service_urls: Mapping[str, str] = field(default_factory=dict)  # downstream name -> base URL
     routes: tuple[Route, ...] = ()  # the gateway's only
     database_uri: str | None = field(default=None, repr=False)  # a libpq URI with a password: never logged
+    # TLS and SASL to the brokers (KEELSON_KAFKA_SECURITY_PROTOCOL, _SASL_MECHANISM, _USERNAME,
+    # _PASSWORD from the service's Secret, _CA or _CA_FILE); its repr hides the password.
+    kafka_security: KafkaSecurity = PLAINTEXT
     log_level: str = "INFO"
     # Who may call this service (None: a service not run by the operator, which believes identity
     # headers as before) and where its tokens for the services it calls are: auth.callers.
@@ -128,6 +133,10 @@ class Settings:
         if not retry_max.isdigit():
             raise SettingsError(f"KEELSON_RETRY_MAX must be a whole number, got {retry_max!r}")
         backoff = _ints(env, "KEELSON_RETRY_BACKOFF_SECONDS")
+        try:
+            kafka_security = KafkaSecurity.from_env(env)
+        except KafkaSecurityError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             service=_required(env, "KEELSON_SERVICE"),
             domain=_required(env, "KEELSON_DOMAIN"),
@@ -145,6 +154,7 @@ class Settings:
             routes=_routes(env),
             database_uri=env.get("KEELSON_DATABASE_URI", "").strip() or None,
             log_level=env.get("KEELSON_LOG_LEVEL", "").strip().upper() or "INFO",
+            kafka_security=kafka_security,
             callers=_callers(env),
             call_tokens_dir=env.get("KEELSON_CALL_TOKENS_DIR", "").strip() or None,
         )
@@ -152,7 +162,7 @@ class Settings:
     @property
     def group_id(self) -> str:
         """The consumer group: one per service of a domain, shared by its replicas."""
-        return f"{self.domain}.{self.service}"
+        return consumer_group(self.domain, self.service)
 
     def require_kafka(self) -> str:
         if not self.kafka_bootstrap:

@@ -15,8 +15,10 @@ admission tests draw from everything.
 
 from __future__ import annotations
 
+import copy
 import string
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import strategies as st
@@ -39,6 +41,8 @@ class Target:
     kafka_providers: tuple[str, ...] = ("none", "admin", "strimzi")
     database_providers: tuple[str, ...] = ("postgres", "external", "cloudnative-pg")
     kafka_bootstrap: str = "kafka.kafka:9092"
+    # More spec.kafka fields for providers admin and strimzi (a secured broker's tls, authentication).
+    kafka_security: Mapping[str, Any] = field(default_factory=dict)
     max_replication_factor: int = 3
     postgres_admin_secret: str = "pg-admin"
     # Secrets the `external` database provider and env `valueFrom` may point at.
@@ -207,6 +211,8 @@ def platforms(draw: st.DrawFn, target: Target | None = None, name: str | None = 
     kafka: dict[str, Any] = {"provider": kafka_provider}
     if kafka_provider != "none" or draw(st.booleans()):
         kafka["bootstrapServers"] = target.kafka_bootstrap
+    if kafka_provider != "none":
+        kafka.update(copy.deepcopy(dict(target.kafka_security)))
     if kafka_provider == "strimzi":
         kafka["strimziCluster"] = draw(_dns_label(20))
     if draw(st.booleans()):

@@ -50,7 +50,7 @@ class World:
             world.connections += 1
             yield FakeSession(world.server)
 
-        def admin(bootstrap: str) -> FakeAdmin:
+        def admin(bootstrap: str, **_: Any) -> FakeAdmin:
             world.kafka_sessions += 1
             return self.kafka
 

@@ -107,7 +107,7 @@ class FakeAdmin:
         self.requests: list[tuple[str, Any]] = []
         self.writes = 0
 
-    def __call__(self, bootstrap: str) -> "FakeAdmin":
+    def __call__(self, bootstrap: str, **_: Any) -> "FakeAdmin":
         return self
 
     async def __aenter__(self) -> "FakeAdmin":

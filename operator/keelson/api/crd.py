@@ -2,7 +2,7 @@
 
 pydantic emits JSON Schema 2020-12; a CRD wants a *structural* OpenAPI v3 schema: no `$ref`,
 no `anyOf` for optionals, no `title`, no `default:` (see `v1alpha1`), `exclusiveMinimum` as a
-boolean. This module does that translation and nothing else, so the models stay the one source.
+boolean, `enum` for `const`. This module does that translation and nothing else, so the models stay the one source.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     for key, value in node.items():
         if key in _DROP:
             continue
-        if key == "exclusiveMinimum":
+        if key == "const":
+            out["enum"] = [value]  # a one-value Literal: CRD schemas have no `const`
+        elif key == "exclusiveMinimum":
             out["minimum"] = value
             out["exclusiveMinimum"] = True
         elif key == "additionalProperties" and value is False:

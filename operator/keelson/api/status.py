@@ -75,6 +75,17 @@ class DatabaseStatus(_Status):
     message: str | None = Field(None, description="What is wrong, when not ready; or what was retained.")
 
 
+class KafkaUserStatus(_Status):
+    """One service's Kafka user (spec.kafka.authentication)."""
+
+    service: str = Field(description="The service whose user it is.")
+    provider: str = Field(description="admin or strimzi.")
+    user: str = Field(description="The Kafka user name (principal User:<user>).")
+    secret: str = Field(description="Secret with the service's credentials (keys username, password).")
+    ready: bool = Field(description="Whether the user and its ACLs are in place.")
+    message: str | None = Field(None, description="What is wrong, when not ready.")
+
+
 class EffectiveDefaults(_Status):
     """The defaults in force after Keelson's own were applied under the spec's."""
 
@@ -98,3 +109,4 @@ class MicroservicePlatformStatus(_Status):
     sizing: Sizing | None = Field(None, description="Numbers derived from dailyUsers, when given.")
     topics: list[TopicStatus] | None = Field(None, description="Kafka topics, retry topics and DLQs.")
     databases: list[DatabaseStatus] | None = Field(None, description="Each service's database.")
+    kafkaUsers: list[KafkaUserStatus] | None = Field(None, description="Each service's Kafka user.")

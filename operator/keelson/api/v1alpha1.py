@@ -293,6 +293,36 @@ class TopicSettings(_Model):
     _config = field_validator("config")(_check_topic_config)
 
 
+class KafkaCaRef(_Model):
+    """A Secret of the platform's namespace holding the CA certificate(s) that signed the brokers'."""
+
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the Secret.")
+    key: str | None = Field(
+        None, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key of the PEM bundle (default ca.crt)."
+    )
+
+
+class KafkaTls(_Model):
+    """TLS to the brokers: the brokers' certificates are verified, host names included."""
+
+    caSecretRef: KafkaCaRef | None = Field(
+        None, description="CA to verify the brokers with; unset: the system's trusted CAs."
+    )
+
+
+class KafkaAuthentication(_Model):
+    """SASL authentication to the brokers, and a Kafka user of its own for every service that publishes or
+    subscribes (provider admin: a SCRAM user and ACLs set through the Admin API; provider strimzi: a KafkaUser).
+    Each service's credentials are in the Secret `<platform>-<service>-kafka` (keys username, password)."""
+
+    type: Literal["scram-sha-512"] = Field(description="SASL mechanism: scram-sha-512 (SASL/SCRAM-SHA-512).")
+    adminSecretRef: SecretRef | None = Field(
+        None,
+        description="Secret with the operator's own credentials (keys username, password): a user allowed to "
+        "manage topics, SCRAM users and ACLs. Required with provider admin.",
+    )
+
+
 class Kafka(_Model):
     """Where the platform's topics live and how Keelson provisions them."""
 
@@ -303,7 +333,13 @@ class Kafka(_Model):
                     "!has(self.provider) || self.provider != 'strimzi' || has(self.strimziCluster)",
                     "strimziCluster is required when provider is strimzi",
                     ".strimziCluster",
-                )
+                ),
+                _cel(
+                    "!has(self.authentication) || !has(self.provider) || self.provider != 'admin' || "
+                    "has(self.authentication.adminSecretRef)",
+                    "authentication.adminSecretRef is required when provider is admin",
+                    ".authentication",
+                ),
             ]
         }
     )
@@ -343,8 +379,18 @@ class Kafka(_Model):
     deletionPolicy: Literal["Retain", "Delete"] | None = Field(
         None, description="Whether topics are deleted with the platform or when no longer declared (default Retain)."
     )
+    tls: KafkaTls | None = Field(None, description="Connect to the brokers over TLS; unset: plaintext.")
+    authentication: KafkaAuthentication | None = Field(
+        None, description="SASL authentication, and a user with least-privilege ACLs per service; unset: none."
+    )
 
     _config = field_validator("config")(_check_topic_config)
+
+    @model_validator(mode="after")
+    def _admin_credentials(self) -> Kafka:
+        if self.authentication and self.provider == "admin" and self.authentication.adminSecretRef is None:
+            raise ValueError("authentication.adminSecretRef is required when provider is admin")
+        return self
 
 
 class Databases(_Model):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from keelson import kafkausers
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.controller import metrics
 from keelson.controller.areas import Area, AreaResult
@@ -143,3 +144,18 @@ def topic_children(
     if kafka is not None and kafka.provider == "strimzi":
         for topic in plan_topics(model.spec):
             yield "KafkaTopic", topic.name
+
+
+def kafka_user_children(
+    platform: dict[str, Any], model: MicroservicePlatform, last: AreaResult | None
+) -> Iterable[tuple[str, str]]:
+    """What the Kafka users area reads from the cache: each service's credentials Secret, and with
+    provider strimzi its KafkaUser (and that one's status)."""
+    name = platform["metadata"]["name"]
+    strimzi = model.spec.kafka is not None and model.spec.kafka.provider == "strimzi"
+    for obj in last.objects if last else []:
+        yield obj["kind"], obj["metadata"]["name"]
+    for service in model.spec.services:
+        yield "Secret", kafkausers.secret_name(name, service.name)
+        if strimzi:
+            yield "KafkaUser", kafkausers.kafka_user_name(name, service.name)

@@ -30,9 +30,10 @@ from keelson.controller.cache import DictCache, owner_entry, snapshot
 from keelson.controller.conditions import ConditionState
 from keelson.controller.crdcheck import CrdCheck
 from keelson.controller.database_area import DatabasesArea
-from keelson.controller.gating import GatedArea, database_children, topic_children
+from keelson.controller.gating import GatedArea, database_children, kafka_user_children, topic_children
 from keelson.controller.identity import kopf_session, lease_namespace, new_identity, user_agent
 from keelson.controller.issuer import IssuerCheck
+from keelson.controller.kafka_users import KafkaUsersArea
 from keelson.controller.leadership import LEASE_NAME, Elector, KubeLeaseStore, Timings
 from keelson.controller.queue import WorkQueue
 from keelson.controller.reconciler import Reconciler
@@ -104,7 +105,10 @@ class Controller:
         max_age = RESYNC_SECONDS * 0.9
         self.areas = [
             GatedArea(DatabasesArea(self.client, self.cache), self.cache, watched=database_children, max_age=max_age),
-            GatedArea(TopicsArea(self.cache), self.cache, watched=topic_children, max_age=max_age),
+            GatedArea(TopicsArea(self.cache, client=self.client), self.cache, watched=topic_children, max_age=max_age),
+            GatedArea(
+                KafkaUsersArea(self.client, self.cache), self.cache, watched=kafka_user_children, max_age=max_age
+            ),
         ]
         areas: list[Area] = list(self.areas)
         # Before the first pass, so that a stale CRD is reported from the first status on. A read:

@@ -17,6 +17,8 @@ from keelson.controller import metrics
 from keelson.controller.areas import AreaResult, PlatformEvent
 from keelson.controller.cache import ChildCache
 from keelson.controller.conditions import ConditionState
+from keelson.controller.database_pass import SecretReader
+from keelson.controller.kafka_access import KafkaAccess, KafkaAccessProblem
 from keelson.kafka.admin import AdminRequestFailed, BrokerUnavailable, KafkaAdmin, LiveTopic
 from keelson.topics import PlannedTopic, plan_topics, unpublished_subscriptions
 
@@ -70,9 +72,13 @@ class TopicsArea:
     condition_type = TOPICS_READY
     status_key = "topics"
 
-    def __init__(self, cache: ChildCache, admin: Callable[[str], KafkaAdmin] = KafkaAdmin) -> None:
+    def __init__(
+        self, cache: ChildCache, admin: Callable[..., KafkaAdmin] = KafkaAdmin, *, client: SecretReader | None = None
+    ) -> None:
         self.cache = cache
         self.admin = admin
+        # Reads the CA and admin Secrets that spec.kafka.tls and .authentication name.
+        self.access = KafkaAccess(client)
 
     def needs_cleanup(self, model: MicroservicePlatform) -> bool:
         kafka = model.spec.kafka
@@ -151,7 +157,16 @@ class TopicsArea:
             )
         events: list[PlatformEvent] = []
         try:
-            async with self.admin(kafka.bootstrapServers) as admin:
+            security = await self.access.security(platform["metadata"]["namespace"], kafka)
+        except KafkaAccessProblem as exc:
+            return AreaResult(
+                ConditionState(TOPICS_READY, "False", exc.reason, str(exc)),
+                status=unfinished,
+                retry=True,
+                errors=[f"kafka: {exc}"],
+            )
+        try:
+            async with self.admin(kafka.bootstrapServers, security=security) as admin:
                 live = await admin.describe(wanted | set(dropped))
                 problems = await self._converge(admin, plan, live)
                 if dropped and kafka.deletionPolicy == "Delete":
@@ -241,10 +256,11 @@ class TopicsArea:
         assert kafka is not None and kafka.bootstrapServers
         names = [t.name for t in plan_topics(model.spec) if t.managed]
         try:
-            async with self.admin(kafka.bootstrapServers) as admin:
+            security = await self.access.security(platform["metadata"]["namespace"], kafka, deleting=True)
+            async with self.admin(kafka.bootstrapServers, security=security) as admin:
                 live = await admin.describe(names)
                 await admin.delete([n for n in names if n in live])
-        except (BrokerUnavailable, AdminRequestFailed) as exc:
+        except (KafkaAccessProblem, BrokerUnavailable, AdminRequestFailed) as exc:
             return AreaResult(
                 ConditionState(TOPICS_READY, "False", "CleanupFailed", f"cannot delete topics: {exc}"),
                 retry=True,

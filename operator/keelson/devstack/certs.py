@@ -23,6 +23,10 @@ APISERVER_SANS = (
     "IP:127.0.0.1",
     "IP:10.0.0.1",
 )
+# The Kafka broker's certificate: it serves clients (on loopback) and, as its own controller's
+# client, authenticates with it on the CONTROLLER listener (mutual TLS).
+KAFKA_SANS = ("DNS:localhost", "IP:127.0.0.1")
+KAFKA_BROKER_CN = "keelson-kafka"
 ADMIN_USER = "keelson-admin"
 MASTERS_GROUP = "system:masters"
 
@@ -49,6 +53,15 @@ class Pki:
     def service_account_key(self) -> Path:
         """One RSA private key: the apiserver signs tokens with it and verifies them with it."""
         return self.directory / "service-account.key"
+
+    @property
+    def kafka(self) -> KeyPair:
+        return KeyPair(self.directory / "kafka.crt", self.directory / "kafka.key")
+
+    @property
+    def kafka_keystore(self) -> Path:
+        """The broker's key and certificate in one PEM file, Kafka's PEM keystore form."""
+        return self.directory / "kafka-keystore.pem"
 
     def client(self, name: str) -> KeyPair:
         return KeyPair(self.directory / f"{name}.crt", self.directory / f"{name}.key")
@@ -108,6 +121,27 @@ def ensure_serving_cert(pki: Pki) -> KeyPair:
             ],
         )  # fmt: skip
     return pair
+
+
+def ensure_kafka_cert(pki: Pki) -> Path:
+    """The broker's serving and client certificate, and the PEM keystore Kafka reads it from."""
+    pair = pki.kafka
+    if not (pair.cert.exists() and pair.key.exists()):
+        _ec_key(pair.key)
+        _sign(
+            pki.ca, pair.key, pair.cert, _subject(KAFKA_BROKER_CN),
+            [
+                "basicConstraints=critical,CA:FALSE",
+                "keyUsage=critical,digitalSignature,keyEncipherment",
+                "extendedKeyUsage=serverAuth,clientAuth",
+                f"subjectAltName={','.join(KAFKA_SANS)}",
+            ],
+        )  # fmt: skip
+    keystore = pki.kafka_keystore
+    if not keystore.exists():
+        keystore.write_text(pair.key.read_text() + pair.cert.read_text())
+        keystore.chmod(0o600)
+    return keystore
 
 
 def ensure_client_cert(pki: Pki, name: str, user: str, groups: tuple[str, ...] = ()) -> KeyPair:

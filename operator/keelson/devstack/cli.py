@@ -48,7 +48,11 @@ def _stack(args: argparse.Namespace) -> LocalStack:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     _stack(args).up(
-        kafka=not args.no_kafka, postgres=not args.no_postgres, operator=not args.no_operator, progress=_progress
+        kafka=not args.no_kafka,
+        postgres=not args.no_postgres,
+        operator=not args.no_operator,
+        kafka_plaintext=args.kafka_plaintext,
+        progress=_progress,
     )
     return 0
 
@@ -133,6 +137,12 @@ def add_dev_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
 
     up = dev_sub.add_parser("up", parents=[state], help="build what is missing and start the stack (idempotent)")
     up.add_argument("--no-kafka", action="store_true", help="do not start Kafka")
+    up.add_argument(
+        "--kafka-plaintext",
+        action="store_true",
+        help="run Kafka's old plaintext listener: no TLS, no SASL, no authorizer (default: SASL_SSL with "
+        "SCRAM-SHA-512 and ACLs; a stack keeps the mode its broker was first started with)",
+    )
     up.add_argument("--no-postgres", action="store_true", help="do not start PostgreSQL")
     up.add_argument("--no-operator", action="store_true", help="do not run the operator (e.g. to run it yourself)")
     up.set_defaults(dev_func=_cmd_up)

@@ -15,18 +15,21 @@ from keelson.api.v1alpha1 import GROUP, KIND
 LOCAL_ADMIN_SECRET = "pg-admin"
 
 
-def localize(doc: dict[str, Any], *, kafka_bootstrap: str | None, postgres: bool) -> dict[str, Any]:
+def localize(doc: dict[str, Any], *, kafka: dict[str, Any] | None, postgres: bool) -> dict[str, Any]:
+    """`kafka`: the stack's `spec.kafka` fields (bootstrapServers, and tls and authentication
+    naming the stack's Secrets unless it runs plaintext), or None without a broker."""
     if doc.get("kind") != KIND or not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
         return doc
     out = copy.deepcopy(doc)
     spec = out.setdefault("spec", {})
-    kafka = spec.get("kafka")
-    if kafka is not None:
-        if kafka_bootstrap and kafka.get("provider", "none") in ("admin", "strimzi"):
-            kafka.update(provider="admin", bootstrapServers=kafka_bootstrap, replicationFactor=1)
-            kafka.pop("strimziCluster", None)
-        elif not kafka_bootstrap:
-            kafka["provider"] = "none"
+    settings = spec.get("kafka")
+    if settings is not None:
+        if kafka and settings.get("provider", "none") in ("admin", "strimzi"):
+            for key in ("strimziCluster", "tls", "authentication"):
+                settings.pop(key, None)
+            settings.update(provider="admin", replicationFactor=1, **copy.deepcopy(kafka))
+        elif not kafka:
+            settings["provider"] = "none"
     databases = spec.get("databases")
     if databases is not None and postgres and databases.get("provider", "postgres") != "external":
         databases.update(provider="postgres", adminSecretRef={"name": LOCAL_ADMIN_SECRET})

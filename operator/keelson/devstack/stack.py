@@ -5,12 +5,14 @@ healthy before the next one needs it; running it again is cheap and changes noth
 is already fine. Processes are detached, so the stack outlives the command that started it.
 """
 
+import base64
 import contextlib
 import fcntl
 import json
 import os
 import shutil
 import signal
+import ssl
 import sys
 import time
 import urllib.request
@@ -33,13 +35,14 @@ from keelson.devstack import (
     processes,
     stackfile,
 )
-from keelson.devstack.certs import Pki, ensure_client_cert, ensure_pki
+from keelson.devstack.certs import KAFKA_BROKER_CN, Pki, ensure_client_cert, ensure_kafka_cert, ensure_pki
 from keelson.devstack.kubeconfig import render_kubeconfig, write_private
 from keelson.devstack.localize import localize
 from keelson.devstack.paths import StackPaths, repo_root
 from keelson.devstack.ports import LOOPBACK
 from keelson.devstack.probes import Health, client_tls, http_health, unverified_tls, wait_until
 from keelson.devstack.versions import ETCD_VERSION, HELM_VERSION, KAFKA_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+from keelson.kafkaclient import PLAINTEXT, SCRAM_SHA_512, KafkaSecurity
 
 Progress = Callable[[str], None]
 
@@ -57,6 +60,11 @@ COMPONENTS = (*CONTROL_PLANE, *DATA_SERVICES, *OPERATORS)
 # PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client (the operator's pool)
 # to disconnect; SIGINT is its fast shutdown. Everything else stops cleanly on SIGTERM.
 STOP_SIGNALS = {POSTGRES: signal.SIGINT}
+# The broker's super user, and the Secrets (in `default` and in each `dev apply` namespace) that
+# platforms on this stack name in spec.kafka.
+KAFKA_ADMIN_USER = "keelson-admin"
+KAFKA_ADMIN_SECRET = "kafka-admin"
+KAFKA_CA_SECRET = "kafka-ca"
 
 
 def stop_signal(name: str) -> signal.Signals:
@@ -141,6 +149,107 @@ class LocalStack:
         return f"{LOOPBACK}:{self.ports[KAFKA]}"
 
     @property
+    def kafka_plaintext(self) -> bool:
+        """Whether the last `up` ran the broker in the old plaintext mode (`--kafka-plaintext`)."""
+        return bool(stackfile.load(self.state_dir).get("kafka_plaintext", False))
+
+    @property
+    def kafka_admin_password(self) -> str:
+        """The broker's super user's password, made on the first `up`: a secret, never log it."""
+        path = self.paths.kafka / "admin-password"
+        if not path.is_file():
+            self.paths.kafka.mkdir(parents=True, exist_ok=True)
+            write_private(path, kafkabroker.new_password())
+        return path.read_text().strip()
+
+    def _broker_security(self) -> kafkabroker.BrokerSecurity | None:
+        if self.kafka_plaintext:
+            return None
+        return kafkabroker.BrokerSecurity(
+            admin_user=KAFKA_ADMIN_USER,
+            admin_password=self.kafka_admin_password,
+            keystore=self.pki.kafka_keystore,
+            truststore=self.pki.ca.cert,
+            broker_principal=f"CN={KAFKA_BROKER_CN}",
+        )
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """How a client reaches the stack's broker, as its super user (TLS on the stack's CA and
+        SCRAM-SHA-512), or plaintext with `--kafka-plaintext`."""
+        if self.kafka_plaintext:
+            return PLAINTEXT
+        return KafkaSecurity(
+            tls=True,
+            mechanism=SCRAM_SHA_512,
+            username=KAFKA_ADMIN_USER,
+            password=self.kafka_admin_password,
+            ca_file=str(self.pki.ca.cert),
+        )
+
+    def kafka_settings(self) -> dict[str, Any]:
+        """`spec.kafka` fields that point a platform at this broker with its Secrets (see
+        `kafka_secrets_manifest`): merge them into a platform's `kafka:`."""
+        settings: dict[str, Any] = {"bootstrapServers": self.kafka_bootstrap}
+        if not self.kafka_plaintext:
+            settings["tls"] = {"caSecretRef": {"name": KAFKA_CA_SECRET}}
+            settings["authentication"] = {"type": "scram-sha-512", "adminSecretRef": {"name": KAFKA_ADMIN_SECRET}}
+        return settings
+
+    def kafka_secrets_manifest(self, namespace: str) -> str:
+        """Secrets kafka-admin (username, password) and kafka-ca (ca.crt) in a namespace: what
+        `kafka_settings` refers to. Empty in plaintext mode."""
+        if self.kafka_plaintext:
+            return ""
+        values = {
+            KAFKA_ADMIN_SECRET: {"username": KAFKA_ADMIN_USER, "password": self.kafka_admin_password},
+            KAFKA_CA_SECRET: {"ca.crt": self.pki.ca.cert.read_text()},
+        }
+        docs = [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "keelson-dev"},
+                },
+                "type": "Opaque",
+                "data": {k: base64.b64encode(v.encode()).decode("ascii") for k, v in data.items()},
+            }
+            for name, data in values.items()
+        ]
+        return yaml.safe_dump_all(docs, sort_keys=False)
+
+    def kafka_client_config(self) -> list[str]:
+        """`--command-config <file>` for Kafka's own tools: the client properties of the super user
+        (a private file in the state dir), or nothing in plaintext mode."""
+        if self.kafka_plaintext:
+            return []
+        security = self.kafka_security
+        path = self.paths.kafka / "client.properties"
+        write_private(
+            path,
+            kafkabroker.render_properties(
+                {
+                    "security.protocol": security.protocol,
+                    "sasl.mechanism": kafkabroker.SCRAM,
+                    "sasl.jaas.config": kafkabroker.client_jaas(KAFKA_ADMIN_USER, self.kafka_admin_password),
+                    "ssl.truststore.type": "PEM",
+                    "ssl.truststore.location": str(self.pki.ca.cert),
+                },
+                "Written by keelson's LocalStack.kafka_client_config: the stack's Kafka super user.",
+            ),
+        )
+        return ["--command-config", str(path)]
+
+    def apply_kafka_secrets(self, namespace: str) -> None:
+        manifest = self.kafka_secrets_manifest(namespace)
+        if manifest:
+            # Through stdin, never argv: the manifest holds the password.
+            self.kubectl().apply(manifest)
+
+    @property
     def postgres_admin_uri(self) -> str:
         """``postgresql://keelson_admin:<password>@127.0.0.1:<port>/postgres``: a secret, never log it."""
         port = self.ports[POSTGRES]
@@ -163,6 +272,9 @@ class LocalStack:
         offered = set(self.ports) - set(stackfile.load(self.state_dir).get("services", {}))
         if KAFKA in offered:
             variables["KEELSON_KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
+            # The CA file and the super user's credentials, in the variables every Kafka client of
+            # this repository reads (keelson.kafkaclient).
+            variables.update(self.kafka_security.env())
         if POSTGRES in offered and self.paths.postgres_password.is_file():
             variables["KEELSON_POSTGRES_ADMIN_URI"] = self.postgres_admin_uri
         # Set by `keelson dev run` while a platform's services run locally.
@@ -189,16 +301,27 @@ class LocalStack:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def up(self, *, kafka: bool, postgres: bool, operator: bool, progress: Progress = _quiet) -> None:
+    def up(
+        self,
+        *,
+        kafka: bool,
+        postgres: bool,
+        operator: bool,
+        kafka_plaintext: bool = False,
+        progress: Progress = _quiet,
+    ) -> None:
         """Bring the stack to the requested shape; already-healthy parts are left alone."""
         started = time.monotonic()
         with self._lock():
             progress(f"state dir {self.state_dir}")
             ports.ensure_ports(self.state_dir)
+            stackfile.update(self.state_dir, kafka_plaintext=kafka_plaintext)
             self._binaries = building.ensure_binaries(progress)
             if kafka:
                 building.ensure_kafka(progress)
-            ensure_pki(self.paths.pki)
+            pki = ensure_pki(self.paths.pki)
+            if kafka and not kafka_plaintext:
+                ensure_kafka_cert(pki)
             self._write_config_files()
 
             # Independent of the control plane: started first and waited for last, so their
@@ -222,6 +345,12 @@ class LocalStack:
                 self._await_healthy(name, services[name], progress)
             if postgres:
                 self._apply_admin_secret(progress)
+            if kafka and not kafka_plaintext:
+                self.apply_kafka_secrets(pgconfig.ADMIN_SECRET_NAMESPACE)
+                progress(
+                    f"kafka: SASL_SSL (SCRAM-SHA-512) with an authorizer; Secrets {pgconfig.ADMIN_SECRET_NAMESPACE}/"
+                    f"{KAFKA_ADMIN_SECRET} (username, password) and {KAFKA_CA_SECRET} (ca.crt) applied"
+                )
             skipped = self._skip_unwanted(kafka=kafka, postgres=postgres, operator=operator, progress=progress)
             if operator:
                 self.start_operator(progress)
@@ -449,12 +578,21 @@ class LocalStack:
         java, libs = kafkabroker.java_binary(), building.kafka_libs()
         if not libs.is_dir():
             raise StackError(f"Kafka's jars are not in {libs}: run `keelson dev up` (without --no-kafka)")
+        security = self._broker_security()
+
+        def health() -> Health:
+            if security is None:
+                return kafkaprobe.broker_health(LOOPBACK, port)
+            tls = ssl.create_default_context(cafile=str(security.truststore))
+            user = (security.admin_user, security.admin_password)
+            return kafkaprobe.broker_health(LOOPBACK, port, tls=tls, user=user)
+
         return Daemon(
             kafkabroker.server_argv(java, libs, paths.kafka_log4j, paths.kafka_config),
-            lambda: kafkaprobe.broker_health(LOOPBACK, port),
+            health,
             env=self._daemon_env(),
             cwd=paths.kafka,
-            prepare=lambda: kafkabroker.prepare(paths, chosen, java, libs),
+            prepare=lambda: kafkabroker.prepare(paths, chosen, java, libs, security),
         )
 
     def _postgres_daemon(self, port: int) -> Daemon:
@@ -484,11 +622,14 @@ class LocalStack:
         """`keelson dev apply`: apply manifests adapted to this stack (its Kafka and PostgreSQL,
         see localize.py) into a namespace, with the admin Secret the platforms refer to there."""
         status = self.status()
-        kafka = self.kafka_bootstrap if status.get(KAFKA) == "healthy" else None
+        kafka = self.kafka_settings() if status.get(KAFKA) == "healthy" else None
         postgres = status.get(POSTGRES) == "healthy"
-        docs = [localize(d, kafka_bootstrap=kafka, postgres=postgres) for d in _yaml_docs(text)]
+        docs = [localize(d, kafka=kafka, postgres=postgres) for d in _yaml_docs(text)]
         kubectl = self.kubectl()
         kubectl.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+        if kafka and not self.kafka_plaintext:
+            self.apply_kafka_secrets(namespace)
+            progress(f"kafka: Secrets {namespace}/{KAFKA_ADMIN_SECRET} and {KAFKA_CA_SECRET} applied")
         if postgres:
             password = self.paths.postgres_password.read_text().strip()
             kubectl.apply(pgconfig.admin_secret_manifest(password, self.ports[POSTGRES], namespace))

@@ -1,4 +1,5 @@
-"""The operator's Kafka Admin API adapter: describe, create, grow and configure topics.
+"""The operator's Kafka Admin API adapter: describe, create, grow and configure topics; SCRAM
+users and their ACLs (`kafka.protocol` has the requests aiokafka lacks).
 
 Only this module imports the Kafka client. Every call has a deadline, so an unreachable broker
 turns into a `BrokerUnavailable` within seconds instead of a reconcile that hangs; and the session
@@ -9,6 +10,8 @@ sum of all of them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +20,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from prometheus_client import Counter
+
+from keelson.kafka import protocol
+from keelson.kafkaclient import PLAINTEXT, KafkaSecurity
 
 KAFKA_ADMIN_REQUESTS = Counter(
     "keelson_kafka_admin_requests_total", "Requests sent to Kafka's Admin API, reads included (and connects)."
@@ -43,7 +49,30 @@ class LiveTopic:
 
 
 TOPIC_ALREADY_EXISTS = 36
+RESOURCE_NOT_FOUND = 91  # DescribeUserScramCredentials: the user has no credentials
 DYNAMIC_TOPIC_CONFIG = 1
+# Kafka's minimum for SCRAM-SHA-512, and what its own tools use.
+SCRAM_ITERATIONS = 4096
+
+# An ACL as the brokers hold it: resource type, name, pattern type, host, operation, permission.
+RawAcl = tuple[int, str, int, str, int, int]
+
+
+def raw_acl(resource_type: str, name: str, operation: str) -> RawAcl:
+    """A literal allow rule from any host, in the form `acls` returns."""
+    return (
+        protocol.RESOURCE_TYPES[resource_type],
+        name,
+        protocol.LITERAL,
+        "*",
+        protocol.OPERATIONS[operation],
+        protocol.ALLOW,
+    )
+
+
+def salted_password(password: str, salt: bytes, iterations: int = SCRAM_ITERATIONS) -> bytes:
+    """SCRAM's Hi(password, salt, i) for SHA-512 (RFC 5802): what the brokers derive their keys from."""
+    return hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
 
 
 def _set_on_topic(entry: tuple[Any, ...]) -> bool:
@@ -71,11 +100,15 @@ class KafkaAdmin:
         self,
         bootstrap_servers: str,
         *,
+        security: KafkaSecurity = PLAINTEXT,
         client_id: str = "keelson-operator",
         session_deadline: float = SESSION_DEADLINE_SECONDS,
     ) -> None:
         self._client = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, client_id=client_id, request_timeout_ms=int(DEADLINE_SECONDS * 1000)
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=int(DEADLINE_SECONDS * 1000),
+            **security.options(),
         )
         self._session_deadline = session_deadline
         self._ends_at = float("inf")
@@ -175,3 +208,90 @@ class KafkaAdmin:
             return
         self.writes += 1
         _check(await self._call(self._client.delete_topics(names)), "delete")
+
+    # -- SCRAM users and ACLs ------------------------------------------------------------------
+
+    async def _send(self, request: Any) -> Any:
+        return await self._call(self._client._send_request(request))
+
+    async def scram_users(self, names: Iterable[str]) -> set[str]:
+        """The users among `names` that have SCRAM-SHA-512 credentials."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return set()
+        response = await self._send(protocol.DescribeUserScramCredentials(wanted))
+        if response.error_code:
+            raise AdminRequestFailed(
+                f"describe SCRAM users: error {response.error_code} {response.error_message or ''}"
+            )
+        found = set()
+        for user, code, message, infos, _tags in response.results:
+            if code == RESOURCE_NOT_FOUND:
+                continue
+            if code:
+                raise AdminRequestFailed(f"describe SCRAM user {user}: error {code} {message or ''}".strip())
+            if any(mechanism == protocol.SCRAM_SHA_512 for mechanism, _i, _t in infos):
+                found.add(user)
+        return found
+
+    async def _alter_scram(self, request: protocol.AlterUserScramCredentials, what: str) -> None:
+        self.writes += 1
+        response = await self._send(request)
+        for user, code, message, _tags in response.results:
+            if code and not (what == "delete" and code == RESOURCE_NOT_FOUND):
+                raise AdminRequestFailed(f"{what} SCRAM credentials of {user}: error {code} {message or ''}".strip())
+
+    async def set_passwords(self, passwords: dict[str, str]) -> None:
+        """Create or replace users' SCRAM-SHA-512 credentials. Only a salted hash leaves this
+        process, never the password."""
+        if not passwords:
+            return
+        upserts = []
+        for user, password in sorted(passwords.items()):
+            salt = secrets.token_bytes(32)
+            upserts.append((user, SCRAM_ITERATIONS, salt, salted_password(password, salt)))
+        await self._alter_scram(protocol.AlterUserScramCredentials(upsert=upserts), "set")
+
+    async def delete_users(self, names: Iterable[str]) -> None:
+        """Remove users' SCRAM-SHA-512 credentials (missing ones are fine)."""
+        wanted = sorted(set(names))
+        if wanted:
+            await self._alter_scram(protocol.AlterUserScramCredentials(delete=wanted), "delete")
+
+    async def acls(self, principal: str) -> set[RawAcl]:
+        """Every ACL of a principal (`User:<name>`), whatever it allows or denies."""
+        response = await self._send(protocol.DescribeAcls(principal))
+        if response.error_code:
+            raise AdminRequestFailed(
+                f"describe ACLs of {principal}: error {response.error_code} {response.error_message or ''}"
+            )
+        return {
+            (rtype, name, pattern, host, operation, permission)
+            for rtype, name, pattern, entries in response.resources
+            for _principal, host, operation, permission in entries
+        }
+
+    async def create_acls(self, principal: str, acls: Iterable[RawAcl]) -> None:
+        wanted = sorted(acls)
+        if not wanted:
+            return
+        self.writes += 1
+        request = protocol.CreateAcls(principal, [])
+        request.creations = [(r, n, p, principal, h, o, perm) for r, n, p, h, o, perm in wanted]
+        response = await self._send(request)
+        for code, message in response.results:
+            if code:
+                raise AdminRequestFailed(f"create ACLs of {principal}: error {code} {message or ''}".strip())
+
+    async def delete_acls(self, principal: str, acls: Iterable[RawAcl] = (), *, everything: bool = False) -> None:
+        wanted = sorted(acls)
+        if not wanted and not everything:
+            return
+        self.writes += 1
+        request = protocol.DeleteAcls(principal, [], everything=everything)
+        if not everything:
+            request.filters = [(r, n, p, principal, h, o, perm) for r, n, p, h, o, perm in wanted]
+        response = await self._send(request)
+        for code, message, _matching in response.filter_results:
+            if code:
+                raise AdminRequestFailed(f"delete ACLs of {principal}: error {code} {message or ''}".strip())

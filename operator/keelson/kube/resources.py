@@ -40,6 +40,7 @@ CHILD_KINDS: tuple[Kind, ...] = (
     Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
     Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
     Kind("kafka.strimzi.io/v1", "KafkaTopic", "kafkatopics"),
+    Kind("kafka.strimzi.io/v1", "KafkaUser", "kafkausers"),
     # Database credentials (only Keelson's own: the watch selects managed-by=keelson) and the
     # CloudNativePG objects of provider cloudnative-pg.
     Kind("v1", "Secret", "secrets"),

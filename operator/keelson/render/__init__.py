@@ -10,6 +10,7 @@ from keelson.render.dashboards import render_dashboards
 from keelson.render.deployment import render_deployment
 from keelson.render.hpa import render_hpa
 from keelson.render.kafkatopics import render_kafka_topics
+from keelson.render.kafkausers import render_kafka_users
 from keelson.render.networkpolicy import render_default_deny, render_network_policy
 from keelson.render.pdb import render_pdb
 from keelson.render.prometheusrule import render_prometheus_rule
@@ -36,5 +37,6 @@ def render_platform(ctx: RenderContext) -> list[dict[str, Any]]:
         ]
     objects.append(render_route(ctx))
     objects.extend(render_kafka_topics(ctx))
+    objects.extend(render_kafka_users(ctx))
     objects += [render_service_monitor(ctx), render_prometheus_rule(ctx), render_dashboards(ctx)]
     return [o for o in objects if o is not None]

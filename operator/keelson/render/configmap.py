@@ -15,6 +15,7 @@ from typing import Any
 from keelson.effective import EffectiveService
 from keelson.render.callers import caller_env
 from keelson.render.context import RenderContext
+from keelson.render.kafkausers import security_config
 from keelson.render.labels import config_map_name, metadata
 
 # Where the proxy in front of the gateway runs when the spec does not say: in the cluster, on a
@@ -51,6 +52,7 @@ def config_data(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
     }
     if ctx.kafka_bootstrap and (svc.publishes or svc.subscribes):
         data["KEELSON_KAFKA_BOOTSTRAP"] = ctx.kafka_bootstrap
+        data.update(security_config(ctx))
     gateway = ctx.gateway_service
     if gateway is not None and gateway.name == svc.name:
         routes = [

@@ -9,6 +9,7 @@ from keelson.render import callers
 from keelson.render.configmap import config_checksum, config_data
 from keelson.render.context import RenderContext
 from keelson.render.databases import database_env
+from keelson.render.kafkausers import kafka_env
 from keelson.render.labels import config_map_name, metadata, selector_labels, service_labels
 
 RUN_AS = 10001
@@ -59,11 +60,11 @@ def _container(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
     if svc.reference:
         # One image for all reference services; the first argument picks the service.
         container["args"] = [svc.reference]
-    # The database's variables first: a variable of the same name in the service's own env wins.
-    # (SSA refuses an env list with two entries of one name, so the replaced one is left out.)
+    # The database's and Kafka's variables first: a variable of the same name in the service's own
+    # env wins. (SSA refuses an env list with two entries of one name, so the replaced one is left out.)
     own = [e.model_dump(exclude_none=True) for e in svc.env]
     names = {e["name"] for e in own}
-    env = [*(e for e in database_env(ctx, svc) if e["name"] not in names), *own]
+    env = [*(e for e in [*database_env(ctx, svc), *kafka_env(ctx, svc)] if e["name"] not in names), *own]
     if env:
         container["env"] = env
     return container

@@ -129,8 +129,10 @@ class RetryingConsumer:
         # so the hot loop below does no per-message work for spans when they are off).
         self._spans = spans.recorder(service)
         self._owns_producer = producer is None
+        # Its own producer connects as the consumer does (TLS, SASL: the options' security part).
+        security = {k: v for k, v in kafka_options.items() if k.startswith(("security_", "ssl_", "sasl_"))}
         self._producer = producer or EventProducer(
-            bootstrap_servers=bootstrap_servers, source=service, metrics=self._metrics
+            bootstrap_servers=bootstrap_servers, source=service, metrics=self._metrics, **security
         )
         self._routes = {
             hop.topic: self._route(sub, hop, handlers[sub.topic]) for sub in subscriptions for hop in hops(sub)
@@ -161,7 +163,7 @@ class RetryingConsumer:
             service=settings.service,
             subscriptions=settings.subscriptions(),
             handlers={topic_name(settings.domain, event): handler for event, handler in handlers.items()},
-            **kwargs,
+            **{**settings.kafka_security.options(), **kwargs},
         )
 
     def _route(self, sub: Subscription, hop: Hop, handler: Handler) -> _Route:

@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from keelson.kafkaclient import PLAINTEXT, KafkaSecurity
 from keelson_services.messaging import headers
 from keelson_services.messaging.producer import EventProducer
 from keelson_services.messaging.schedule import parse_dlq
@@ -95,16 +96,21 @@ class DeadLetters:
     """A connection to the brokers for inspecting and replaying DLQs (`async with`). Reads
     outside any consumer group and commits nothing, so inspecting never moves a subscriber."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="keelson-dlq")
+    def __init__(self, bootstrap_servers: str, security: KafkaSecurity = PLAINTEXT) -> None:
+        """`security`: TLS and SASL (the CLI's from KEELSON_KAFKA_*: a user that may read the DLQs and
+        write the topics replayed to, e.g. the platform's admin; a service's own user may not)."""
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, client_id="keelson-dlq", **security.options()
+        )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id="keelson-dlq",
+            **security.options(),
         )
-        self._producer = EventProducer(bootstrap_servers=bootstrap_servers, source="keelson-dlq")
+        self._producer = EventProducer(bootstrap_servers=bootstrap_servers, source="keelson-dlq", **security.options())
 
     async def __aenter__(self) -> DeadLetters:
         try:

@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from keelson.kafkaclient import KafkaSecurity
 from keelson_services.messaging.schedule import parse_dlq
 
 if TYPE_CHECKING:  # the Kafka client is imported when a command runs, not whenever `keelson` starts
@@ -104,7 +105,7 @@ def _select(letters: list[DeadLetter], values: list[str], partitions: int) -> li
 async def _list(args: argparse.Namespace) -> int:
     from keelson_services.messaging.dlq import DeadLetters
 
-    async with DeadLetters(args.bootstrap_server) as dead:
+    async with DeadLetters(args.bootstrap_server, KafkaSecurity.from_env(os.environ)) as dead:
         if args.filename:
             from keelson.manifests import load_platforms
             from keelson.topics import subscriptions
@@ -128,7 +129,7 @@ async def _list(args: argparse.Namespace) -> int:
 async def _show(args: argparse.Namespace) -> int:
     from keelson_services.messaging.dlq import DeadLetters
 
-    async with DeadLetters(args.bootstrap_server) as dead:
+    async with DeadLetters(args.bootstrap_server, KafkaSecurity.from_env(os.environ)) as dead:
         letters = await dead.read(args.dlq)
         partitions = (await dead.partitions([args.dlq]))[args.dlq]
     shown = [letter.summary() for letter in _select(letters, args.offset, partitions)]
@@ -150,7 +151,7 @@ async def _show(args: argparse.Namespace) -> int:
 async def _replay(args: argparse.Namespace) -> int:
     from keelson_services.messaging.dlq import DeadLetters
 
-    async with DeadLetters(args.bootstrap_server) as dead:
+    async with DeadLetters(args.bootstrap_server, KafkaSecurity.from_env(os.environ)) as dead:
         letters = await dead.read(args.dlq)
         partitions = (await dead.partitions([args.dlq]))[args.dlq]
         chosen = _select(letters, [] if args.all else args.offset, partitions)

@@ -61,7 +61,7 @@ class EventProducer:
             source=settings.service,
             domain=settings.domain,
             publishes=settings.publishes,
-            **kwargs,
+            **{**settings.kafka_security.options(), **kwargs},
         )
 
     async def start(self) -> None:
