@@ -173,8 +173,8 @@ def test_a_new_data_file_is_made_without_rebuilding_the_binaries(
 
 def test_kubevela_definitions_are_cached_under_a_key_of_their_names() -> None:
     assert "k8s-objects" in building.KUBEVELA_DEFINITIONS
-    assert building.KUBEVELA_DEFS == building.kubevela_definitions_file(building.KUBEVELA_DEFINITIONS)
-    assert building.KUBEVELA_DEFS != building.kubevela_definitions_file(("webservice", "scaler", "hpa", "gateway"))
+    assert building.kubevela_definitions_file(building.KUBEVELA_DEFINITIONS) == building.KUBEVELA_DEFS
+    assert building.kubevela_definitions_file(("webservice", "scaler", "hpa", "gateway")) != building.KUBEVELA_DEFS
     assert building.KUBEVELA_DEFS in building.KUBEVELA.files
     assert building.KUBEVELA.make_files is building.kubevela_files
 
