@@ -4,7 +4,8 @@ operator's concurrency (bench/direct_apply.py), with the operator's writes per c
 writes while idle, and its peak RSS; and the same figures for KubeVela's controller converging
 the equivalent Application on the same stack (bench/kubevela.py; built and cached on first use).
 
-    python bench/converge.py [--sizes 5 50 200] [--idle-seconds 120] [--no-kubevela] [--state-dir DIR]
+    python bench/converge.py [--sizes 5 50 200] [--idle-seconds 120] [--no-baselines] [--state-dir DIR]
+        [--no-kubevela | --vela-apps equal webservice] [--vela-timeout 600] [--vela-arg=--flag=value ...]
     python bench/converge.py --many [--platforms 40] [--services 25] [--idle-seconds 300] [--changes 7] [--no-baselines]
     python bench/converge.py --external [--sizes 200] [--state-dir DIR]
 
@@ -28,6 +29,7 @@ import platform
 import sys
 import time
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -133,104 +135,178 @@ def run_external(stack: LocalStack, kube: Kube, services: int) -> dict[str, Any]
     return row
 
 
+VELA_APPS = ("equal", "webservice")
+
+
+def run_vela(
+    stack: LocalStack,
+    kube: Kube,
+    vela_dir: Path,
+    kind: str,
+    doc: dict[str, Any],
+    *,
+    stamp: int,
+    idle_seconds: float,
+    timeout: float,
+    extra_args: tuple[str, ...],
+) -> dict[str, Any]:
+    """One fresh vela-core converging one Application (``equal`` or ``webservice``), then idle."""
+    services = len(doc["spec"]["services"])
+    vns = kube.namespace(f"vela-{kind}-{services}-{stamp}")
+    if kind == "equal":
+        app = kubevela.equal_work_application(measuring.render(doc, [vns]))
+    else:
+        app = kubevela.application(services)
+    log = stack.state_dir / f"vela-core-{kind}-{services}.log"
+    vela = kubevela.VelaCore(vela_dir, stack.admin_kubeconfig, log, extra_args)
+    out: dict[str, Any] = {"app": kind, "objects": kubevela.application_objects(app)}
+    try:
+        since = utcnow()
+        kubevela.apply_application(kube, vns, app)
+        # Not converging is a result too: recorded as such, not an abort of the run.
+        out.update(kubevela.wait_converged(kube, vns, services, timeout))
+        out["deployments"] = len(kube.list("deployments", vns))
+        time.sleep(5)  # its last writes of the converge (status, revision) land in this window
+        idle_since = utcnow()
+        out["writes"], out["dry_runs"], by = kubevela.write_breakdown(stack.audit_log, since=since, until=idle_since)
+        out["writes_by"] = dict(by.most_common())
+        time.sleep(idle_seconds)  # the idle window itself
+        out["idle_writes"], out["idle_dry_runs"], idle_by = kubevela.write_breakdown(stack.audit_log, since=idle_since)
+        out["idle_writes_by"] = dict(idle_by.most_common())
+        out["rss_mb"] = round(vela.rss_peak_mb(), 1)
+        out["cpu_s"] = round(vela.cpu_seconds(), 1)
+        # Its Application carries vela-core's finalizer: delete it while vela-core still runs.
+        measuring.delete_namespaces(kube, [vns])
+    finally:
+        vela.stop()
+    return out
+
+
 def run_size(
-    stack: LocalStack, kube: Kube, services: int, idle_seconds: float, vela_dir: Path | None, *, vela_timeout: float
+    stack: LocalStack,
+    kube: Kube,
+    services: int,
+    idle_seconds: float,
+    vela_dir: Path | None,
+    *,
+    vela_apps: tuple[str, ...] = VELA_APPS,
+    vela_timeout: float,
+    vela_args: tuple[str, ...] = (),
+    baselines: bool = True,
 ) -> dict[str, Any]:
     doc = big_platform(services, name="bench")
     timeout = 60 + services * 3
     stamp = int(time.time())
-    row: dict[str, Any] = {"services": services}
+    row: dict[str, Any] = {"services": services, "load_start": round(os.getloadavg()[0], 1)}
 
     # Baselines: the same objects, no operator running (it would watch them: they carry its labels).
-    stack.stop_operator()
-    for column, direct in (("plain_s", None), ("direct_s", stack.admin_kubeconfig)):
-        ns = f"{column.removesuffix('_s')}-{services}-{stamp}"
-        objects = measuring.render(doc, [ns])
-        row["objects"] = len(objects)
-        measuring.create_namespaces(kube, [ns])
-        row[column] = round(_plain(kube, objects, ns, services, direct=direct), 1)
-        # The nodes' pod capacity holds few runs at a time: clear the baseline away first.
-        measuring.delete_namespaces(kube, [ns])
+    if baselines:
+        stack.stop_operator()
+        for column, direct in (("plain_s", None), ("direct_s", stack.admin_kubeconfig)):
+            ns = f"{column.removesuffix('_s')}-{services}-{stamp}"
+            objects = measuring.render(doc, [ns])
+            measuring.create_namespaces(kube, [ns])
+            row[column] = round(_plain(kube, objects, ns, services, direct=direct), 1)
+            # The nodes' pod capacity holds few runs at a time: clear the baseline away first.
+            measuring.delete_namespaces(kube, [ns])
 
     # The operator, a fresh process so that the peak RSS is this size's.
     pid = measuring.restart_operator(stack)
     ns = kube.namespace(f"op-{services}-{stamp}")
+    row["objects"] = len(measuring.render(doc, [ns]))
     since = utcnow()
     start = time.monotonic()
     kube.apply(ns, doc)
     eventually(lambda: is_ready(kube, ns), timeout=timeout, interval=0.25)
     row["operator_s"] = round(time.monotonic() - start, 1)
-    row["writes"] = len(measuring.operator_writes(stack.audit_log, since=since, namespace=ns))
-    # The Ready Event is posted just after the status flips: idle starts after it.
+    # The Ready Event is posted just after the status flips: it belongs to the converge.
     eventually(lambda: any(e["reason"] == "Ready" for e in kube.list("events", ns)), timeout=30, what="the Ready event")
-    namespaces = [ns]
+    idle_since, idle_start = utcnow(), time.monotonic()
+    writes = measuring.operator_writes(stack.audit_log, since=since, namespace=ns)
+    row["writes"] = len(writes)
+    row["writes_by"] = dict(Counter(measuring.resource_key(w) for w in writes).most_common())
+    row["cpu_s"] = round(measuring.cpu_seconds(pid), 1)
+    if baselines:
+        row["ratio"] = round(row["operator_s"] / row["plain_s"], 2)
+        row["ratio_direct"] = round(row["operator_s"] / row["direct_s"], 2)
 
-    vela = None
-    if vela_dir is not None:
-        vela = kubevela.VelaCore(vela_dir, stack.admin_kubeconfig, stack.state_dir / f"vela-core-{services}.log")
-        vns = kube.namespace(f"vela-{services}-{stamp}")
-        namespaces.append(vns)
-        vsince = utcnow()
-        start = time.monotonic()
-        kubevela.apply_application(kube, vns, services)
-        # Not converging is a result too: recorded as the time given, not an abort of the run.
-        try:
-            row["vela_available_s"] = round(kubevela.wait_deployments(kube, vns, services, vela_timeout), 1)
-        except AssertionError:
-            row["vela_available_s"] = f"> {vela_timeout:.0f}"
-        try:
-            left = max(vela_timeout - (time.monotonic() - start), 1)
-            eventually(lambda: kubevela.application_running(kube, vns), timeout=left, interval=0.25, what="running")
-            row["vela_running_s"] = round(time.monotonic() - start, 1)
-        except AssertionError:
-            row["vela_running_s"] = f"> {vela_timeout:.0f}"
-        row["vela_deployments"] = len(kube.list("deployments", vns))
-        time.sleep(5)  # its last writes of the converge (status, revision) land in this window
-        row["vela_writes"], row["vela_dry_runs"] = kubevela.writes(stack.audit_log, since=vsince)
-
-    # One idle window for both: each one's writes, by its own identity in the audit log.
-    idle_since = utcnow()
-    time.sleep(idle_seconds)  # the measurement window itself
+    # KubeVela, one fresh vela-core per Application, while the operator idles with its platform.
+    row["vela"] = []
+    for kind in vela_apps if vela_dir is not None else ():
+        assert vela_dir is not None
+        result = run_vela(
+            stack,
+            kube,
+            vela_dir,
+            kind,
+            doc,
+            stamp=stamp,
+            idle_seconds=idle_seconds,
+            timeout=vela_timeout,
+            extra_args=vela_args,
+        )
+        row["vela"].append(result)
+        print(f"# {json.dumps(result)}", file=sys.stderr, flush=True)
+    rest = idle_seconds - (time.monotonic() - idle_start)
+    if rest > 0:
+        time.sleep(rest)  # the operator's idle window is at least as long as KubeVela's
+    # The operator's idle window: from its Ready Event to now, all of KubeVela's runs included.
+    row["idle_s"] = round(time.monotonic() - idle_start)
     row["idle_writes"] = len(measuring.operator_writes(stack.audit_log, since=idle_since))
     row["rss_mb"] = round(measuring.rss_peak_mb(pid), 1)
-    row["ratio"] = round(row["operator_s"] / row["plain_s"], 2)
-    row["ratio_direct"] = round(row["operator_s"] / row["direct_s"], 2)
-    if vela is not None:
-        row["vela_idle_writes"], row["vela_idle_dry_runs"] = kubevela.writes(stack.audit_log, since=idle_since)
-        row["vela_rss_mb"] = round(vela.rss_peak_mb(), 1)
-        # Its Application carries vela-core's finalizer: delete it while vela-core still runs.
-        measuring.delete_namespaces(kube, namespaces[1:])
-        vela.stop()
-    measuring.delete_namespaces(kube, namespaces[:1])
+    row["load_end"] = round(os.getloadavg()[0], 1)
+    measuring.delete_namespaces(kube, [ns])
     return row
 
 
-def print_sizes(rows: list[dict[str, Any]], idle_seconds: float) -> None:
-    print(
-        "| services | objects | kubectl SSA → available (s) | direct SSA, 8 in flight → available (s) "
-        "| operator → Ready (s) | ratio to kubectl | ratio to direct | operator writes per converge "
-        f"| operator writes, {idle_seconds:.0f} s idle | operator peak RSS (MB) |"
-    )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
+def _per_object(writes: int, objects: int) -> str:
+    return f"{writes / objects:.2f}" if objects else "-"
+
+
+def _seconds(value: float | None, timeout: float) -> str:
+    return f"{value}" if value is not None else f"> {timeout:.0f}"
+
+
+def print_sizes(rows: list[dict[str, Any]], idle_seconds: float, vela_timeout: float) -> None:
+    if any("plain_s" in r for r in rows):
         print(
-            f"| {r['services']} | {r['objects']} | {r['plain_s']} | {r['direct_s']} | {r['operator_s']} | {r['ratio']} "
-            f"| {r['ratio_direct']} | {r['writes']} | {r['idle_writes']} | {r['rss_mb']} |"
-        )
-    if any("vela_writes" in r for r in rows):
-        print()
-        print(
-            "| services | KubeVela: Deployments available (s) | Application running (s) | Deployments created "
-            "| writes per converge (+ dry runs) | writes while idle (+ dry runs) | peak RSS (MB) |"
+            "| services | objects | kubectl SSA → available (s) | direct SSA, 8 in flight → available (s) "
+            "| operator → Ready (s) | ratio to kubectl | ratio to direct |"
         )
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
-            if "vela_writes" in r:
+            if "plain_s" in r:
                 print(
-                    f"| {r['services']} | {r['vela_available_s']} | {r['vela_running_s']} | {r['vela_deployments']} "
-                    f"| {r['vela_writes']} (+{r['vela_dry_runs']}) "
-                    f"| {r['vela_idle_writes']} (+{r['vela_idle_dry_runs']}) | {r['vela_rss_mb']} |"
+                    f"| {r['services']} | {r['objects']} | {r['plain_s']} | {r['direct_s']} | {r['operator_s']} "
+                    f"| {r['ratio']} | {r['ratio_direct']} |"
                 )
+        print()
+    print(
+        "| services | controller | objects | → all available and Ready / running (s) | writes per converge "
+        "(+ dry runs) | writes per object | idle writes (+ dry runs) | idle window (s) | peak RSS (MB) |"
+    )
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['services']} | Keelson | {r['objects']} | {r['operator_s']} | {r['writes']} "
+            f"| {_per_object(r['writes'], r['objects'])} | {r['idle_writes']} | {r['idle_s']} | {r['rss_mb']} |"
+        )
+        for v in r["vela"]:
+            ready = _seconds(v["ready_s"], vela_timeout)
+            available, running = _seconds(v["available_s"], vela_timeout), _seconds(v["running_s"], vela_timeout)
+            detail = f"{ready} (available {available}, running {running})"
+            print(
+                f"| {r['services']} | KubeVela, {v['app']} | {v['objects']} | {detail} "
+                f"| {v['writes']} (+{v['dry_runs']}) | {_per_object(v['writes'], v['objects'])} "
+                f"({_per_object(v['writes'] + v['dry_runs'], v['objects'])} with dry runs) "
+                f"| {v['idle_writes']} (+{v['idle_dry_runs']}) | {idle_seconds:.0f} | {v['rss_mb']} |"
+            )
+    print()
+    for r in rows:
+        print(f"{r['services']} services, Keelson's writes per converge: {r['writes_by']}")
+        for v in r["vela"]:
+            print(f"{r['services']} services, KubeVela {v['app']}'s writes per converge: {v['writes_by']}")
+            print(f"{r['services']} services, KubeVela {v['app']}'s idle writes: {v['idle_writes_by']}")
 
 
 def main() -> int:
@@ -238,9 +314,19 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 50, 200])
     parser.add_argument("--idle-seconds", type=float, default=None, help="120, or 300 with --many")
     parser.add_argument("--no-kubevela", action="store_true", help="skip the KubeVela peer")
+    parser.add_argument(
+        "--vela-apps",
+        nargs="+",
+        choices=VELA_APPS,
+        default=list(VELA_APPS),
+        help="KubeVela Applications to converge: equal (Keelson's objects as k8s-objects), webservice (3 per service)",
+    )
     parser.add_argument("--vela-timeout", type=float, default=600, help="seconds KubeVela is given to converge")
+    parser.add_argument(
+        "--vela-arg", action="append", default=[], help="an extra vela-core flag (e.g. --vela-arg=--feature-gates=...)"
+    )
     parser.add_argument("--many", action="store_true", help="the many-platforms mode")
-    parser.add_argument("--no-baselines", action="store_true", help="with --many: the operator's figures only")
+    parser.add_argument("--no-baselines", action="store_true", help="no kubectl and direct-apply baselines")
     parser.add_argument("--platforms", type=int, default=40)
     parser.add_argument("--services", type=int, default=25, help="per platform, with --many")
     parser.add_argument("--changes", type=int, default=7, help="single-service changes timed, with --many")
@@ -292,11 +378,22 @@ def main() -> int:
         kubevela.install(kube, vela_dir)
     rows = []
     for n in args.sizes:
-        rows.append(run_size(stack, kube, n, idle_seconds, vela_dir, vela_timeout=args.vela_timeout))
-        print(f"# {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+        row = run_size(
+            stack,
+            kube,
+            n,
+            idle_seconds,
+            vela_dir,
+            vela_apps=tuple(args.vela_apps),
+            vela_timeout=args.vela_timeout,
+            vela_args=tuple(args.vela_arg),
+            baselines=not args.no_baselines,
+        )
+        rows.append(row)
+        print(f"# {json.dumps(row)}", file=sys.stderr, flush=True)
     print(header)
     print()
-    print_sizes(rows, idle_seconds)
+    print_sizes(rows, idle_seconds, args.vela_timeout)
     print()
     print(json.dumps(rows))
     return 0

@@ -171,5 +171,12 @@ def operator_writes(audit_log: Path, *, since: str, namespace: str | None = None
     ]
 
 
+def resource_key(event: dict[str, Any]) -> str:
+    """``verb resource[/subresource]`` of an audit event: what a write was."""
+    ref = event.get("objectRef") or {}
+    sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+    return f"{event['verb']} {ref.get('resource', '?')}{sub}"
+
+
 def timestamp(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))

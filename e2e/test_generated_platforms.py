@@ -9,7 +9,7 @@ added, removed and renamed, calls, autoscaling, replicas, gateway kind, Kafka pr
 to exactly the new set, with no orphans. Last, with every one of those platforms still alive, the
 operator makes zero writes to them over an idle window spanning resyncs (from the audit log).
 
-CI runs a bounded, derandomized number (KEELSON_GENERATED_EXAMPLES, default 15 and 15); the soak
+CI runs a bounded, derandomized number (KEELSON_GENERATED_EXAMPLES, default 25 and 25); the soak
 profile is documented in docs/testing.md. What the stack cannot back is left out of the draws and
 covered elsewhere: CloudNativePG (no operator runs its Clusters here; objects and admission in
 e2e/test_drift_roundtrip.py) and Strimzi (no Topic Operator; e2e/test_topics.py).
@@ -43,7 +43,7 @@ from tests.cases.generated import Target, platforms
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.postgres]
 
-EXAMPLES = int(os.environ.get("KEELSON_GENERATED_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("KEELSON_GENERATED_EXAMPLES", "25"))
 _counter = itertools.count()
 SETTINGS = settings(
     max_examples=EXAMPLES,

@@ -143,6 +143,42 @@ def test_a_failed_build_leaves_nothing_that_looks_cached(monkeypatch: pytest.Mon
     assert not calls[0].exists()
 
 
+def test_a_new_data_file_is_made_without_rebuilding_the_binaries(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KEELSON_CACHE_DIR", str(tmp_path))
+    builds: list[Path] = []
+    final = building.ensure_component(_fake_component(builds), lambda _: None)
+    made: list[Path] = []
+
+    def make_files(out: Path, version: str) -> None:
+        made.append(out)
+        (out / "data.yaml").write_text("x: 1\n")
+        (out / "data-2.yaml").write_text("y: 2\n")
+
+    # The same binaries, a file name the cache does not have yet (a new key).
+    wider = building.Component(
+        "tool", "v1.0.0", ("tool",), builds.append, "no time", files=("data.yaml", "data-2.yaml"), make_files=make_files
+    )
+    messages: list[str] = []
+    assert building.ensure_component(wider, messages.append) == final
+    assert len(builds) == 1, "the binaries were not built again"
+    assert len(made) == 1 and not made[0].exists()
+    assert (final / "data-2.yaml").read_text() == "y: 2\n"
+    assert (final / "tool").is_file()
+    assert any("extracting tool v1.0.0" in m for m in messages)
+    building.ensure_component(wider, messages.append)
+    assert len(made) == 1, "then it is cached"
+
+
+def test_kubevela_definitions_are_cached_under_a_key_of_their_names() -> None:
+    assert "k8s-objects" in building.KUBEVELA_DEFINITIONS
+    assert building.kubevela_definitions_file(building.KUBEVELA_DEFINITIONS) == building.KUBEVELA_DEFS
+    assert building.kubevela_definitions_file(("webservice", "scaler", "hpa", "gateway")) != building.KUBEVELA_DEFS
+    assert building.KUBEVELA_DEFS in building.KUBEVELA.files
+    assert building.KUBEVELA.make_files is building.kubevela_files
+
+
 def test_kafka_pom_asks_for_the_broker_its_tools_and_a_logging_backend() -> None:
     import xml.etree.ElementTree as ET
 

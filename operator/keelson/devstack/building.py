@@ -8,6 +8,7 @@ a cached one. A file lock keeps two ``keelson dev up`` from building the same th
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -372,12 +373,33 @@ def build_kafka(out: Path, version: str = KAFKA_VERSION) -> None:
     )  # fmt: skip
 
 
-# What the benchmark's Application uses: a Deployment and a Service per component (webservice),
-# replicas (scaler), and an HPA (hpa) as Keelson renders one.
-KUBEVELA_DEFINITIONS = ("webservice", "scaler", "hpa", "gateway")
+# What the benchmark's Applications use: a Deployment and a Service per component (webservice),
+# replicas (scaler), and an HPA (hpa) as Keelson renders one; and, for the equal-work Application,
+# the very objects Keelson renders, as raw objects (k8s-objects).
+KUBEVELA_DEFINITIONS = ("webservice", "scaler", "hpa", "gateway", "k8s-objects")
 KUBEVELA_CRDS = "kubevela-crds.yaml"
-KUBEVELA_DEFS = "kubevela-definitions.yaml"
 KUBEVELA_SYSTEM_NAMESPACE = "vela-system"
+
+
+def kubevela_definitions_file(names: tuple[str, ...]) -> str:
+    """The cached definitions file's name, keyed by the definitions it holds: adding one to
+    KUBEVELA_DEFINITIONS is a cache miss, which extracts the file again (not the binary)."""
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:10]
+    return f"kubevela-definitions-{digest}.yaml"
+
+
+KUBEVELA_DEFS = kubevela_definitions_file(KUBEVELA_DEFINITIONS)
+
+
+def kubevela_files(out: Path, version: str = KUBEVELA_VERSION) -> None:
+    """vela-core's CRDs and the benchmark's definitions, from the module's chart, into ``out``."""
+    work, log = _fresh_work_dir("kubevela-files", version)
+    source = _download_module_dir(KUBEVELA_MODULE, version, cwd=work, log=log)
+    crds = sorted((source / "charts/vela-core/crds").glob("*.yaml"))
+    (out / KUBEVELA_CRDS).write_text(join_yaml_documents([crd.read_text() for crd in crds]))
+    templates = source / "charts/vela-core/templates/defwithtemplate"
+    definitions = [(templates / f"{name}.yaml").read_text() for name in KUBEVELA_DEFINITIONS]
+    (out / KUBEVELA_DEFS).write_text(kubevela_definitions(definitions, KUBEVELA_SYSTEM_NAMESPACE))
 
 
 def build_kubevela(out: Path, version: str = KUBEVELA_VERSION) -> None:
@@ -388,11 +410,7 @@ def build_kubevela(out: Path, version: str = KUBEVELA_VERSION) -> None:
     (work / "main.go").write_text((source / "cmd/core/main.go").read_text())
     _run_go(["mod", "tidy"], cwd=work, log=log)
     _run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "vela-core"), "."], cwd=work, log=log)
-    crds = sorted((source / "charts/vela-core/crds").glob("*.yaml"))
-    (out / KUBEVELA_CRDS).write_text(join_yaml_documents([crd.read_text() for crd in crds]))
-    templates = source / "charts/vela-core/templates/defwithtemplate"
-    definitions = [(templates / f"{name}.yaml").read_text() for name in KUBEVELA_DEFINITIONS]
-    (out / KUBEVELA_DEFS).write_text(kubevela_definitions(definitions, KUBEVELA_SYSTEM_NAMESPACE))
+    kubevela_files(out, version)
 
 
 @dataclass(frozen=True)
@@ -407,6 +425,9 @@ class Component:
     files: tuple[str, ...] = ()
     # What the build runs; checked up front so a cache miss fails with a clear message.
     tool: str = "go"
+    # Makes ``files`` alone into the directory it is given, when the binaries are cached but a
+    # file is missing (a new file name): no rebuild of the binaries for a data file.
+    make_files: Callable[[Path, str], None] | None = None
 
 
 COMPONENTS: tuple[Component, ...] = (
@@ -434,6 +455,7 @@ KUBEVELA = Component(
     build_kubevela,
     "5-10 min on 2 cores",
     files=(KUBEVELA_CRDS, KUBEVELA_DEFS),
+    make_files=kubevela_files,
 )
 
 
@@ -444,10 +466,28 @@ def component(name: str) -> Component:
     raise KeyError(name)
 
 
+def _binaries_present(directory: Path, comp: Component) -> bool:
+    return all(os.access(directory / binary, os.X_OK) for binary in comp.binaries)
+
+
 def _complete(directory: Path, comp: Component) -> bool:
-    return all(os.access(directory / binary, os.X_OK) for binary in comp.binaries) and all(
-        (directory / name).is_file() for name in comp.files
-    )
+    return _binaries_present(directory, comp) and all((directory / name).is_file() for name in comp.files)
+
+
+def _make_files(final: Path, comp: Component, make: Callable[[Path, str], None], progress: Progress) -> None:
+    """Only the data files, into a temporary directory, then each renamed into place."""
+    progress(f"extracting {comp.name} {comp.version}'s files ({', '.join(comp.files)}) into {final}")
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f"{final.name}.files-"))
+    try:
+        make(staging, comp.version)
+        missing = [name for name in comp.files if not (staging / name).is_file()]
+        if missing:
+            raise BuildError(f"{comp.name} produced no {', '.join(missing)}")
+        for name in comp.files:
+            (staging / name).chmod(0o644)
+            os.replace(staging / name, final / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -473,6 +513,9 @@ def ensure_component(comp: Component, progress: Progress) -> Path:
             return final
         if shutil.which(comp.tool) is None:
             raise BuildError(f"{comp.name} {comp.version} is not cached in {final} and `{comp.tool}` is not on PATH")
+        if comp.make_files is not None and comp.binaries and _binaries_present(final, comp):
+            _make_files(final, comp, comp.make_files, progress)
+            return final
         progress(
             f"building {comp.name} {comp.version} ({', '.join(comp.binaries or ('jars',))}): first time only, "
             f"{comp.expected_duration}; log {cache.work_dir(comp.name, comp.version) / 'build.log'}"
