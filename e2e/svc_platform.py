@@ -6,7 +6,6 @@ a local SMTP sink, and polling with deadlines (no test sleeps to wait)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 import uuid

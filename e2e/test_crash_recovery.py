@@ -30,7 +30,7 @@ import pytest
 
 from e2e.svc_platform import Shop, SmtpSink, kafka_bootstrap, read_topic, wait_for
 from e2e.svc_postgres import fresh_database
-from e2e.svc_processes import spawn, stop, wait_ready
+from e2e.svc_processes import TEST_KEK, spawn, stop, wait_ready
 from keelson.devstack.ports import free_port
 from keelson.devstack.services import local_env
 
@@ -44,6 +44,7 @@ RESILIENCE = {
     "retry": {"backoffSeconds": [1], "maxRetries": 2},
 }
 SERVICE_ENV = {
+    "KEELSON_KEY_ENCRYPTION_KEY": TEST_KEK,  # what the operator puts in the database Secret
     "KEELSON_USERS_ARGON2_TIME_COST": "1",
     "KEELSON_USERS_ARGON2_MEMORY_KIB": "1024",
     # A charge takes a moment, so that requests are in flight when a service dies.

@@ -22,7 +22,7 @@ from tests.fakes.hung_postgres import HungPostgres
 
 pytestmark = pytest.mark.cluster
 
-DB_SERVICES = ["notifications", "orders", "payments", "users"]
+DB_SERVICES = ["gateway", "notifications", "orders", "payments", "users"]
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -173,7 +173,7 @@ class World:
         change(self.platform["spec"])
 
 
-DB_SERVICES = ["notifications", "orders", "payments", "users"]
+DB_SERVICES = ["gateway", "notifications", "orders", "payments", "users"]
 
 
 async def test_first_pass_provisions_every_service_and_second_changes_nothing() -> None:
@@ -182,7 +182,7 @@ async def test_first_pass_provisions_every_service_and_second_changes_nothing() 
     assert first.condition.status == "True" and first.condition.reason == "DatabasesReady"
     assert sorted(e["service"] for e in first.status["databases"]) == DB_SERVICES
     assert all(e["ready"] and e["secret"] == f"shop-{e['service']}-db" for e in first.status["databases"])
-    assert len(w.server.roles) == len(w.server.dbs) == 4
+    assert len(w.server.roles) == len(w.server.dbs) == len(DB_SERVICES)
     assert all(not d.public for d in w.server.dbs.values())
     orders = w.creds("orders")
     assert w.server.roles[orders.user].password == orders.password
@@ -215,9 +215,9 @@ async def test_a_restarted_operator_checks_each_password_once_and_changes_nothin
     w.area = w.new_area()  # memory lost
     ddl = w.server.ddl
     await w.reconcile()
-    assert w.server.ddl == ddl and w.server.logins == 4
+    assert w.server.ddl == ddl and w.server.logins == len(DB_SERVICES)
     await w.reconcile()
-    assert w.server.logins == 4
+    assert w.server.logins == len(DB_SERVICES)
 
 
 async def test_deleted_secret_comes_back_with_the_same_password() -> None:
@@ -343,7 +343,7 @@ async def test_readding_a_retained_database_adopts_it() -> None:
     await w.reconcile()
     w.platform["spec"] = example()["spec"]
     result = await w.reconcile()
-    assert result.condition.status == "True" and len(w.server.dbs) == 4
+    assert result.condition.status == "True" and len(w.server.dbs) == len(DB_SERVICES)
     orders = w.creds("orders")
     assert w.server.roles[orders.user].password == orders.password
 
@@ -451,7 +451,7 @@ async def test_cnpg_secret_first_then_role_and_readiness_from_the_database_statu
     assert w.creds("orders").host == "shop-db-rw.shop-ns.svc"
     second = await w.reconcile()
     cluster = next(o for o in second.objects if o["kind"] == "Cluster")
-    assert len(cluster["spec"]["managed"]["roles"]) == 4
+    assert len(cluster["spec"]["managed"]["roles"]) == len(DB_SERVICES)
     assert w.creds("orders") == from_secret(secret)  # unchanged password
     for db in w.cache.stores["Database"].values():
         db["status"] = {"applied": True}
@@ -475,6 +475,6 @@ async def test_external_secrets_are_checked_for_existence_and_keys() -> None:
     assert entries["orders"]["ready"] and not entries["users"]["ready"] and "no key uri" in entries["users"]["message"]
     policy = next(o for o in result.objects if o["metadata"]["name"] == "orders.database")
     assert policy["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 5432}]
-    for name in ("users-pg", "payments-pg", "notifications-pg"):
+    for name in ("users-pg", "payments-pg", "notifications-pg", "gateway-pg"):
         w.client.secrets[name] = _secret(uri="postgresql://x:y@10.0.0.2/db")
     assert (await w.reconcile()).condition.status == "True"
