@@ -475,10 +475,10 @@ def test_cloudnative_pg_objects_are_accepted_and_follow_the_policy(
     def roles() -> list[dict[str, Any]] | None:
         cluster = kube.get("clusters.postgresql.cnpg.io", "shop-db", namespace) or {}
         found = cluster.get("spec", {}).get("managed", {}).get("roles", [])
-        return found if len(found) == 4 else None
+        return found if len(found) == len(DB_SERVICES) else None
 
     # Secrets first, then the roles that read them.
-    assert len(eventually(roles, timeout=60, what="Cluster with 4 managed roles")) == 4
+    assert len(eventually(roles, timeout=60, what="Cluster with a managed role per database")) == len(DB_SERVICES)
     cluster = kube.get("clusters.postgresql.cnpg.io", "shop-db", namespace)
     assert cluster is not None and cluster["spec"]["instances"] == 2 and cluster["spec"]["storage"]["size"] == "1Gi"
     owners = cluster["metadata"].get("ownerReferences", [])
