@@ -10,14 +10,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keelson_services.contracts.orders import MAX_UNIT_PRICE_CENTS, Currency
+from keelson_services.contracts.orders import MAX_UNIT_PRICE_CENTS, NOT_A_BOOLEAN, Currency
 from keelson_services.contracts.text import Name, Sku
 
 MAX_STOCK = 1_000_000_000
 
-PriceCents = Annotated[int, Field(ge=0, le=MAX_UNIT_PRICE_CENTS, description="0 for a free item.")]
+PriceCents = Annotated[int, Field(ge=0, le=MAX_UNIT_PRICE_CENTS, description="0 for a free item."), NOT_A_BOOLEAN]
 Stock = Annotated[
-    int, Field(ge=0, le=MAX_STOCK, description="Units on hand, those reserved by pending orders included.")
+    int,
+    Field(ge=0, le=MAX_STOCK, description="Units on hand, those reserved by pending orders included."),
+    NOT_A_BOOLEAN,
 ]
 
 

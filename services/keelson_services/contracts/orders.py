@@ -8,12 +8,22 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from keelson_services.contracts.text import Sku
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"], description="ISO 4217 code.")]
 
+
+def _not_a_boolean(value: object) -> object:
+    # JSON's true is no 1 (pydantic's lax mode would take it, the document's integer does not);
+    # strict mode would refuse 2.0, which the document's integer allows.
+    if isinstance(value, bool):
+        raise ValueError("Input should be a number, not true or false")
+    return value
+
+
+NOT_A_BOOLEAN = BeforeValidator(_not_a_boolean)
 
 MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS = 100, 1000, 100_000_000
 # The largest total an order can have. Payments charges up to this (`contracts.payments`), so that
@@ -28,7 +38,7 @@ class OrderLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: Sku
-    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY), NOT_A_BOOLEAN]
 
 
 class OrderItem(BaseModel):
