@@ -46,7 +46,7 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "reference": "orders",
         "database": {"engine": "postgres"},
         "calls": ["payments"],
-        "publishes": ["order.created", "order.paid", "order.cancelled"],
+        "publishes": ["order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered"],
         "subscribes": ["payment.completed", "payment.failed"],
         "expose": {"path": "/orders"},
     },

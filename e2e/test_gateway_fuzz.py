@@ -155,6 +155,7 @@ class Fuzzing:
     admin: dict[str, str]
     leaver: dict[str, str]  # for DELETE /users/me, which deactivates the caller for good
     order_id: str  # the customer's order
+    shipping_id: str  # another of theirs, for the admins' fulfilment (the first may be cancelled first)
     target_id: str  # an account the admin operations may change
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
 
@@ -178,7 +179,8 @@ class Fuzzing:
             key = case.headers.get("Idempotency-Key")
             if isinstance(key, str) and _VALID_KEY.fullmatch(key):
                 case.headers["Idempotency-Key"] = str(uuid.uuid4())
-        for name, known in (("order_id", self.order_id), ("user_id", self.target_id)):
+        order_id = self.shipping_id if case.path.startswith("/api/v1/admin/orders/") else self.order_id
+        for name, known in (("order_id", order_id), ("user_id", self.target_id)):
             value = (case.path_parameters or {}).get(name)
             if case.path_parameters is not None and isinstance(value, str) and _even_uuid(value):
                 case.path_parameters[name] = known
@@ -230,17 +232,21 @@ async def _accounts(shop: RunningShop) -> Fuzzing:
         added = await shop.client.post("/api/v1/admin/products", json=product, headers=admin)
         assert added.status_code == 201, added.text
     customer = await shop.bearer(emails["customer"])
-    placed = await shop.client.post(
-        "/api/v1/orders",
-        json={"items": [{"sku": "FUZZ-0", "quantity": 1}], "currency": "EUR"},
-        headers=customer | {"Idempotency-Key": str(uuid.uuid4())},
-    )
-    assert placed.status_code == 201, placed.text
+    placed, to_ship = [
+        await shop.client.post(
+            "/api/v1/orders",
+            json={"items": [{"sku": "FUZZ-0", "quantity": 1}], "currency": "EUR"},
+            headers=customer | {"Idempotency-Key": str(uuid.uuid4())},
+        )
+        for _ in range(2)
+    ]
+    assert placed.status_code == to_ship.status_code == 201, placed.text + to_ship.text
     return Fuzzing(
         customer=customer,
         admin=admin,
         leaver=await shop.bearer(emails["leaver"]),
         order_id=placed.json()["id"],
+        shipping_id=to_ship.json()["id"],
         target_id=ids["target"],
     )
 

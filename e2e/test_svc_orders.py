@@ -456,3 +456,41 @@ async def test_fifty_concurrent_orders_for_the_last_ten_items_sell_exactly_ten()
         assert await s.product("LAST") == {"stock": 0, "reserved": 0, "available": 0}
         assert s.rows('SELECT count(*) FROM orders WHERE items @> \'[{"sku": "LAST"}]\'') == [(10,)]
         assert s.charges() == 10
+
+
+async def test_an_admin_ships_then_delivers_a_paid_order_which_then_cannot_be_cancelled() -> None:
+    async with stack() as s, serve(s.payments_app(), s.payments_port):
+        order = (await s.order("k-ship")).json()
+        assert order["status"] == "paid"
+        ship, deliver = (f"/api/v1/admin/orders/{order['id']}/{step}" for step in ("ship", "deliver"))
+
+        customer = await s.orders.post(ship, headers=CUSTOMER)
+        assert customer.status_code == 403 and customer.json()["error"]["code"] == "forbidden"
+        too_soon = await s.orders.post(deliver, headers=ADMIN)
+        assert too_soon.status_code == 409 and too_soon.json()["error"]["details"] == {
+            "status": "paid", "requested": "delivered",
+        }  # fmt: skip
+        missing = await s.orders.post(f"/api/v1/admin/orders/{uuid.uuid4()}/ship", headers=ADMIN)
+        assert missing.status_code == 404
+
+        shipped = await s.orders.post(ship, headers=ADMIN)
+        assert shipped.status_code == 200 and shipped.json()["status"] == "shipped"
+        assert (await s.orders.post(ship, headers=ADMIN)).json()["status"] == "shipped"  # again: no error, no event
+        cancel = await s.orders.post(f"/api/v1/orders/{order['id']}/cancel", headers=CUSTOMER)
+        assert cancel.status_code == 409 and cancel.json()["error"]["code"] == "invalid_transition"
+        delivered = await s.orders.post(deliver, headers=ADMIN)
+        assert delivered.status_code == 200 and delivered.json()["status"] == "delivered"
+        mine = await s.orders.get(f"/api/v1/orders/{order['id']}", headers=CUSTOMER)
+        assert mine.json()["status"] == "delivered"
+
+        events = s.rows("SELECT event, data->>'status' FROM outbox WHERE key = %s ORDER BY id", order["id"])
+        assert events == [
+            ("order.created", "pending"), ("order.paid", "paid"),
+            ("order.shipped", "shipped"), ("order.delivered", "delivered"),
+        ]  # fmt: skip
+        transitions = s.rows(
+            "SELECT from_status, to_status, cause FROM order_transitions WHERE order_id = %s ORDER BY id", order["id"]
+        )
+        assert transitions[2:] == [("paid", "shipped", "shipped by admin admin-1"),
+                                   ("shipped", "delivered", "delivered by admin admin-1")]  # fmt: skip
+        assert await s.product("SKU-1") == {"stock": 998, "reserved": 0, "available": 998}  # sold, not restocked

@@ -184,6 +184,15 @@ async def test_the_catalogue_is_public_and_changing_it_needs_the_admin_role(gw: 
     assert changed.status_code == 200 and gw.orders.seen[-1].url.path == "/api/v1/admin/products/A-1"
 
 
+async def test_fulfilment_needs_the_admin_role(gw: Gateway) -> None:
+    ship = f"/api/v1/admin/orders/{uuid.uuid4()}/ship"
+    customer = await gw.http.post(ship, headers=gw.token(roles=["customer"]))
+    assert customer.status_code == 403 and gw.orders.seen == []
+    shipped = await gw.http.post(ship, headers=gw.token(roles=["admin"]))
+    assert shipped.status_code == 200 and gw.orders.seen[-1].url.path == ship
+    assert gw.orders.seen[-1].headers["x-user-roles"] == "admin"
+
+
 async def test_paths_outside_the_public_api_go_to_the_longest_matching_route(gw: Gateway) -> None:
     order_id = uuid.uuid4()
     response = await gw.http.get(f"/api/v1/orders/{order_id}/items", headers=gw.token())
@@ -243,6 +252,8 @@ def test_the_openapi_document_describes_the_public_api(gw_app: FastAPI) -> None:
         "/api/v1/products/{sku}",
         "/api/v1/admin/products",
         "/api/v1/admin/products/{sku}",
+        "/api/v1/admin/orders/{order_id}/ship",
+        "/api/v1/admin/orders/{order_id}/deliver",
         "/api/v1/notifications",
     }
     assert "security" not in paths["/api/v1/products"]["get"]

@@ -72,14 +72,15 @@ class CreateOrderRequest(BaseModel):
         return items
 
 
-OrderStatus = Literal["pending", "paid", "payment_failed", "cancelled"]
+OrderStatus = Literal["pending", "paid", "payment_failed", "cancelled", "shipped", "delivered"]
 
 
 class Order(BaseModel):
     id: UUID
     status: OrderStatus = Field(
         description="pending until the payment's verdict; then paid or payment_failed; cancelled on request "
-        "(a paid order is refunded)."
+        "(a paid order is refunded); a paid order is shipped, then delivered (an admin's doing), and a shipped "
+        "one can no longer be cancelled."
     )
     items: list[OrderItem]
     currency: str

@@ -4,9 +4,9 @@ verdict (from the answer or from the payment event, whichever comes first), and 
 Every change is one transaction that locks the order, asks the state machine, moves the stock
 of its items (`catalogue.py`: reserved when placed, committed when paid, released when it fails or
 is cancelled) and writes the event announcing it to the outbox (`order.created`, `order.paid`,
-`order.cancelled`), so stock and events change exactly with the changes that committed.
-Settling is idempotent: the verdict of a payment applied twice (answer and event, or a
-redelivered event) changes the order once.
+`order.cancelled`, `order.shipped`, `order.delivered`), so stock and events change exactly with
+the changes that committed. Settling is idempotent: the verdict of a payment applied twice
+(answer and event, or a redelivered event) changes the order once.
 """
 
 from __future__ import annotations
@@ -167,6 +167,20 @@ class OrderFlows:
                 )
                 return cancelled
         return await self.cancel(user_id=user_id, order_id=order_id)  # it was paid meanwhile: refund it
+
+    async def fulfil(self, order_id: UUID, to: OrderStatus, *, admin_id: str) -> Order:
+        """Ship a paid order, or deliver a shipped one (an admin's doing), announcing it with
+        `order.shipped` / `order.delivered`. Asking again for the state it is in is no error."""
+        async with self.db.connection() as conn:
+            locked = await self.orders.lock(conn, order_id)
+            if locked is None:
+                raise ApiError(404, "not_found", "No such order")
+            order, user_id = locked
+            if order.status == to:
+                return order
+            moved = await self.orders.move(conn, order, to, cause=f"{to} by admin {admin_id}")
+            await self.outbox.add(conn, f"order.{to}", _event(moved, user_id), key=str(order_id))
+            return moved
 
     async def _refund(self, order: Order, user_id: str, *, reason: str) -> Order:
         """Refund the order's payment, then record it (cancelling a paid order, with its event)."""
