@@ -61,7 +61,8 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "reference": "notifications",
         "database": {"engine": "postgres"},
         "subscribes": [
-            "user.registered", "order.created", "order.paid", "order.cancelled", "payment.completed", "payment.failed",
+            "user.registered", "order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
+            "payment.completed", "payment.failed",
         ],
         "expose": {"path": "/notifications"},
     },

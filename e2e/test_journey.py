@@ -153,3 +153,33 @@ async def test_payments_down_is_a_503_naming_payments_and_leaves_the_gateways_br
     # The orders whose payment got no verdict stay pending (resumed later); none was paid.
     statuses = {status for (status,) in rows(shop.uris["orders"], "SELECT status FROM orders")}
     assert statuses == {"pending"}
+
+
+async def test_an_admin_ships_and_delivers_an_order_and_the_customer_is_emailed_each_time(shop: RunningShop) -> None:
+    await shop.register("dot@example.com", name="Dot")
+    await shop.register("boss@example.com", name="Boss")
+    await shop.grant_admin("boss@example.com")
+    customer, admin = await shop.bearer("dot@example.com"), await shop.bearer("boss@example.com")
+    placed = await shop.client.post(
+        "/api/v1/orders",
+        json={"items": [{"sku": "SKU-1", "quantity": 1}]},
+        headers=customer | {"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert placed.status_code == 201 and placed.json()["status"] == "paid", placed.text
+    order_id = placed.json()["id"]
+
+    forbidden = await shop.client.post(f"/api/v1/admin/orders/{order_id}/ship", headers=customer)
+    assert forbidden.status_code == 403
+    for step, status in (("ship", "shipped"), ("deliver", "delivered")):
+        moved = await shop.client.post(f"/api/v1/admin/orders/{order_id}/{step}", headers=admin)
+        assert moved.status_code == 200 and moved.json()["status"] == status, moved.text
+        subject = f"Your order {order_id[:8]} is {status}"
+        await wait_for(lambda s=subject: [m for m in shop.sink.messages if m["Subject"] == s], within=30)
+    mine = await shop.client.get(f"/api/v1/orders/{order_id}", headers=customer)
+    assert mine.json()["status"] == "delivered"
+    # Each once; the "paid" email may come after them (each topic is consumed on its own).
+    await wait_for(lambda: len([m for m in shop.sink.messages if m["To"] == "dot@example.com"]) == 4, within=30)
+    subjects = sorted(str(m["Subject"]) for m in shop.sink.messages if m["To"] == "dot@example.com")
+    assert subjects == sorted(
+        [f"Your order {order_id[:8]} is {s}" for s in ("paid", "shipped", "delivered")] + ["Welcome to shop, Dot"]
+    )
