@@ -4,8 +4,12 @@ by `keelson dev run` on the local stack (real uvicorn processes, PostgreSQL, Kaf
     python bench/load.py [--customers 8] [--seconds 60] [--state-dir DIR] [--namespace load]
     python bench/load.py --smoke [--state-dir DIR] [--namespace NS] [--platform NAME]
 
-Phase 1, the journey: `--customers` concurrent customers, each repeating register -> log in ->
-place an order -> read it -> list their notifications for `--seconds`. Every step is checked
+Before the phases, the catalogue gets its product (`SKU-1`, 12.50 EUR, stock for any run),
+added by an admin: straight at the orders service as the gateway forwards an admin's request.
+
+Phase 1, the journey: `--customers` concurrent customers, each repeating browse the catalogue ->
+register -> log in -> order the product by SKU -> read the order -> list their notifications for
+`--seconds`. Every step is checked
 (status codes, the order `paid`); a failed check is an error, counted and printed. Figures:
 orders per second and p50/p99 of the whole journey and of each step.
 
@@ -53,7 +57,9 @@ from keelson.devstack.stack import LocalStack  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "ecommerce.yaml"
 PASSWORD = "correct horse battery staple"
-ORDER = {"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}], "currency": "EUR"}
+PRODUCT = {"sku": "SKU-1", "name": "Anchor", "price_cents": 1250, "currency": "EUR", "stock": 1_000_000_000}
+ORDER = {"items": [{"sku": "SKU-1", "quantity": 2}], "currency": "EUR"}
+ADMIN = {"X-User-Id": "bench-admin", "X-User-Roles": "admin"}  # as the gateway forwards an admin
 TIMEOUT = 30.0
 
 
@@ -114,9 +120,14 @@ def new_customer(number: int) -> Customer:
 
 
 async def journey(gateway: httpx.AsyncClient, customer: Customer, rec: Recorder) -> dict[str, Any]:
-    """Register, log in, order, read the order, list notifications; every answer checked."""
+    """Browse, register, log in, order, read the order, list notifications; every answer checked."""
     started = time.perf_counter()
     anonymous = {"X-Forwarded-For": customer.address}
+    catalogue = expect(
+        await rec.time("browse catalogue", lambda: gateway.get("/api/v1/products", headers=anonymous)), 200
+    )
+    if not any(p["sku"] == ORDER["items"][0]["sku"] and p["available"] > 0 for p in catalogue["items"]):
+        raise CheckFailed(f"the catalogue has no {ORDER['items'][0]['sku']} in stock")
     user = expect(
         await rec.time(
             "register",
@@ -275,6 +286,16 @@ def service_token(stack: LocalStack, namespace: str, platform: str, caller: str,
     return {"Authorization": f"Bearer {token}"}
 
 
+async def stock_catalogue(orders_url: str, as_gateway: dict[str, str]) -> None:
+    """The product the journey orders, with stock for any run (topped up if it is there)."""
+    async with httpx.AsyncClient(base_url=orders_url, timeout=TIMEOUT, headers=as_gateway | ADMIN) as orders:
+        added = await orders.post("/api/v1/admin/products", json=PRODUCT)
+        if added.status_code == 409:
+            added = await orders.patch(f"/api/v1/admin/products/{PRODUCT['sku']}", json={"stock": PRODUCT["stock"]})
+        if added.status_code not in (200, 201):
+            raise CheckFailed(f"stocking the catalogue: {added.status_code} {added.text[:200]}")
+
+
 def prepare(state_dir: Path | None, platform: str, namespace: str) -> tuple[LocalStack, str, str]:
     """The stack up, the example applied (unless already there) and Ready, its services running."""
     stack = LocalStack(state_dir or default_state_dir())
@@ -335,6 +356,8 @@ def main() -> int:
     args = parser.parse_args()
 
     stack, gateway_url, orders_url = prepare(args.state_dir, args.platform, args.namespace)
+    as_gateway = service_token(stack, args.namespace, args.platform, "gateway", "orders")
+    asyncio.run(stock_catalogue(orders_url, as_gateway))
     if args.smoke:
         problems = asyncio.run(smoke(stack, gateway_url, args.platform, args.namespace))
         for problem in problems:
@@ -358,7 +381,7 @@ def main() -> int:
             orders_url,
             customers[: args.customers],
             args.seconds,
-            service_token(stack, args.namespace, args.platform, "gateway", "orders"),
+            as_gateway,
         )
     )
     cpu_orders = cpu()
@@ -378,7 +401,20 @@ def main() -> int:
     )
     print()
     print(
-        "\n".join(table(journeys, ["journey", "register", "log in", "place order", "read order", "list notifications"]))
+        "\n".join(
+            table(
+                journeys,
+                [
+                    "journey",
+                    "browse catalogue",
+                    "register",
+                    "log in",
+                    "place order",
+                    "read order",
+                    "list notifications",
+                ],
+            )
+        )
     )
     print()
     print(

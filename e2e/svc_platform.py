@@ -47,7 +47,7 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "reference": "orders",
         "database": {"engine": "postgres"},
         "calls": ["payments"],
-        "publishes": ["order.created", "order.paid", "order.cancelled"],
+        "publishes": ["order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered"],
         "subscribes": ["payment.completed", "payment.failed"],
         "expose": {"path": "/orders"},
     },
@@ -62,7 +62,8 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "reference": "notifications",
         "database": {"engine": "postgres"},
         "subscribes": [
-            "user.registered", "order.created", "order.paid", "order.cancelled", "payment.completed", "payment.failed",
+            "user.registered", "order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
+            "payment.completed", "payment.failed",
         ],
         "expose": {"path": "/notifications"},
     },

@@ -21,10 +21,12 @@ from fastapi import FastAPI
 from e2e.svc_platform import Shop, SmtpSink, smtp_sink
 from e2e.svc_postgres import fresh_database
 from e2e.svc_processes import TEST_KEK
+from keelson_services.contracts.catalogue import CreateProductRequest
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.main import create_app as create_gateway
 from keelson_services.services.notifications.config import NotificationsConfig
 from keelson_services.services.notifications.main import create_app as create_notifications
+from keelson_services.services.orders.catalogue import Catalogue
 from keelson_services.services.orders.main import create_app as create_orders
 from keelson_services.services.payments.main import create_app as create_payments
 from keelson_services.services.users.components import UsersComponents
@@ -40,6 +42,9 @@ FAST_HASHING = {
 }
 DATABASES = ("users", "orders", "payments", "notifications")
 PASSWORD = "correct horse battery"
+# The catalogue every shop starts with: orders name SKUs, the orders service prices them.
+SKU, PRICE_CENTS = "SKU-1", 1250
+CATALOGUE_ADMIN = {"X-User-Id": "catalogue-admin", "X-User-Roles": "admin"}
 
 
 def rows(uri: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -66,6 +71,23 @@ class RunningShop:
         response = await self.client.post("/api/v1/auth/token", json={"email": email, "password": password})
         assert response.status_code == 200, response.text
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    async def add_product(
+        self, sku: str, *, price_cents: int, stock: int = 10_000, currency: str = "EUR"
+    ) -> dict[str, Any]:
+        """Add a product as an admin would: `POST /api/v1/admin/products` on the orders service,
+        called as the gateway calls it (with an admin's identity) so that no account or email is
+        made for it; `test_gateway_fuzz.py` goes through the gateway with a real admin."""
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.apps["orders"]),
+            base_url="http://orders",
+            headers=self.platform.caller_headers("gateway", "orders") | CATALOGUE_ADMIN,
+        ) as orders:
+            product = {"sku": sku, "name": f"Product {sku}", "price_cents": price_cents, "currency": currency}
+            added = await orders.post("/api/v1/admin/products", json=product | {"stock": stock})
+        assert added.status_code == 201, added.text
+        body: dict[str, Any] = added.json()
+        return body
 
     async def grant_admin(self, email: str) -> None:
         """What `users grant-admin EMAIL` does: the only way to the first admin."""
@@ -112,6 +134,11 @@ async def running_shop(
             client = await running.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=apps["gateway"]), base_url="http://gateway")
             )
+            # The catalogue the shop opens with, written as the admin API writes it but without a
+            # request: no span, no log line, no account for tests that count those.
+            catalogue: Catalogue = apps["orders"].state.orders.catalogue
+            product = {"sku": SKU, "name": f"Product {SKU}", "price_cents": PRICE_CENTS, "currency": "EUR"}
+            await catalogue.create(CreateProductRequest.model_validate(product | {"stock": 10_000}))
             yield RunningShop(platform, client, uris, sink, apps, transport)
 
 

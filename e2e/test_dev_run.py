@@ -35,6 +35,18 @@ def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube:
         url = services.run_platform(stack.state_dir, stack.kubectl(), "shop", namespace, progress=print)
         assert url == services.gateway_url(stack.state_dir)
         assert stack.env()["KEELSON_GATEWAY_URL"] == url
+        local = services.service_urls(stack.state_dir, "shop", namespace)
+
+        def token(account: str, callee: str) -> dict[str, str]:
+            audience = f"keelson.dev/{namespace}/shop/{callee}"
+            minted = kube.run("create", "token", account, "-n", namespace, f"--audience={audience}").stdout.strip()
+            return {"Authorization": f"Bearer {minted}"}
+
+        # An admin stocks the catalogue (sent to orders as the gateway forwards an admin's request).
+        admin = token("gateway", "orders") | {"X-User-Id": "admin", "X-User-Roles": "admin"}
+        product = {"sku": "SKU-1", "name": "Anchor", "price_cents": 500, "currency": "EUR", "stock": 100}
+        stocked = httpx.post(f"{local['orders']}/api/v1/admin/products", json=product, headers=admin, timeout=30)
+        assert stocked.status_code == 201, stocked.text
 
         email, password = f"ada.{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
         with httpx.Client(base_url=url, timeout=30) as gateway:
@@ -43,7 +55,8 @@ def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube:
             login = gateway.post("/api/v1/auth/token", json={"email": email, "password": password})
             assert login.status_code == 200, login.text
             headers = {"Authorization": f"Bearer {login.json()['access_token']}", "Idempotency-Key": str(uuid.uuid4())}
-            body = {"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 500}], "currency": "EUR"}
+            assert [p["sku"] for p in gateway.get("/api/v1/products").json()["items"]] == ["SKU-1"]  # no login
+            body = {"items": [{"sku": "SKU-1", "quantity": 2}]}
             placed = gateway.post("/api/v1/orders", json=body, headers=headers)
             assert placed.status_code == 201, placed.text
             order = placed.json()
@@ -51,13 +64,7 @@ def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube:
 
         # Between the services, a call proves which service sends it with a ServiceAccount token the
         # API server minted (TokenRequest, as the kubelet does for the projected volume).
-        local = services.service_urls(stack.state_dir, "shop", namespace)
         path = f"/api/v1/payments/{order['payment_id']}"
-
-        def token(account: str, callee: str) -> dict[str, str]:
-            audience = f"keelson.dev/{namespace}/shop/{callee}"
-            minted = kube.run("create", "token", account, "-n", namespace, f"--audience={audience}").stdout.strip()
-            return {"Authorization": f"Bearer {minted}"}
 
         forged = {"X-User-Id": registered.json()["id"], "X-User-Roles": "customer,admin"}
         assert httpx.get(f"{local['payments']}{path}", headers=forged, timeout=30).status_code == 401

@@ -4,8 +4,9 @@ fuzzer sends, no operation answers 5xx, and the answers match what the document 
 
 Each case is sent as a registered customer (an admin on the admin operations) whenever it
 carries a well-formed bearer token, with a fresh `Idempotency-Key` whenever the generated one is
-valid, and half of its valid ids made ones that exist (`Fuzzing.prepare`), so the operations are
-exercised past 401 and 404: orders are really placed, paid, read and cancelled, and
+valid, and half of its valid ids and SKUs made ones that exist (`Fuzzing.prepare`), so the
+operations are exercised past 401, 404 and unknown SKUs: orders are really placed, paid, read
+and cancelled, products listed, added and changed, and
 `test_the_fuzzing_got_through_on_every_operation` checks that each operation succeeded at least
 once. The regression tests at the end are what the fuzzing found.
 
@@ -57,6 +58,11 @@ MAX_EXAMPLES = 75
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "keelson-hypothesis")
 # Idempotency-Key as documented (printable ASCII, 1 to 255 characters).
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# A SKU as documented (`contracts.text.Sku`); the catalogue the fuzzer orders from, plentiful:
+# FUZZ-0 to FUZZ-99 (an order has at most 100 items), and the product the admin operations aim
+# at, kept apart so that a PATCH to no stock does not stop the orders.
+_VALID_SKU = re.compile(r"^[^\x00]{1,64}$")
+FUZZ_STOCK, PATCHED_SKU = 1_000_000_000, "FUZZ-PATCHED"
 
 
 class ShopThread:
@@ -149,6 +155,7 @@ class Fuzzing:
     admin: dict[str, str]
     leaver: dict[str, str]  # for DELETE /users/me, which deactivates the caller for good
     order_id: str  # the customer's order
+    shipping_id: str  # another of theirs, for the admins' fulfilment (the first may be cancelled first)
     target_id: str  # an account the admin operations may change
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
 
@@ -158,7 +165,10 @@ class Fuzzing:
           admin operations, the leaver's on DELETE /users/me (a missing or malformed
           Authorization stays as generated: that request must be 401);
         - a valid Idempotency-Key becomes unique (the same key with another body is refused);
-        - half of the valid ids become ones that exist (decided by the id, so runs repeat);
+        - half of the valid ids become ones that exist (decided by the id, so runs repeat), and
+          so do half of the SKUs in paths; an order's valid SKUs all become ones in the
+          catalogue, in its currency (else a schema-valid order is 422 `unknown_sku`, which
+          schemathesis counts as a valid request rejected);
         - query parameters the operation does not document are dropped: the gateway ignores
           them, as HTTP APIs do and as the document does not forbid, while schemathesis counts
           them as invalid and expects a refusal."""
@@ -169,15 +179,33 @@ class Fuzzing:
             key = case.headers.get("Idempotency-Key")
             if isinstance(key, str) and _VALID_KEY.fullmatch(key):
                 case.headers["Idempotency-Key"] = str(uuid.uuid4())
-        for name, known in (("order_id", self.order_id), ("user_id", self.target_id)):
+        order_id = self.shipping_id if case.path.startswith("/api/v1/admin/orders/") else self.order_id
+        for name, known in (("order_id", order_id), ("user_id", self.target_id)):
             value = (case.path_parameters or {}).get(name)
             if case.path_parameters is not None and isinstance(value, str) and _even_uuid(value):
                 case.path_parameters[name] = known
+        sku = (case.path_parameters or {}).get("sku")
+        if case.path_parameters is not None and isinstance(sku, str) and _VALID_SKU.fullmatch(sku) and len(sku) % 2:
+            case.path_parameters["sku"] = PATCHED_SKU
+        if (case.method, case.path) == ("POST", "/api/v1/orders") and isinstance(case.body, dict):
+            self._order_from_the_catalogue(case.body)
         if case.query:
             operation = schema.raw_schema["paths"].get(case.path, {}).get(case.method.lower(), {})
             documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
             for name in set(case.query) - documented:
                 del case.query[name]
+
+    @staticmethod
+    def _order_from_the_catalogue(body: dict[str, Any]) -> None:
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            return
+        skus = [item.get("sku") if isinstance(item, dict) else None for item in items]
+        if all(isinstance(s, str) and _VALID_SKU.fullmatch(s) for s in skus):
+            for n, item in enumerate(items):
+                item["sku"] = f"FUZZ-{n}"
+            if isinstance(body.get("currency"), str) and re.fullmatch(r"[A-Z]{3}", body["currency"]):
+                body["currency"] = "EUR"
 
     def _token_for(self, case: Case) -> dict[str, str]:
         if case.path.startswith("/api/v1/admin/"):
@@ -198,18 +226,27 @@ async def _accounts(shop: RunningShop) -> Fuzzing:
     emails = {name: f"fuzz-{name}@example.com" for name in ("customer", "admin", "leaver", "target")}
     ids = {name: (await shop.register(email))["id"] for name, email in emails.items()}
     await shop.grant_admin(emails["admin"])
+    admin = await shop.bearer(emails["admin"])
+    for sku in [*(f"FUZZ-{n}" for n in range(100)), PATCHED_SKU]:  # by an admin, through the gateway
+        product = {"sku": sku, "name": sku, "price_cents": 100, "currency": "EUR", "stock": FUZZ_STOCK}
+        added = await shop.client.post("/api/v1/admin/products", json=product, headers=admin)
+        assert added.status_code == 201, added.text
     customer = await shop.bearer(emails["customer"])
-    placed = await shop.client.post(
-        "/api/v1/orders",
-        json={"items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 100}], "currency": "EUR"},
-        headers=customer | {"Idempotency-Key": str(uuid.uuid4())},
-    )
-    assert placed.status_code == 201, placed.text
+    placed, to_ship = [
+        await shop.client.post(
+            "/api/v1/orders",
+            json={"items": [{"sku": "FUZZ-0", "quantity": 1}], "currency": "EUR"},
+            headers=customer | {"Idempotency-Key": str(uuid.uuid4())},
+        )
+        for _ in range(2)
+    ]
+    assert placed.status_code == to_ship.status_code == 201, placed.text + to_ship.text
     return Fuzzing(
         customer=customer,
-        admin=await shop.bearer(emails["admin"]),
+        admin=admin,
         leaver=await shop.bearer(emails["leaver"]),
         order_id=placed.json()["id"],
+        shipping_id=to_ship.json()["id"],
         target_id=ids["target"],
     )
 
@@ -282,9 +319,11 @@ def test_the_fuzzing_got_through_on_every_operation(fuzzing: Fuzzing) -> None:
 
 async def test_an_order_of_free_items_only_is_refused_and_the_dearest_possible_is_paid(shop: RunningShop) -> None:
     """An order totalling 0 was stored, then its charge was refused (payments charges at least a
-    cent) with a 500, every retry too; one above 10^11 cents likewise (payments' old maximum)."""
+    cent) with a 500, every retry too; one above 10^11 cents likewise (payments' old maximum).
+    Prices are the catalogue's now: free products exist, an order of only them is refused."""
     user = await shop.register("free@example.com")
-    free = {"items": [{"sku": "GIFT", "quantity": 2, "unit_price_cents": 0}], "currency": "EUR"}
+    await shop.add_product("GIFT", price_cents=0)
+    free = {"items": [{"sku": "GIFT", "quantity": 2}], "currency": "EUR"}
     through_gateway = await shop.client.post(
         "/api/v1/orders", json=free, headers=await shop.bearer("free@example.com") | {"Idempotency-Key": "free-1"}
     )
@@ -293,16 +332,13 @@ async def test_an_order_of_free_items_only_is_refused_and_the_dearest_possible_i
     identity |= shop.platform.caller_headers("gateway", "orders")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shop.apps["orders"]), base_url="http://o") as orders:
         direct = await orders.post("/api/v1/orders", json=free, headers=identity)
-    assert direct.status_code == 422 and direct.json()["error"]["code"] == "validation_failed", direct.text
+    assert direct.status_code == 422 and direct.json()["error"]["code"] == "nothing_to_pay", direct.text
     assert rows(shop.uris["orders"], "SELECT count(*) FROM orders") == [(0,)]
 
-    dearest = {
-        "items": [
-            {"sku": f"SKU-{n}", "quantity": MAX_QUANTITY, "unit_price_cents": MAX_UNIT_PRICE_CENTS}
-            for n in range(MAX_ITEMS)
-        ],
-        "currency": "EUR",
-    }
+    skus = [f"DEAR-{n}" for n in range(MAX_ITEMS)]
+    for sku in skus:
+        await shop.add_product(sku, price_cents=MAX_UNIT_PRICE_CENTS, stock=MAX_QUANTITY)
+    dearest = {"items": [{"sku": sku, "quantity": MAX_QUANTITY} for sku in skus], "currency": "EUR"}
     placed = await shop.client.post(
         "/api/v1/orders", json=dearest, headers=await shop.bearer("free@example.com") | {"Idempotency-Key": "dear-1"}
     )

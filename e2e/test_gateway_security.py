@@ -19,7 +19,7 @@ __all__ = ["kafka_bootstrap", "shop"]
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 MAX_BODY_BYTES = 65536  # the gateway's default (KEELSON_GATEWAY_MAX_BODY_BYTES)
-ORDER = {"items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 100}], "currency": "EUR"}
+ORDER = {"items": [{"sku": "SKU-1", "quantity": 1}], "currency": "EUR"}
 REGISTRATION = {"email": "mallory@example.com", "password": "correct horse battery", "name": "Mallory"}
 
 
@@ -129,10 +129,15 @@ async def test_sql_metacharacters_in_every_string_of_an_order_are_stored_verbati
     ]
     # Idempotency-Key takes printable ASCII without spaces (its documented pattern).
     key = "k');DROP/**/TABLE/**/orders;--\"%s$1\\'||'"
-    order = {
-        "items": [{"sku": sku, "quantity": n + 1, "unit_price_cents": 100 * (n + 1)} for n, sku in enumerate(skus)],
-        "currency": "EUR",
-    }
+    for n, sku in enumerate(skus):
+        await shop.add_product(sku, price_cents=100 * (n + 1))
+    listed = await shop.client.get("/api/v1/products?limit=100")
+    assert {p["sku"] for p in listed.json()["items"]} >= set(skus)
+    order = {"items": [{"sku": sku, "quantity": n + 1} for n, sku in enumerate(skus)], "currency": "EUR"}
+    priced = [
+        {"sku": sku, "name": f"Product {sku}", "quantity": n + 1, "unit_price_cents": 100 * (n + 1)}
+        for n, sku in enumerate(skus)
+    ]
     placed = await shop.client.post("/api/v1/orders", json=order, headers=auth | {"Idempotency-Key": key})
     assert placed.status_code == 201, placed.text
     created = placed.json()
@@ -141,7 +146,7 @@ async def test_sql_metacharacters_in_every_string_of_an_order_are_stored_verbati
 
     # Read back through the gateway: one order, and the list.
     read = await shop.client.get(f"/api/v1/orders/{created['id']}", headers=auth)
-    assert read.status_code == 200 and read.json()["items"] == order["items"]
+    assert read.status_code == 200 and read.json()["items"] == priced
     listed = await shop.client.get("/api/v1/orders", headers=auth)
     assert [o["id"] for o in listed.json()["items"]] == [created["id"]]
     # The key was stored verbatim too: the same key and body is the same order, replayed.
@@ -151,7 +156,7 @@ async def test_sql_metacharacters_in_every_string_of_an_order_are_stored_verbati
     # The tables are intact and hold the strings as sent.
     orders = shop.uris["orders"]
     assert rows(orders, "SELECT idempotency_key, items, status, total_cents FROM orders") == [
-        (key, order["items"], "paid", created["total_cents"])
+        (key, priced, "paid", created["total_cents"])
     ]
     assert rows(orders, "SELECT count(*) FROM idempotency_keys WHERE key = %s", key) == [(1,)]
     (event,) = rows(orders, "SELECT data FROM outbox WHERE event = 'order.created'")

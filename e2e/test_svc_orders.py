@@ -35,6 +35,8 @@ from keelson_services.services.payments.main import create_app as create_payment
 pytestmark = pytest.mark.postgres
 ORDERS_URL = "http://orders.shop.svc:8080"
 CUSTOMER = {"X-User-Id": "user-1", "X-User-Roles": "customer"}
+ADMIN = {"X-User-Id": "admin-1", "X-User-Roles": "admin"}
+ITEMS = [{"sku": "SKU-1", "quantity": 2}]  # 2 x 12.50 EUR at the catalogue's price
 # Short real settings: a 0.5 s timeout, 3 failures open the breaker for 2 s; no retries, so that
 # every order request is one attempt at payments.
 TIMEOUT, OPEN_SECONDS = 0.5, 2.0
@@ -82,9 +84,29 @@ class Stack:
     orders_app: FastAPI
     shop: Shop
 
-    async def order(self, key: str, **extra: Any) -> httpx.Response:
-        body = {"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}], "currency": "EUR"} | extra
-        return await self.orders.post("/api/v1/orders", json=body, headers=CUSTOMER | {"Idempotency-Key": key})
+    async def order(self, key: str, *, customer: dict[str, str] = CUSTOMER, **extra: Any) -> httpx.Response:
+        body = {"items": ITEMS, "currency": "EUR"} | extra
+        return await self.orders.post("/api/v1/orders", json=body, headers=customer | {"Idempotency-Key": key})
+
+    async def add_product(self, sku: str, *, price_cents: int, stock: int, currency: str = "EUR") -> dict[str, Any]:
+        product = {
+            "sku": sku,
+            "name": f"Product {sku}",
+            "price_cents": price_cents,
+            "currency": currency,
+            "stock": stock,
+        }
+        added = await self.orders.post("/api/v1/admin/products", json=product, headers=ADMIN)
+        assert added.status_code == 201, added.text
+        body: dict[str, Any] = added.json()
+        return body
+
+    async def product(self, sku: str) -> dict[str, Any]:
+        """The product as an admin sees it: stock, reserved and available."""
+        (row,) = self.rows("SELECT stock, reserved FROM products WHERE sku = %s", sku)
+        public = await self.orders.get(f"/api/v1/products/{sku}")
+        assert public.status_code == 200, public.text
+        return {"stock": row[0], "reserved": row[1], "available": public.json()["available"]}
 
     def charges(self) -> int:
         with psycopg.connect(self.payments_uri) as conn:
@@ -129,7 +151,9 @@ async def stack(**payments_config: Any) -> AsyncIterator[Stack]:
                 headers=shop.caller_headers("gateway", "orders"),  # the tests call as the gateway does
             ) as orders,
         ):
-            yield Stack(orders, orders_uri, payments_uri, port, payments_app, orders_app, shop)
+            s = Stack(orders, orders_uri, payments_uri, port, payments_app, orders_app, shop)
+            await s.add_product("SKU-1", price_cents=1250, stock=1000)
+            yield s
 
 
 async def test_an_order_is_paid_replayed_and_cancelled_with_a_refund() -> None:
@@ -144,11 +168,7 @@ async def test_an_order_is_paid_replayed_and_cancelled_with_a_refund() -> None:
         assert replay.content == placed.content and replay.headers["idempotent-replayed"] == "true"
         reused = await s.order("key-1", currency="USD")
         assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
-        other_user = await s.orders.post(
-            "/api/v1/orders",
-            json={"items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}], "currency": "EUR"},
-            headers={"X-User-Id": "user-2", "Idempotency-Key": "key-1"},
-        )
+        other_user = await s.order("key-1", customer={"X-User-Id": "user-2"})
         assert other_user.status_code == 201 and other_user.json()["id"] != order["id"]  # keys are per customer
         assert s.charges() == 2
 
@@ -338,3 +358,139 @@ async def test_orders_that_fail_for_good_do_not_starve_the_resumer() -> None:
             assert await resumer.resume_stalled() == 0 and flows.tried == []
         finally:
             await db.close()
+
+
+async def test_the_catalogue_prices_orders_and_their_stock_follows_them() -> None:
+    async with stack() as s, serve(s.payments_app(), s.payments_port):
+        await s.add_product("MUG", price_cents=800, stock=10)
+        listed = await s.orders.get("/api/v1/products?limit=1&offset=1")  # no user: the catalogue is public
+        assert listed.status_code == 200, listed.text
+        page = listed.json()
+        assert (page["total"], page["limit"], page["offset"]) == (2, 1, 1)
+        [mug] = page["items"]
+        assert {k: mug[k] for k in ("sku", "name", "price_cents", "currency", "available")} == {
+            "sku": "SKU-1", "name": "Product SKU-1", "price_cents": 1250, "currency": "EUR", "available": 1000,
+        }  # fmt: skip
+
+        # Only admins change the catalogue, and only within what pending orders leave them.
+        forbidden = await s.orders.patch("/api/v1/admin/products/MUG", json={"price_cents": 1}, headers=CUSTOMER)
+        assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden"
+        again = await s.orders.post(
+            "/api/v1/admin/products",
+            json={"sku": "MUG", "name": "Mug", "price_cents": 1, "currency": "EUR"},
+            headers=ADMIN,
+        )
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+        missing = await s.orders.patch("/api/v1/admin/products/NOPE", json={"stock": 1}, headers=ADMIN)
+        assert missing.status_code == 404
+        repriced = await s.orders.patch("/api/v1/admin/products/MUG", json={"price_cents": 900}, headers=ADMIN)
+        assert repriced.status_code == 200 and repriced.json()["price_cents"] == 900
+
+        # The client names SKUs and quantities; a price of its own is refused, an unknown SKU named.
+        priced = await s.order("k-priced", items=[{"sku": "MUG", "quantity": 1, "unit_price_cents": 1}])
+        assert priced.status_code == 422 and priced.json()["error"]["code"] == "validation_failed"
+        assert priced.json()["error"]["details"]["errors"][0]["location"] == ["body", "items", "0", "unit_price_cents"]
+        unknown = await s.order("k-unknown", items=[{"sku": "MUG", "quantity": 1}, {"sku": "GHOST", "quantity": 1}])
+        assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_sku"
+        assert unknown.json()["error"]["details"]["items"] == [{"index": 1, "sku": "GHOST"}]
+        other_currency = await s.order("k-usd", items=[{"sku": "MUG", "quantity": 1}], currency="USD")
+        assert other_currency.status_code == 422 and other_currency.json()["error"]["code"] == "currency_mismatch"
+        too_many = await s.order("k-many", items=[{"sku": "MUG", "quantity": 11}])
+        assert too_many.status_code == 409 and too_many.json()["error"]["code"] == "out_of_stock"
+        assert too_many.json()["error"]["details"] == {"sku": "MUG", "requested": 11, "available": 10}
+        assert s.rows("SELECT count(*) FROM orders") == [(0,)] and s.charges() == 0
+
+        placed = await s.order("k-mug", items=[{"sku": "MUG", "quantity": 3}, {"sku": "SKU-1", "quantity": 1}])
+        assert placed.status_code == 201, placed.text
+        order = placed.json()
+        assert (order["status"], order["total_cents"]) == ("paid", 3 * 900 + 1250)
+        assert order["items"][0] == {"sku": "MUG", "name": "Product MUG", "quantity": 3, "unit_price_cents": 900}
+        assert await s.product("MUG") == {"stock": 7, "reserved": 0, "available": 7}  # committed: sold
+        # Stock cannot go below what pending orders hold; here none do.
+        assert (await s.orders.patch("/api/v1/admin/products/MUG", json={"stock": 5}, headers=ADMIN)).status_code == 200
+
+        cancelled = await s.orders.post(f"/api/v1/orders/{order['id']}/cancel", headers=CUSTOMER)
+        assert cancelled.json()["status"] == "cancelled"
+        assert await s.product("MUG") == {"stock": 8, "reserved": 0, "available": 8}  # refunded: restocked
+
+
+async def test_a_declined_payment_releases_the_stock_it_reserved() -> None:
+    async with stack(fake_failure_rate=1.0) as s, serve(s.payments_app(), s.payments_port):
+        await s.add_product("MUG", price_cents=800, stock=3)
+        failed = await s.order("k-1", items=[{"sku": "MUG", "quantity": 3}])
+        assert failed.json()["status"] == "payment_failed"
+        assert await s.product("MUG") == {"stock": 3, "reserved": 0, "available": 3}
+
+
+async def test_a_pending_order_holds_its_stock_until_it_is_cancelled() -> None:
+    async with stack() as s:
+        await s.add_product("MUG", price_cents=800, stock=3)
+        async with hanging(s.payments_port):
+            timed_out = await s.order("k-1", items=[{"sku": "MUG", "quantity": 2}])
+        assert timed_out.status_code == 504
+        assert await s.product("MUG") == {"stock": 3, "reserved": 2, "available": 1}
+        below = await s.orders.patch("/api/v1/admin/products/MUG", json={"stock": 1}, headers=ADMIN)
+        assert below.status_code == 409 and below.json()["error"]["code"] == "stock_reserved"
+        order_id = timed_out.json()["error"]["details"]["order_id"]
+        cancelled = await s.orders.post(f"/api/v1/orders/{order_id}/cancel", headers=CUSTOMER)
+        assert cancelled.json()["status"] == "cancelled"
+        assert await s.product("MUG") == {"stock": 3, "reserved": 0, "available": 3}
+
+
+async def test_fifty_concurrent_orders_for_the_last_ten_items_sell_exactly_ten() -> None:
+    async with stack() as s, serve(s.payments_app(), s.payments_port):
+        await s.add_product("LAST", price_cents=500, stock=10)
+
+        async def buy(n: int) -> httpx.Response:
+            customer = {"X-User-Id": f"user-{n}", "X-User-Roles": "customer"}
+            return await s.order(f"k-{n}", customer=customer, items=[{"sku": "LAST", "quantity": 1}])
+
+        answers = await asyncio.gather(*(buy(n) for n in range(50)))
+        outcomes: dict[tuple[int, str], int] = {}
+        for answer in answers:
+            body = answer.json()
+            outcome = (answer.status_code, body["status"] if answer.status_code == 201 else body["error"]["code"])
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        print("\n50 concurrent orders for 10 items:", outcomes)
+        assert outcomes == {(201, "paid"): 10, (409, "out_of_stock"): 40}
+        assert await s.product("LAST") == {"stock": 0, "reserved": 0, "available": 0}
+        assert s.rows('SELECT count(*) FROM orders WHERE items @> \'[{"sku": "LAST"}]\'') == [(10,)]
+        assert s.charges() == 10
+
+
+async def test_an_admin_ships_then_delivers_a_paid_order_which_then_cannot_be_cancelled() -> None:
+    async with stack() as s, serve(s.payments_app(), s.payments_port):
+        order = (await s.order("k-ship")).json()
+        assert order["status"] == "paid"
+        ship, deliver = (f"/api/v1/admin/orders/{order['id']}/{step}" for step in ("ship", "deliver"))
+
+        customer = await s.orders.post(ship, headers=CUSTOMER)
+        assert customer.status_code == 403 and customer.json()["error"]["code"] == "forbidden"
+        too_soon = await s.orders.post(deliver, headers=ADMIN)
+        assert too_soon.status_code == 409 and too_soon.json()["error"]["details"] == {
+            "status": "paid", "requested": "delivered",
+        }  # fmt: skip
+        missing = await s.orders.post(f"/api/v1/admin/orders/{uuid.uuid4()}/ship", headers=ADMIN)
+        assert missing.status_code == 404
+
+        shipped = await s.orders.post(ship, headers=ADMIN)
+        assert shipped.status_code == 200 and shipped.json()["status"] == "shipped"
+        assert (await s.orders.post(ship, headers=ADMIN)).json()["status"] == "shipped"  # again: no error, no event
+        cancel = await s.orders.post(f"/api/v1/orders/{order['id']}/cancel", headers=CUSTOMER)
+        assert cancel.status_code == 409 and cancel.json()["error"]["code"] == "invalid_transition"
+        delivered = await s.orders.post(deliver, headers=ADMIN)
+        assert delivered.status_code == 200 and delivered.json()["status"] == "delivered"
+        mine = await s.orders.get(f"/api/v1/orders/{order['id']}", headers=CUSTOMER)
+        assert mine.json()["status"] == "delivered"
+
+        events = s.rows("SELECT event, data->>'status' FROM outbox WHERE key = %s ORDER BY id", order["id"])
+        assert events == [
+            ("order.created", "pending"), ("order.paid", "paid"),
+            ("order.shipped", "shipped"), ("order.delivered", "delivered"),
+        ]  # fmt: skip
+        transitions = s.rows(
+            "SELECT from_status, to_status, cause FROM order_transitions WHERE order_id = %s ORDER BY id", order["id"]
+        )
+        assert transitions[2:] == [("paid", "shipped", "shipped by admin admin-1"),
+                                   ("shipped", "delivered", "delivered by admin admin-1")]  # fmt: skip
+        assert await s.product("SKU-1") == {"stock": 998, "reserved": 0, "available": 998}  # sold, not restocked

@@ -82,19 +82,19 @@ async def test_topics_created_once_added_and_retained(kube: Kube, namespace: str
     # Adding an event creates its topic; removing one keeps it (deletionPolicy Retain).
     changed = copy.deepcopy(doc)
     orders = next(s for s in changed["spec"]["services"] if s["name"] == "orders")
-    orders["publishes"] = ["order.created", "order.paid", "order.shipped"]  # order.cancelled removed
+    orders["publishes"] = [e for e in orders["publishes"] if e != "order.cancelled"] + ["order.returned"]
     notifications = next(s for s in changed["spec"]["services"] if s["name"] == "notifications")
     notifications["subscribes"] = [e for e in notifications["subscribes"] if e != "order.cancelled"]
     kube.apply(namespace, changed)
     eventually(
         lambda: (
-            f"{domain}.order.shipped" in {t["name"] for t in kube.get("msp", "shop", namespace)["status"]["topics"]}
+            f"{domain}.order.returned" in {t["name"] for t in kube.get("msp", "shop", namespace)["status"]["topics"]}
         ),  # type: ignore[index]
         timeout=30,
         what="status lists the new topic",
     )
     live = await _broker_topics(stack, domain)
-    assert f"{domain}.order.shipped" in live
+    assert f"{domain}.order.returned" in live
     assert f"{domain}.order.cancelled" in live and f"{domain}.order.cancelled.notifications.dlq" in live
     events = kube.list("events", namespace)
     assert any(e["reason"] == "TopicsRetained" and "order.cancelled" in e["message"] for e in events)

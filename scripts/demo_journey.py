@@ -1,7 +1,7 @@
-"""The demo's customer journey against services started by `keelson dev run`: register, log in and
-order through the gateway ($KEELSON_GATEWAY_URL), then show the order, its payment (from the
-payments service, which the gateway does not expose), its events on their Kafka topics and the
-email that reached the local SMTP sink (<state>/mail/).
+"""The demo's customer journey against services started by `keelson dev run`: browse the
+catalogue, register, log in and order through the gateway ($KEELSON_GATEWAY_URL), then show the
+order, its payment (from the payments service, which the gateway does not expose), its events on
+their Kafka topics and the email that reached the local SMTP sink (<state>/mail/).
 
 Usage: python scripts/demo_journey.py PLATFORM NAMESPACE DOMAIN (after `eval "$(keelson dev env)"`).
 """
@@ -68,7 +68,15 @@ def main(platform: str, namespace: str, domain: str) -> int:
         login.raise_for_status()
         print(f"--- POST /api/v1/auth/token -> {login.status_code} (access and refresh tokens)")
         auth = {"Authorization": f"Bearer {login.json()['access_token']}", "Idempotency-Key": str(uuid.uuid4())}
-        body = {"items": [{"sku": "SKU-1", "quantity": 3, "unit_price_cents": 1999}], "currency": "EUR"}
+        catalogue = gateway.get("/api/v1/products")  # no login needed
+        catalogue.raise_for_status()
+        show(f"GET /api/v1/products -> {catalogue.status_code}", catalogue.json())
+        in_stock = [p for p in catalogue.json()["items"] if p["available"] >= 1 and p["price_cents"] > 0]
+        if not in_stock:
+            print("the catalogue has nothing in stock: an admin adds products (POST /api/v1/admin/products)")
+            return 1
+        # The shop prices the order from its catalogue: the client names SKUs and quantities only.
+        body = {"items": [{"sku": in_stock[0]["sku"], "quantity": 1}]}
         placed = gateway.post("/api/v1/orders", json=body, headers=auth)
         placed.raise_for_status()
         order = placed.json()

@@ -96,7 +96,10 @@ def test_config_map_carries_resilience_and_peers() -> None:
     assert data["KEELSON_BREAKER_FAILURES"] == "3" and data["KEELSON_BREAKER_OPEN_SECONDS"] == "30"
     assert data["KEELSON_RETRY_BACKOFF_SECONDS"] == "1,2,4,8" and data["KEELSON_RETRY_MAX"] == "3"
     assert json.loads(data["KEELSON_SERVICE_URLS"]) == {"payments": "http://payments.shop-ns.svc:8080"}
-    assert data["KEELSON_PUBLISHES"] == "ecommerce.order.created,ecommerce.order.paid,ecommerce.order.cancelled"
+    assert data["KEELSON_PUBLISHES"] == (
+        "ecommerce.order.created,ecommerce.order.paid,ecommerce.order.cancelled,"
+        "ecommerce.order.shipped,ecommerce.order.delivered"
+    )
     assert data["KEELSON_SUBSCRIBES"] == "ecommerce.payment.completed,ecommerce.payment.failed"
     assert data["KEELSON_KAFKA_BOOTSTRAP"] == "kafka.kafka:9092"
 

@@ -135,7 +135,7 @@ async def test_admin_operations_need_the_admin_role(gw: Gateway) -> None:
 
 async def test_requests_are_validated_against_the_public_api(gw: Gateway) -> None:
     auth = gw.token()
-    order = {"items": [{"sku": "A-1", "quantity": 1, "unit_price_cents": 250}], "currency": "EUR"}
+    order = {"items": [{"sku": "A-1", "quantity": 1}], "currency": "EUR"}
     missing_key = await gw.http.post("/api/v1/orders", json=order, headers=auth)
     assert missing_key.status_code == 422 and missing_key.json()["error"]["details"]["errors"][0]["location"] == [
         "header",
@@ -149,6 +149,10 @@ async def test_requests_are_validated_against_the_public_api(gw: Gateway) -> Non
         "/api/v1/users", json={"email": "a@b.co", "password": "x" * 8, "name": "A", "admin": True}
     )
     assert unknown_field.status_code == 422
+    priced_by_the_client = {"items": [{"sku": "A-1", "quantity": 1, "unit_price_cents": 1}]}
+    refused = await gw.http.post("/api/v1/orders", json=priced_by_the_client, headers=auth | {"Idempotency-Key": "k1"})
+    assert refused.status_code == 422 and code_of(refused) == "validation_failed"
+    assert refused.json()["error"]["details"]["errors"][0]["location"] == ["body", "items", "0", "unit_price_cents"]
     assert (await gw.http.get(f"/api/v1/orders/{'not-a-uuid'}", headers=auth)).status_code == 422
     huge = await gw.http.post(
         "/api/v1/users", content=b"{" + b" " * 70_000 + b"}", headers={"content-type": "application/json"}
@@ -157,6 +161,36 @@ async def test_requests_are_validated_against_the_public_api(gw: Gateway) -> Non
     assert gw.orders.seen == []
     ok = await gw.http.post("/api/v1/orders", json=order, headers=auth | {"Idempotency-Key": "k1"})
     assert ok.status_code == 200 and gw.orders.seen[-1].headers["idempotency-key"] == "k1"
+
+
+async def test_the_catalogue_is_public_and_changing_it_needs_the_admin_role(gw: Gateway) -> None:
+    listed = await gw.http.get("/api/v1/products?limit=5")
+    assert listed.status_code == 200 and listed.json() == {"path": "/api/v1/products", "query": "limit=5"}
+    assert "x-user-id" not in gw.orders.seen[-1].headers
+    product = {"sku": "A-1", "name": "Anchor", "price_cents": 1250, "currency": "EUR", "stock": 10}
+    assert (await gw.http.post("/api/v1/admin/products", json=product)).status_code == 401
+    customer = await gw.http.post("/api/v1/admin/products", json=product, headers=gw.token(roles=["customer"]))
+    assert customer.status_code == 403 and code_of(customer) == "forbidden"
+    seen = len(gw.orders.seen)
+    assert (
+        await gw.http.patch("/api/v1/admin/products/A-1", json={"stock": -1}, headers=gw.token(roles=["admin"]))
+    ).status_code == 422
+    assert len(gw.orders.seen) == seen
+    admin = await gw.http.post("/api/v1/admin/products", json=product, headers=gw.token(roles=["admin"]))
+    assert admin.status_code == 200 and gw.orders.seen[-1].headers["x-user-roles"] == "admin"
+    changed = await gw.http.patch(
+        "/api/v1/admin/products/A-1", json={"price_cents": 999}, headers=gw.token(roles=["admin"])
+    )
+    assert changed.status_code == 200 and gw.orders.seen[-1].url.path == "/api/v1/admin/products/A-1"
+
+
+async def test_fulfilment_needs_the_admin_role(gw: Gateway) -> None:
+    ship = f"/api/v1/admin/orders/{uuid.uuid4()}/ship"
+    customer = await gw.http.post(ship, headers=gw.token(roles=["customer"]))
+    assert customer.status_code == 403 and gw.orders.seen == []
+    shipped = await gw.http.post(ship, headers=gw.token(roles=["admin"]))
+    assert shipped.status_code == 200 and gw.orders.seen[-1].url.path == ship
+    assert gw.orders.seen[-1].headers["x-user-roles"] == "admin"
 
 
 async def test_paths_outside_the_public_api_go_to_the_longest_matching_route(gw: Gateway) -> None:
@@ -214,8 +248,18 @@ def test_the_openapi_document_describes_the_public_api(gw_app: FastAPI) -> None:
         "/api/v1/orders",
         "/api/v1/orders/{order_id}",
         "/api/v1/orders/{order_id}/cancel",
+        "/api/v1/products",
+        "/api/v1/products/{sku}",
+        "/api/v1/admin/products",
+        "/api/v1/admin/products/{sku}",
+        "/api/v1/admin/orders/{order_id}/ship",
+        "/api/v1/admin/orders/{order_id}/deliver",
         "/api/v1/notifications",
     }
+    assert "security" not in paths["/api/v1/products"]["get"]
+    assert paths["/api/v1/admin/products"]["post"]["security"] == [{"HTTPBearer": []}]
+    line = document["components"]["schemas"]["OrderLine"]
+    assert set(line["properties"]) == {"sku", "quantity"} and line["additionalProperties"] is False
     assert "security" not in paths["/api/v1/users"]["post"] and "security" not in paths["/api/v1/auth/token"]["post"]
     assert paths["/api/v1/users/me"]["get"]["security"] == [{"HTTPBearer": []}]
     register = paths["/api/v1/users"]["post"]
@@ -256,17 +300,17 @@ async def test_an_undocumented_method_on_a_documented_path_is_405_listing_every_
 
 
 async def test_what_the_services_cannot_take_is_refused_at_the_gateway(gw: Gateway) -> None:
-    """Found by fuzzing, each was a 500 in a service: an order totalling 0 (payments charges at
-    least 1 cent), and NUL in a login's email (PostgreSQL text cannot hold it)."""
-    free = {"items": [{"sku": "A-1", "quantity": 3, "unit_price_cents": 0}], "currency": "EUR"}
-    refused = await gw.http.post("/api/v1/orders", json=free, headers=gw.token() | {"Idempotency-Key": "k1"})
+    """Found by fuzzing, each was a 500 in a service: NUL in a login's email (PostgreSQL text
+    cannot hold it). An order listing a SKU twice is refused too (order it once, with its
+    quantity); the catalogue refuses an order totalling 0 (payments charges at least 1 cent)."""
+    twice = {"items": [{"sku": "A-1", "quantity": 3}, {"sku": "A-1", "quantity": 1}]}
+    refused = await gw.http.post("/api/v1/orders", json=twice, headers=gw.token() | {"Idempotency-Key": "k1"})
     assert refused.status_code == 422 and code_of(refused) == "validation_failed"
     login = await gw.http.post("/api/v1/auth/token", json={"email": "ada\u0000@example.com", "password": "x"})
     assert login.status_code == 422 and code_of(login) == "validation_failed"
     assert gw.users.seen == gw.orders.seen == []
-    # One priced item is enough.
-    free["items"].append({"sku": "A-2", "quantity": 1, "unit_price_cents": 1})
-    ok = await gw.http.post("/api/v1/orders", json=free, headers=gw.token() | {"Idempotency-Key": "k1"})
+    twice["items"][1]["sku"] = "A-2"
+    ok = await gw.http.post("/api/v1/orders", json=twice, headers=gw.token() | {"Idempotency-Key": "k1"})
     assert ok.status_code == 200
 
 

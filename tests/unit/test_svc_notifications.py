@@ -78,7 +78,8 @@ def test_money_and_the_catalogue() -> None:
         "0.05 EUR", "1,234,567.89 USD", "-2.50 EUR",
     )  # fmt: skip
     assert routes("ecommerce.order.paid") == routes("order.paid") == (("email", "order_paid"), ("push", "order_paid"))
-    assert routes("ecommerce.payment.completed") == () and routes("ecommerce.order.shipped") == ()
+    assert routes("ecommerce.order.shipped") == (("email", "order_shipped"),)
+    assert routes("ecommerce.payment.completed") == () and routes("ecommerce.order.returned") == ()
 
 
 class MemoryNotifications:

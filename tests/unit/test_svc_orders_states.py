@@ -20,6 +20,8 @@ ALLOWED = {
     ("pending", "payment_failed"),
     ("pending", "cancelled"),
     ("paid", "cancelled"),
+    ("paid", "shipped"),
+    ("shipped", "delivered"),
 }
 
 
@@ -36,7 +38,7 @@ def test_exactly_the_designed_transitions_are_allowed(current: OrderStatus, want
         assert refused.value.details == {"status": str(current), "requested": str(wanted)}
 
 
-def test_payment_failed_and_cancelled_are_final_and_only_a_paid_order_is_refunded() -> None:
-    assert {OrderStatus.PAYMENT_FAILED, OrderStatus.CANCELLED} == FINAL
+def test_payment_failed_cancelled_and_delivered_are_final_and_only_a_paid_order_is_refunded() -> None:
+    assert {OrderStatus.PAYMENT_FAILED, OrderStatus.CANCELLED, OrderStatus.DELIVERED} == FINAL
     assert [s for s in OrderStatus if cancelling_refunds(s)] == [OrderStatus.PAID]
     assert can("pending", "paid") and not can("paid", "pending")  # plain strings, as stored, work too

@@ -1,6 +1,6 @@
-"""Bodies of the orders part of the public API (`/orders`), as the issue states it: items with
-sku, quantity and unit price in cents, and a currency; the answer is the order with its id,
-status and total. The orders service implements these and may extend them."""
+"""Bodies of the orders part of the public API (`/orders`): a customer orders SKUs and
+quantities, the orders service prices them from its catalogue (`contracts.catalogue`); the answer
+is the order with its priced items, id, status and total."""
 
 from __future__ import annotations
 
@@ -8,12 +8,22 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from keelson_services.contracts.text import Sku
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"], description="ISO 4217 code.")]
 
+
+def _not_a_boolean(value: object) -> object:
+    # JSON's true is no 1 (pydantic's lax mode would take it, the document's integer does not);
+    # strict mode would refuse 2.0, which the document's integer allows.
+    if isinstance(value, bool):
+        raise ValueError("Input should be a number, not true or false")
+    return value
+
+
+NOT_A_BOOLEAN = BeforeValidator(_not_a_boolean)
 
 MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS = 100, 1000, 100_000_000
 # The largest total an order can have. Payments charges up to this (`contracts.payments`), so that
@@ -21,47 +31,56 @@ MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS = 100, 1000, 100_000_000
 MAX_TOTAL_CENTS = MAX_ITEMS * MAX_QUANTITY * MAX_UNIT_PRICE_CENTS
 
 
-class OrderItem(BaseModel):
+class OrderLine(BaseModel):
+    """What a customer orders: a product and how many. The price is the catalogue's, never the
+    client's: a line with `unit_price_cents` (or any other field) is refused with 422."""
+
     model_config = ConfigDict(extra="forbid")
 
     sku: Sku
-    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
-    unit_price_cents: Annotated[int, Field(ge=0, le=MAX_UNIT_PRICE_CENTS, description="0 for a free item.")]
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY), NOT_A_BOOLEAN]
+
+
+class OrderItem(BaseModel):
+    """A line of a placed order, priced from the catalogue when the order was placed."""
+
+    sku: Sku
+    name: str = ""
+    quantity: int
+    unit_price_cents: int
 
 
 class CreateOrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: Annotated[
-        list[OrderItem],
-        Field(
-            min_length=1,
-            max_length=MAX_ITEMS,
-            description="At least one item has a price: an order is paid, and a charge is never of 0.",
-            # The validator's rule, in the document too.
-            json_schema_extra={"contains": {"properties": {"unit_price_cents": {"minimum": 1}}}},
-        ),
+        list[OrderLine],
+        Field(min_length=1, max_length=MAX_ITEMS, description="Each SKU at most once."),
     ]
-    currency: Currency
+    currency: Currency | None = Field(
+        None, description="Optional: the currency the client expects to pay in; 422 if the catalogue prices differ."
+    )
 
     @field_validator("items")
     @classmethod
-    def _costs_something(cls, items: list[OrderItem]) -> list[OrderItem]:
-        # A total of 0 cannot be charged (payments refuses it), so such an order could never be
-        # paid: it used to be stored and then fail with a 500 when its payment was refused.
-        if not any(item.unit_price_cents for item in items):
-            raise ValueError("an order needs at least one item with a price")
+    def _each_sku_once(cls, items: list[OrderLine]) -> list[OrderLine]:
+        seen: set[str] = set()
+        for item in items:
+            if item.sku in seen:
+                raise ValueError(f"SKU {item.sku!r} is listed more than once; order it once with its quantity")
+            seen.add(item.sku)
         return items
 
 
-OrderStatus = Literal["pending", "paid", "payment_failed", "cancelled"]
+OrderStatus = Literal["pending", "paid", "payment_failed", "cancelled", "shipped", "delivered"]
 
 
 class Order(BaseModel):
     id: UUID
     status: OrderStatus = Field(
         description="pending until the payment's verdict; then paid or payment_failed; cancelled on request "
-        "(a paid order is refunded)."
+        "(a paid order is refunded); a paid order is shipped, then delivered (an admin's doing), and a shipped "
+        "one can no longer be cancelled."
     )
     items: list[OrderItem]
     currency: str

@@ -12,6 +12,8 @@ CATALOGUE: dict[str, tuple[tuple[Channel, str], ...]] = {
     "order.created": (("push", "order_received"),),
     "order.paid": (("email", "order_paid"), ("push", "order_paid")),
     "order.cancelled": (("email", "order_cancelled"), ("sms", "order_cancelled")),
+    "order.shipped": (("email", "order_shipped"),),
+    "order.delivered": (("email", "order_delivered"),),
     "payment.completed": (),  # order.paid says it to the customer
     "payment.failed": (("email", "payment_failed"), ("sms", "payment_failed"), ("push", "payment_failed")),
 }

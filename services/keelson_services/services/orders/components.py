@@ -14,6 +14,7 @@ from keelson_services.http import ServiceClient
 from keelson_services.http.breaker import MonotonicClock
 from keelson_services.idempotency import IdempotencyPurger, IdempotencyStore
 from keelson_services.messaging import EventProducer, RetryingConsumer
+from keelson_services.services.orders.catalogue import Catalogue
 from keelson_services.services.orders.config import OrdersConfig
 from keelson_services.services.orders.flows import OrderFlows
 from keelson_services.services.orders.handlers import handlers
@@ -29,6 +30,7 @@ class OrdersComponents:
     db: Database
     client: ServiceClient
     orders: OrderRepository
+    catalogue: Catalogue
     idempotency: IdempotencyStore
     purger: IdempotencyPurger
     outbox: Outbox
@@ -52,7 +54,8 @@ class OrdersComponents:
         client = ServiceClient.from_settings(settings, transport=transport, **timing)
         orders = OrderRepository(db)
         outbox = Outbox(domain=settings.domain, publishes=settings.publishes)
-        flows = OrderFlows(db, orders, PaymentsClient(client), outbox)
+        catalogue = Catalogue(db)
+        flows = OrderFlows(db, orders, catalogue, PaymentsClient(client), outbox)
         kafka = settings.kafka_bootstrap is not None
         consumer = None
         if kafka and settings.subscribes:
@@ -65,6 +68,7 @@ class OrdersComponents:
             db=db,
             client=client,
             orders=orders,
+            catalogue=catalogue,
             idempotency=idempotency,
             purger=IdempotencyPurger(idempotency),
             outbox=outbox,

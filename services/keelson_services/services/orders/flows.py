@@ -1,10 +1,12 @@
 """What happens to an order: creation with its synchronous payment, settlement by payments'
 verdict (from the answer or from the payment event, whichever comes first), and cancellation.
 
-Every change is one transaction that locks the order, asks the state machine, and writes the
-event announcing it to the outbox (`order.created`, `order.paid`, `order.cancelled`), so events
-go out exactly for the changes that committed. Settling is idempotent: the verdict of a payment
-applied twice (answer and event, or a redelivered event) changes the order once.
+Every change is one transaction that locks the order, asks the state machine, moves the stock
+of its items (`catalogue.py`: reserved when placed, committed when paid, released when it fails or
+is cancelled) and writes the event announcing it to the outbox (`order.created`, `order.paid`,
+`order.cancelled`, `order.shipped`, `order.delivered`), so stock and events change exactly with
+the changes that committed. Settling is idempotent: the verdict of a payment applied twice
+(answer and event, or a redelivered event) changes the order once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from keelson_services.contracts.orders import CreateOrderRequest, Order
 from keelson_services.db import Database
 from keelson_services.errors import ApiError
 from keelson_services.events import Outbox
+from keelson_services.services.orders.catalogue import Catalogue
 from keelson_services.services.orders.payments_client import PaymentsClient, RefundDeclinedError
 from keelson_services.services.orders.repository import OrderRepository
 from keelson_services.services.orders.states import OrderStatus, cancelling_refunds, check
@@ -48,26 +51,35 @@ def _event(order: Order, user_id: str, **extra: Any) -> dict[str, Any]:
 
 
 class OrderFlows:
-    def __init__(self, db: Database, orders: OrderRepository, payments: PaymentsClient, outbox: Outbox) -> None:
+    def __init__(
+        self, db: Database, orders: OrderRepository, catalogue: Catalogue, payments: PaymentsClient, outbox: Outbox
+    ) -> None:
         self.db = db
         self.orders = orders
+        self.catalogue = catalogue
         self.payments = payments
         self.outbox = outbox
 
     async def create(self, *, user_id: str, key: str, body: CreateOrderRequest) -> Order:
-        """Create the order (or find the one an earlier run of this key made) and pay for it.
+        """Create the order, priced from the catalogue with its stock reserved (or find the one
+        an earlier run of this key made), and pay for it. An unknown SKU is a 422 and stock short
+        of a quantity a 409 `out_of_stock`: nothing is created then.
         A payment that gets no verdict raises (503/504): the order stays pending, and a retry with
         the same key, or payments' event, settles it. While payments' circuit is open nothing is
         created: the request fails fast."""
         self.payments.check_available()
         async with self.db.connection() as conn:
-            order = await self.orders.create(conn, user_id=user_id, key=key, body=body)
-            if order is not None:
-                items = [item.model_dump() for item in order.items]
-                await self.outbox.add(conn, "order.created", _event(order, user_id, items=items), key=str(order.id))
-            else:
-                order = await self.orders.by_key(conn, user_id=user_id, key=key)
-                assert order is not None
+            order = await self.orders.by_key(conn, user_id=user_id, key=key)
+            if order is None:
+                items, currency = await self.catalogue.reserve(conn, body.items, currency=body.currency)
+                order = await self.orders.create(conn, user_id=user_id, key=key, items=items, currency=currency)
+                if order is None:  # a run of the same key made it meanwhile: keep its reservation only
+                    await conn.rollback()
+                    order = await self.orders.by_key(conn, user_id=user_id, key=key)
+                    assert order is not None
+                else:
+                    data = _event(order, user_id, items=[item.model_dump() for item in order.items])
+                    await self.outbox.add(conn, "order.created", data, key=str(order.id))
         if order.status != "pending":
             return order
         try:
@@ -116,10 +128,12 @@ class OrderFlows:
                 order = await self.orders.move(
                     conn, order, OrderStatus.PAID, cause=cause, payment_id=verdict.payment_id
                 )
+                await self.catalogue.commit(conn, order.items)
                 data = _event(order, user_id, payment_id=str(verdict.payment_id))
                 await self.outbox.add(conn, "order.paid", data, key=str(order.id))
                 return order
             if order.status == "pending":
+                await self.catalogue.release(conn, order.items)
                 return await self.orders.move(
                     conn, order, OrderStatus.PAYMENT_FAILED, cause=cause,
                     payment_id=verdict.payment_id, failure_code=verdict.failure_code,
@@ -147,11 +161,26 @@ class OrderFlows:
             current, _ = locked
             if current.status == "pending":
                 cancelled = await self.orders.move(conn, current, OrderStatus.CANCELLED, cause="cancelled by customer")
+                await self.catalogue.release(conn, cancelled.items)
                 await self.outbox.add(
                     conn, "order.cancelled", _event(cancelled, user_id, refunded_cents=0), key=str(order_id)
                 )
                 return cancelled
         return await self.cancel(user_id=user_id, order_id=order_id)  # it was paid meanwhile: refund it
+
+    async def fulfil(self, order_id: UUID, to: OrderStatus, *, admin_id: str) -> Order:
+        """Ship a paid order, or deliver a shipped one (an admin's doing), announcing it with
+        `order.shipped` / `order.delivered`. Asking again for the state it is in is no error."""
+        async with self.db.connection() as conn:
+            locked = await self.orders.lock(conn, order_id)
+            if locked is None:
+                raise ApiError(404, "not_found", "No such order")
+            order, user_id = locked
+            if order.status == to:
+                return order
+            moved = await self.orders.move(conn, order, to, cause=f"{to} by admin {admin_id}")
+            await self.outbox.add(conn, f"order.{to}", _event(moved, user_id), key=str(order_id))
+            return moved
 
     async def _refund(self, order: Order, user_id: str, *, reason: str) -> Order:
         """Refund the order's payment, then record it (cancelling a paid order, with its event)."""
@@ -175,6 +204,7 @@ class OrderFlows:
                     conn, current, OrderStatus.CANCELLED, cause="cancelled by customer, refunded",
                     refunded_cents=payment.refunded_cents,
                 )  # fmt: skip
+                await self.catalogue.restock(conn, cancelled.items)
                 data = _event(cancelled, user_id, refunded_cents=payment.refunded_cents)
                 await self.outbox.add(conn, "order.cancelled", data, key=str(order.id))
                 return cancelled

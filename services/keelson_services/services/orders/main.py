@@ -1,5 +1,6 @@
-"""The orders service: orders and their state machine; pays through payments synchronously
-(the platform's timeout, circuit breaker and retries), publishes `order.created`, `order.paid`
+"""The orders service: the catalogue (products, prices, stock; `catalogue.py`), orders and their
+state machine; pays through payments synchronously (the platform's timeout, circuit breaker and
+retries), publishes `order.created`, `order.paid`
 and `order.cancelled` through the transactional outbox, and settles orders from
 `payment.completed` / `payment.failed`.
 

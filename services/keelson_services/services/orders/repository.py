@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from keelson_services.contracts.orders import CreateOrderRequest, Order
+from keelson_services.contracts.orders import Order, OrderItem
 from keelson_services.db import Connection, Database
 from keelson_services.services.orders.states import OrderStatus, check
 
@@ -20,9 +21,11 @@ class OrderRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, conn: Connection, *, user_id: str, key: str, body: CreateOrderRequest) -> Order | None:
-        """A new pending order; None when this user's `key` already made one."""
-        total = sum(item.quantity * item.unit_price_cents for item in body.items)
+    async def create(
+        self, conn: Connection, *, user_id: str, key: str, items: Sequence[OrderItem], currency: str
+    ) -> Order | None:
+        """A new pending order of priced `items`; None when this user's `key` already made one."""
+        total = sum(item.quantity * item.unit_price_cents for item in items)
         cursor = await conn.execute(
             """
             INSERT INTO orders (user_id, idempotency_key, currency, total_cents, items)
@@ -30,7 +33,7 @@ class OrderRepository:
             ON CONFLICT (user_id, idempotency_key) DO NOTHING
             RETURNING *
             """,
-            [user_id, key, body.currency, total, Jsonb([item.model_dump() for item in body.items])],
+            [user_id, key, currency, total, Jsonb([item.model_dump() for item in items])],
         )
         row = await cursor.fetchone()
         if row is None:

@@ -1,13 +1,15 @@
 """The order state machine. Pure: the routes and event handlers ask it before any change.
 
-    pending ──▶ paid ──▶ cancelled (refunded)
+    pending ──▶ paid ──▶ shipped ──▶ delivered
+       │  │       └────▶ cancelled (refunded)
        │  └───▶ payment_failed
        └──────▶ cancelled
 
 An order is `pending` until payments' verdict. `paid` and `payment_failed` follow from that
 verdict (from the synchronous answer or, if that was lost, from the payment event), `cancelled`
-from the customer; a paid order is refunded when cancelled. `payment_failed` and `cancelled` are
-final.
+from the customer; a paid order is refunded when cancelled. An admin ships a paid order and then
+marks it delivered; once shipped it can no longer be cancelled (the goods are on their way: a
+return is another process). `payment_failed`, `cancelled` and `delivered` are final.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ class OrderStatus(enum.StrEnum):
     PAID = "paid"
     PAYMENT_FAILED = "payment_failed"
     CANCELLED = "cancelled"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
 
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.PAYMENT_FAILED, OrderStatus.CANCELLED}),
-    OrderStatus.PAID: frozenset({OrderStatus.CANCELLED}),
+    OrderStatus.PAID: frozenset({OrderStatus.CANCELLED, OrderStatus.SHIPPED}),
+    OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED}),
     OrderStatus.PAYMENT_FAILED: frozenset(),
     OrderStatus.CANCELLED: frozenset(),
+    OrderStatus.DELIVERED: frozenset(),
 }
 FINAL = frozenset(s for s, nexts in TRANSITIONS.items() if not nexts)
 

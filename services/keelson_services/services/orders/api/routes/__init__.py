@@ -1,5 +1,5 @@
 """The orders service's routes."""
 
-from keelson_services.services.orders.api.routes import orders
+from keelson_services.services.orders.api.routes import catalogue, fulfilment, orders
 
-ROUTERS = [orders.router]
+ROUTERS = [orders.router, catalogue.router, fulfilment.router]

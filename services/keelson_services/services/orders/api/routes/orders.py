@@ -1,6 +1,9 @@
 """`/api/v1/orders`: place an order (Idempotency-Key required), list and read the caller's own
 orders, cancel one. The caller is the user the gateway established (`X-User-Id`).
 
+An order names SKUs and quantities; the catalogue prices them and reserves their stock (an
+unknown SKU is 422 `unknown_sku`, too few units 409 `out_of_stock`, and nothing is created).
+
 Placing an order answers 201 with the order as payments left it: `paid`, or `payment_failed` when
 the charge was declined. When payments gives no verdict (its circuit open, unreachable, too slow)
 the answer is that 503 (with Retry-After) or 504, the order stays `pending`, and retrying with the
