@@ -6,6 +6,7 @@ import asyncio
 import copy
 import itertools
 import os
+import signal
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from e2e.conftest import established
 from e2e.kube import Kube, eventually, operator_metric, reconcile_count, third_party_crds
 from keelson.api.v1alpha1 import MicroservicePlatform
+from keelson.devstack import processes
 from keelson.devstack.stack import LocalStack
 from keelson.topics import plan_topics
 from tests.cases.invalid_platforms import workloads_example
@@ -122,20 +124,25 @@ async def test_partitions_grow_and_decrease_is_refused(kube: Kube, namespace: st
 
 
 def test_broker_down_then_back(kube: Kube, namespace: str, stack: LocalStack) -> None:
+    """A broker that stops answering (frozen with SIGSTOP: it holds its connections and answers
+    nothing, which is what a hung or partitioned broker does) is reported, and the platform
+    recovers by itself when it answers again. Frozen rather than restarted: the suite's broker
+    keeps its state, and a restart of the SCRAM-secured broker after long use is a known defect of
+    the dev stack (docs/testing.md)."""
     doc = _platform(stack)
     kube.apply(namespace, doc)
     eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=90, what="Ready")
-    stack.stop_component("kafka")
+    assert processes.kill(stack.state_dir, "kafka", signal.SIGSTOP)
     try:
         kube.run("annotate", "msp", "shop", "-n", namespace, "example.com/poke=1")  # reconcile now, not at resync
         eventually(
             lambda: _condition(kube, namespace, "Ready").get("reason") == "BrokerUnreachable",
-            timeout=60,
+            timeout=120,
             what="Ready=False BrokerUnreachable",
         )
         assert _condition(kube, namespace, "WorkloadsReady")["status"] == "True"  # the rest still reconciles
     finally:
-        stack.start_component("kafka")
+        processes.kill(stack.state_dir, "kafka", signal.SIGCONT)
     # Recovers by itself: the failed reconcile is retried with backoff.
     eventually(lambda: _condition(kube, namespace, "Ready").get("status") == "True", timeout=120, what="recovered")
 
