@@ -35,6 +35,7 @@ from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.controller.reconciler import RELEASE_ANNOTATION
 from keelson.databases.naming import secret_name
 from keelson.devstack.stack import LocalStack
+from keelson.kafkausers import plan_users
 from keelson.kube.resources import CHILD_KINDS
 from keelson.render import RenderContext, render_platform
 from keelson.render.databases import egress_policy_name
@@ -137,6 +138,8 @@ def expected_children(doc: dict[str, Any], namespace: str) -> set[tuple[str, str
     for svc in ctx.services:
         if svc.has_database:
             keys |= {("Secret", secret_name(ctx.name, svc.name)), ("NetworkPolicy", egress_policy_name(svc.name))}
+    # The Kafka users area's: each publishing or subscribing service's credentials.
+    keys |= {("Secret", user.secret) for user in plan_users(model.spec, namespace=namespace, platform=ctx.name)}
     return keys
 
 
