@@ -230,3 +230,40 @@ def test_strimzi_kafka_users_are_accepted_by_the_real_crd(kube: Kube, namespace:
             svc.pop("subscribes", None)
     kube.apply(namespace, doc)
     eventually(lambda: kube.get("kafkauser", "shop-notifications", namespace) is None, timeout=60, what="pruned")
+
+
+async def test_a_platform_that_stops_managing_users_releases_them(
+    kube: Kube, namespace: str, stack: LocalStack
+) -> None:
+    # Found by the generated platforms: provider admin → none, the area tried to delete the users
+    # with the new spec's plaintext settings against the secured broker and stayed BrokerUnreachable.
+    doc = _platform(stack, partitions=1)
+    kube.apply(namespace, doc)
+    eventually(
+        lambda: _condition(kube, namespace, "KafkaUsersReady").get("reason") == "KafkaUsersReady",
+        timeout=120,
+        what="users",
+    )
+    names = [f"{namespace}.shop.{s}" for s in ("users", "orders", "payments", "notifications")]
+    assert await _users_on_broker(stack, names) == set(names)
+
+    doc["spec"]["kafka"] = {"provider": "none", "bootstrapServers": stack.kafka_bootstrap, "replicationFactor": 1}
+    kube.apply(namespace, doc)
+    generation = kube.get("msp", "shop", namespace)["metadata"]["generation"]  # type: ignore[index]
+
+    def released() -> bool:
+        cond = _condition(kube, namespace, "KafkaUsersReady")
+        return cond.get("observedGeneration") == generation and cond.get("reason") == "KafkaUsersReleased"
+
+    eventually(released, timeout=60, what="users released")
+    assert _condition(kube, namespace, "KafkaUsersReady")["status"] == "True"
+    assert (kube.get("msp", "shop", namespace) or {}).get("status", {}).get("kafkaUsers") == []
+    eventually(lambda: kube.get("secret", "shop-orders-kafka", namespace) is None, timeout=60, what="Secrets pruned")
+    events = kube.run("get", "events", "-n", namespace, "--field-selector", "reason=KafkaUsersReleased", "-o", "json")
+    assert f"{namespace}.shop.orders" in events.stdout
+    # Released, not deleted: the broker's operators own them now (this test tidies its own).
+    assert await _users_on_broker(stack, names) == set(names)
+    async with KafkaAdmin(stack.kafka_bootstrap, security=stack.kafka_security) as admin:
+        for name in names:
+            await admin.delete_acls(f"User:{name}", everything=True)
+        await admin.delete_users(names)

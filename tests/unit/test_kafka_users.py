@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from keelson.api.v1alpha1 import MicroservicePlatformSpec
+from keelson.api.v1alpha1 import MicroservicePlatform, MicroservicePlatformSpec
 from keelson.controller.kafka_access import KafkaAccess, KafkaAccessProblem
+from keelson.controller.kafka_users import KafkaUsersArea
 from keelson.kafkaclient import KafkaSecurity, KafkaSecurityError
 from keelson.kafkausers import Acl, plan_users
 from keelson.render import RenderContext, render_platform
@@ -136,3 +137,48 @@ async def test_a_cleanup_outlives_the_secrets_of_a_deleted_namespace() -> None:
     with pytest.raises(KafkaAccessProblem, match="kafka-ca"):
         await access.security("ns", kafka)
     assert await access.security("ns", kafka, deleting=True) == read
+
+
+class _NoCache:
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    def owned_by(self, uid: str) -> list[dict[str, Any]]:
+        return []
+
+
+def _unreachable(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a released user must not send the operator to the brokers")
+
+
+@pytest.mark.parametrize(
+    "kafka",
+    [
+        {"provider": "none", "tls": None, "authentication": None},
+        {"provider": "admin", "tls": None, "authentication": None},
+    ],
+)
+async def test_leaving_admin_management_releases_the_users_without_a_broker(kafka: dict[str, Any]) -> None:
+    # Found by the generated platforms: provider admin → none left the area trying to delete the
+    # old users with the new spec's (plaintext, credential-less) settings, BrokerUnreachable for good.
+    doc = example()
+    doc["spec"]["kafka"].update(kafka)
+    doc["metadata"] = {"name": "shop", "namespace": "ns", "uid": "u1"}
+    doc["status"] = {
+        "kafkaUsers": [
+            {
+                "service": "orders",
+                "user": "ns.shop.orders",
+                "secret": "shop-orders-kafka",
+                "ready": True,
+                "provider": "admin",
+            }
+        ]
+    }
+    model = MicroservicePlatform.model_validate({k: v for k, v in doc.items() if k != "status"})
+    area = KafkaUsersArea(_Secrets({}), _NoCache(), admin=_unreachable)
+    result = await area.reconcile(doc, model)
+    assert (result.condition.status, result.condition.reason) == ("True", "KafkaUsersReleased")
+    assert result.status == {"kafkaUsers": []} and not result.retry and not result.objects
+    assert [e.reason for e in result.events] == ["KafkaUsersReleased"]
+    assert "ns.shop.orders" in result.events[0].message

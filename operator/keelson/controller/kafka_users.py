@@ -4,7 +4,9 @@ KafkaUsersReady, status.kafkaUsers), when `spec.kafka.authentication` is set.
 provider admin  : SCRAM-SHA-512 credentials (AlterUserScramCredentials) and literal ACLs through
                   the Admin API, converged from what the brokers hold; a removed service's user
                   and ACLs are deleted, and so are all of them with the platform (a finalizer),
-                  whatever the topics' deletionPolicy: credentials never outlive their service;
+                  whatever the topics' deletionPolicy: credentials never outlive their service.
+                  A spec that stops having Keelson manage them (provider none or strimzi, no
+                  authentication) releases them instead: it no longer says how to reach them;
 provider strimzi: the KafkaUser objects are rendered children (`render.kafkausers`), their
                   password the one of the service's Secret; this area reports on them.
 
@@ -177,10 +179,39 @@ class KafkaUsersArea:
         kafka = model.spec.kafka
         assert kafka is not None
         out = _Pass()
+        if removed and not (managed(model.spec) and kafka.provider == "admin"):
+            released = self._release(ctx, removed, out)
+            removed = {}
+            if not plan:
+                cond = ConditionState(
+                    KAFKA_USERS_READY, "True", "KafkaUsersReleased", f"{released} Kafka user(s) released, none managed"
+                )
+                return self._result(cond, out, had_status)
         if kafka.provider == "strimzi":
             cond = self._strimzi(platform, ctx, plan, out)
             return self._result(cond, out, had_status)
         return await self._admin(platform, ctx, plan, removed, out=out, had_status=had_status)
+
+    def _release(self, ctx: RenderContext, removed: dict[str, dict[str, Any]], out: _Pass) -> int:
+        """The platform no longer has Keelson manage users through the Admin API (provider none or
+        strimzi, or no authentication): the users it made there are released, not deleted. The new
+        spec holds no way to reach the brokers they are on (its TLS and admin credentials are gone,
+        or its brokers are others), so deleting them would wait forever on a broker the platform has
+        left; whoever runs the brokers owns them now, as provider none says. Their Secrets go with
+        the area's other objects, so no password stays in the cluster; an event names each user."""
+        users = sorted(str(e.get("user") or s) for s, e in removed.items())
+        for service in removed:
+            self.memory.pop((ctx.namespace, ctx.name, service), None)
+        out.events.append(
+            PlatformEvent(
+                "Normal",
+                "KafkaUsersReleased",
+                "left on the brokers for whoever runs them (spec.kafka no longer has Keelson manage "
+                f"them): {', '.join(users)}",
+            )
+        )
+        log.info("kafka users %s/%s released: %s", ctx.namespace, ctx.name, ", ".join(users))
+        return len(users)
 
     def _result(
         self,
