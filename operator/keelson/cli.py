@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -14,15 +16,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from keelson.api.crd import crd_yaml
+from keelson.api.components import ComponentDefinition, ComponentDefinitionSpec
+from keelson.api.crd import crd_yaml, definition_crd_yaml
 from keelson.api.v1alpha1 import REFERENCE_SERVICES
+from keelson.components.resolve import resolve
 from keelson.kafkaclient import KafkaSecurity
-from keelson.manifests import load_platforms
-from keelson.render import DEFAULT_REFERENCE_IMAGE, RenderContext, render_platform
+from keelson.manifests import field_lines, load_definition_documents, load_platforms
+from keelson.render import DEFAULT_REFERENCE_IMAGE, ComponentProblems, RenderContext, render_platform
+from keelson.render.vet import vet_definition
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
-    text = crd_yaml()
+    text = definition_crd_yaml() if args.kind == "ComponentDefinition" else crd_yaml()
     for output in args.output or []:
         Path(output).write_text(text)
     if not args.output:
@@ -39,15 +44,91 @@ def _cmd_render(args: argparse.Namespace) -> int:
     if not platforms:
         print(f"error: no MicroservicePlatform in {args.filename}", file=sys.stderr)
         return 1
+    try:
+        definitions = _definitions(args)
+    except (ValidationError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     docs = []
     for platform in platforms:
         namespace = args.namespace or platform.metadata.namespace
-        ctx = RenderContext(
-            name=platform.metadata.name, namespace=namespace, spec=platform.spec, reference_image=args.image
-        )
-        docs.extend(render_platform(ctx))
+        try:
+            components = tuple(resolve(platform.spec, definitions))
+            ctx = RenderContext(
+                name=platform.metadata.name,
+                namespace=namespace,
+                spec=platform.spec,
+                reference_image=args.image,
+                components=components,
+            )
+            docs.extend(render_platform(ctx))
+        except ComponentProblems as exc:
+            for problem in exc.problems:
+                print(f"{args.filename}: {platform.metadata.name}: {problem}", file=sys.stderr)
+            return 1
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, width=120))
     return 0
+
+
+def _definitions(args: argparse.Namespace) -> list[ComponentDefinitionSpec]:
+    """The definitions a render resolves against: the files given, the platform file's own, and
+    with --cluster-definitions the cluster's (through kubectl and its current context)."""
+    sources = [*(args.definitions or []), *([args.filename] if args.filename != "-" else [])]
+    docs = [doc for _, doc in load_definition_documents(sources)]
+    if args.cluster_definitions:
+        proc = subprocess.run(
+            ["kubectl", "get", "componentdefinitions.keelson.dev", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"kubectl get componentdefinitions: {proc.stderr.strip()}")
+        docs.extend(json.loads(proc.stdout).get("items") or [])
+    return [ComponentDefinition.model_validate(doc).spec for doc in docs]
+
+
+def _cmd_def_vet(args: argparse.Namespace) -> int:
+    """One line per problem: file:line: path: message."""
+    failed = 0
+    for path in args.files:
+        text = Path(path).read_text()
+        try:
+            docs = list(yaml.safe_load_all(text))
+            lines = field_lines(text)
+        except yaml.YAMLError as exc:
+            print(f"{path}: not YAML: {exc}".replace("\n", " "))
+            failed += 1
+            continue
+        seen = 0
+        for doc, where in zip(docs, lines, strict=True):
+            if not isinstance(doc, dict) or doc.get("kind") != "ComponentDefinition":
+                continue
+            seen += 1
+            name = (doc.get("metadata") or {}).get("name", "?")
+            for problem in vet_definition(doc):
+                print(f"{path}:{_line_of(problem, where)}: {name}: {problem}")
+                failed += 1
+        if not seen:
+            print(f"{path}: no ComponentDefinition")
+            failed += 1
+    if not failed:
+        print(f"ok: {len(args.files)} file(s)")
+    return 1 if failed else 0
+
+
+def _line_of(problem: str, lines: dict[str, int]) -> int:
+    """The line of the longest field path the problem starts with; inside a template, the
+    template's own line on top (a block scalar starts on the line after its key)."""
+    path = problem.split(" ", 1)[0].rstrip(":")
+    best = max((p for p in lines if p and path.startswith(p)), key=len, default="")
+    line = lines.get(best, 1)
+    match = re.match(r"^spec\.templates\[(\d+)\] \([^)]*\): line (\d+):", problem)
+    if match:
+        start = lines.get(f"spec.templates[{match.group(1)}].template")
+        if start is not None:
+            return start + int(match.group(2))
+    return line
 
 
 def _cmd_design(args: argparse.Namespace) -> int:
@@ -183,7 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keelson", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    crd = sub.add_parser("crd", help="print the MicroservicePlatform CRD generated from the API models")
+    crd = sub.add_parser("crd", help="print a CRD generated from the API models")
+    crd.add_argument(
+        "--kind",
+        choices=["MicroservicePlatform", "ComponentDefinition"],
+        default="MicroservicePlatform",
+        help="which CRD (default MicroservicePlatform)",
+    )
     crd.add_argument("-o", "--output", action="append", help="write to this file instead of stdout (repeatable)")
     crd.set_defaults(func=_cmd_crd)
 
@@ -191,7 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("-f", "--filename", required=True, help="platform manifest, or - for stdin")
     render.add_argument("-n", "--namespace", help="namespace of the objects (default: the manifest's, or default)")
     render.add_argument("--image", default=DEFAULT_REFERENCE_IMAGE, help="image of the reference services")
+    render.add_argument(
+        "-d",
+        "--definitions",
+        action="append",
+        help="ComponentDefinitions: a file or a directory of them (repeatable; the platform file's own count too)",
+    )
+    render.add_argument(
+        "--cluster-definitions",
+        action="store_true",
+        help="also resolve against the cluster's ComponentDefinitions (kubectl, current context)",
+    )
     render.set_defaults(func=_cmd_render)
+
+    definition = sub.add_parser("def", help="tools for ComponentDefinition authors")
+    def_sub = definition.add_subparsers(dest="def_command", required=True)
+    vet = def_sub.add_parser("vet", help="check definitions: fields, schema, templates, an example render")
+    vet.add_argument("files", nargs="+", help="YAML files with ComponentDefinitions")
+    vet.set_defaults(func=_cmd_def_vet)
 
     design = sub.add_parser(
         "design", help="write the architecture document and the platform manifest for a system type and a load"

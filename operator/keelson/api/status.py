@@ -28,6 +28,17 @@ class Condition(_Status):
     message: str = Field(max_length=32768, description="Human-readable details.")
 
 
+class ComponentStatus(_Status):
+    """One component of a service (a ComponentDefinition in use)."""
+
+    name: str = Field(description="Name of the component in the service.")
+    type: str = Field(description="The type as pinned, e.g. redis@1.")
+    version: str = Field(description="The exact published version it resolved to.")
+    ready: bool = Field(description="Whether every object of it is ready.")
+    reason: str = Field(description="Ready, or what it waits for.")
+    objects: list[str] = Field(description="Its objects, as Kind/name.")
+
+
 class ServiceStatus(_Status):
     """Replica summary of one service."""
 
@@ -35,6 +46,7 @@ class ServiceStatus(_Status):
     desiredReplicas: int = Field(description="Replicas the Deployment asks for (the HPA's, when on).")
     readyReplicas: int = Field(description="Replicas that are ready.")
     ready: bool = Field(description="Whether the service is fully rolled out and available.")
+    components: list[ComponentStatus] | None = Field(None, description="Its components, when it uses any.")
 
 
 class Sizing(_Status):

@@ -59,6 +59,17 @@ QUANTITY_PATTERN = (
 
 REFERENCE_SERVICES = ("gateway", "users", "orders", "payments", "notifications")
 
+# Components (`keelson.api.components`): `redis@1` or `redis@1.2` pins a type by major or by
+# major.minor, the one way to pin (never a patch: a patch is what a platform team ships to
+# everyone on that line).
+TYPE_PIN = r"^[a-z]([-a-z0-9]*[a-z0-9])?@(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))?$"
+MAX_TYPE = 40
+MAX_COMPONENT_NAME = 30
+MAX_COMPONENTS = 16
+# `<service>-<component>` names every object of a component (or prefixes it): room for a suffix
+# such as `-headless` or a StatefulSet pod's ordinal within 63 characters.
+MAX_FULLNAME = 52
+
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     """One `x-kubernetes-validations` entry."""
@@ -701,6 +712,35 @@ EventName = Annotated[str, Field(max_length=MAX_EVENT, pattern=EVENT_PATTERN)]
 SubscriptionName = Annotated[str, Field(max_length=MAX_TOPIC, pattern=SUBSCRIPTION_PATTERN)]
 
 
+class ComponentUse(_Model):
+    """A component a service uses: an instance of a platform team's ComponentDefinition."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_COMPONENT_NAME,
+        pattern=DNS1035_LABEL,
+        description="Name of this use, unique in the service; its objects are named <service>-<name>.",
+    )
+    type: str = Field(
+        max_length=MAX_TYPE + 12,
+        pattern=TYPE_PIN,
+        description="Component type pinned to a major or major.minor version, e.g. redis@1 or redis@1.2.",
+    )
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="Parameters, checked against the definition's schema.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @property
+    def type_name(self) -> str:
+        return self.type.partition("@")[0]
+
+    @property
+    def pin(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.type.partition("@")[2].split("."))
+
+
 class Service(_Model):
     """One microservice of the platform."""
 
@@ -715,6 +755,11 @@ class Service(_Model):
                     "!has(self.calls) || !(self.name in self.calls)",
                     "a service must not call itself",
                     ".calls",
+                ),
+                _cel(
+                    f"!has(self.components) || self.components.all(c, size(self.name) + size(c.name) < {MAX_FULLNAME})",
+                    f"a component's objects are named <service>-<component>: at most {MAX_FULLNAME} characters",
+                    ".components",
                 ),
             ]
         }
@@ -758,6 +803,12 @@ class Service(_Model):
         "same name is replaced.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    components: list[ComponentUse] | None = Field(
+        None,
+        max_length=MAX_COMPONENTS,
+        description="Components the service uses (ComponentDefinitions), keyed by name.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> Service:
@@ -768,6 +819,14 @@ class Service(_Model):
         names = [e.name for e in self.env or ()]
         if len(names) != len(set(names)):
             raise ValueError(f"services[{self.name}].env: duplicate entries for name")
+        components = [c.name for c in self.components or ()]
+        if len(components) != len(set(components)):
+            raise ValueError(f"services[{self.name}].components: duplicate entries for name")
+        for c in self.components or ():
+            if len(self.name) + 1 + len(c.name) > MAX_FULLNAME:
+                raise ValueError(
+                    f"a component's objects are named <service>-<component>: at most {MAX_FULLNAME} characters"
+                )
         return self
 
 

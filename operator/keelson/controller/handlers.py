@@ -23,10 +23,11 @@ from typing import Any
 import kopf
 from kopf._cogs.structs import references
 
-from keelson.api import v1alpha1
+from keelson.api import components, v1alpha1
 from keelson.controller import kopfpatch, metrics
 from keelson.controller.areas import Area
 from keelson.controller.cache import DictCache, owner_entry, snapshot
+from keelson.controller.components import DefinitionCatalog, users_of
 from keelson.controller.conditions import ConditionState
 from keelson.controller.crdcheck import CrdCheck
 from keelson.controller.database_area import DatabasesArea
@@ -66,6 +67,7 @@ class Controller:
         self.queue = WorkQueue()
         self.cache = DictCache()
         self.platforms: Mapping[Any, Any] = {}
+        self.catalog = DefinitionCatalog()
         self.client: KubeClient | None = None
         self.reconciler: Reconciler | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -84,6 +86,8 @@ class Controller:
         """kopf hands its indexes to handlers as keyword arguments; keep live references."""
         if "platform_index" in indexes:
             self.platforms = indexes["platform_index"]
+        if "definition_index" in indexes:
+            self.catalog.index = indexes["definition_index"]
         for kind in CHILD_KINDS:
             index = indexes.get(_index_id(kind.kind))
             if index is not None:
@@ -115,7 +119,14 @@ class Controller:
         # standbys check too, so their logs say the same.
         self.crd_check = CrdCheck(self.client)
         await self.crd_check.run()
-        self.reconciler = Reconciler(self.client, self.cache, reference_image=image, areas=areas, notices=self._notices)
+        self.reconciler = Reconciler(
+            self.client,
+            self.cache,
+            reference_image=image,
+            areas=areas,
+            notices=self._notices,
+            definitions=self.catalog.definitions,
+        )
         self.issuer_check = IssuerCheck(self.client)
         self.reconciler.token_issuer = await self.issuer_check.run()
         self.tasks = []
@@ -313,6 +324,24 @@ async def platform_changed(namespace: str | None, name: str, type: str | None, b
             await CONTROLLER.reconciler.report_retained(snapshot(body))
         return
     CONTROLLER.queue.add((namespace or "", name))
+
+
+@kopf.index(v1alpha1.GROUP, v1alpha1.VERSION, components.DEFINITION_PLURAL, id="definition_index")
+def definition_index(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    return {name: snapshot(body)}
+
+
+@kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, components.DEFINITION_PLURAL)
+async def definition_changed(body: kopf.Body, **kwargs: Any) -> None:
+    """A version published or withdrawn: the platforms using its type resolve again (those pinned
+    elsewhere render the same objects and write nothing)."""
+    CONTROLLER.attach(kwargs)
+    type_ = str((body.get("spec") or {}).get("type", ""))
+    platforms: list[tuple[Any, dict[str, Any]]] = [
+        (key, next(iter(store), {})) for key, store in list(CONTROLLER.platforms.items())
+    ]
+    for key in users_of(platforms, type_):
+        CONTROLLER.queue.add(key)
 
 
 def _register_child(group: str, version: str, plural: str, kind: str) -> None:

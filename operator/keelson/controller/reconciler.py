@@ -19,10 +19,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from keelson.api.components import ComponentDefinitionSpec
 from keelson.api.v1alpha1 import MicroservicePlatform
+from keelson.components.resolve import ComponentProblems, ResolvedComponent, resolve
 from keelson.controller import metrics
 from keelson.controller.areas import Area, AreaResult
 from keelson.controller.cache import ChildCache, SyncMemo, controller_uid
+from keelson.controller.components import component_statuses, invalid, with_components
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
 from keelson.controller.drift import drifted_fields, with_hash
 from keelson.controller.handover import HANDOVER_MANAGER, initial_replicas, replicas_handovers
@@ -77,6 +80,11 @@ class StatusWrite:
     status: dict[str, Any]
 
 
+def _component_input(component: ResolvedComponent) -> list[Any]:
+    # A published version is immutable, but a definition can be deleted and published again.
+    return [component.fullname, component.definition.model_dump(mode="json"), component.parameters]
+
+
 def owner_reference(platform: dict[str, Any]) -> dict[str, Any]:
     meta = platform["metadata"]
     return {
@@ -102,6 +110,7 @@ class Reconciler:
         guard: LoopGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
         notices: Callable[[], Sequence[ConditionState]] = tuple,
+        definitions: Callable[[], Sequence[ComponentDefinitionSpec]] = tuple,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -119,6 +128,8 @@ class Reconciler:
         self.clock = clock
         # Conditions about the installation rather than the platform (crdcheck), outside Ready.
         self.notices = notices
+        # The published ComponentDefinitions (the watch index, controller.components).
+        self.definitions = definitions
         self._sync = SyncMemo(clock=clock)
         # uid -> (digest of the rendering's inputs, the rendered children): see _rendered.
         self._renders: dict[str, tuple[str, RenderContext, list[dict[str, Any]]]] = {}
@@ -163,6 +174,11 @@ class Reconciler:
             return  # children go with the platform through their owner references
         if meta.get("uid") in self._terminating:
             return  # its namespace is being deleted (see _apply_all); only the cleanup above still runs
+        try:
+            components = tuple(resolve(model.spec, self.definitions()))
+        except ComponentProblems as exc:
+            await self._write_status(platform, None, list(invalid(exc.problems)), {}, outcome)
+            return
 
         paused = meta.get("annotations", {}).get(PAUSE_ANNOTATION) == "paused"
         live_status = platform.get("status") or {}
@@ -203,9 +219,14 @@ class Reconciler:
             reference_image=self.reference_image,
             pod_annotations=pod_annotations,
             token_issuer=self.token_issuer,
+            components=components,
         )
         owner = owner_reference(platform)
-        ctx, rendered = self._rendered(platform, ctx)
+        try:
+            ctx, rendered = self._rendered(platform, ctx)
+        except ComponentProblems as exc:
+            await self._write_status(platform, None, list(invalid(exc.problems)), {}, outcome)
+            return
         desired = [*rendered, *(with_hash(_owned(obj, owner)) for obj in area_objects)]
         obs = Observations(paused=paused)
         obs.route_desired = any(o["kind"] in ROUTE_KINDS for o in desired)
@@ -228,6 +249,11 @@ class Reconciler:
             if o["kind"] == "Deployment"
         }
         services = service_statuses(ctx.services, deployments)
+        component_conditions: list[ConditionState] = []
+        if ctx.components:
+            by_service, components_ready = component_statuses(ctx.components, desired, self.cache, namespace)
+            services = with_components(services, by_service)
+            component_conditions.append(components_ready)
         route = next((o for o in desired if o["kind"] in ROUTE_KINDS), None)
         if route is not None and obs.route_unavailable is None:
             obs.route = self.cache.get(route["kind"], namespace, route["metadata"]["name"])
@@ -237,7 +263,7 @@ class Reconciler:
                 obs.monitoring_desired.append(label)
                 if self.cache.get(obj["kind"], namespace, obj["metadata"]["name"]) is not None:
                     obs.monitoring_live.append(label)
-        areas = [workloads_condition(services, obs), routes_condition(obs), *area_conditions]
+        areas = [workloads_condition(services, obs), routes_condition(obs), *component_conditions, *area_conditions]
         # MonitoringReady is reported but does not gate Ready (see status.monitoring_condition).
         # A write loop outranks every other reason: it is the operator misbehaving, not the platform.
         ready = write_loop_condition(obs) if obs.write_loops else ready_condition(areas)
@@ -469,6 +495,7 @@ class Reconciler:
             self.reference_image,
             ctx.pod_annotations,
             ctx.token_issuer,
+            [_component_input(c) for c in ctx.components],
         ]
         digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
         uid = str(meta.get("uid", ""))

@@ -34,6 +34,10 @@ CHILD_KINDS: tuple[Kind, ...] = (
     Kind("v1", "ConfigMap", "configmaps"),
     Kind("v1", "Service", "services"),
     Kind("apps/v1", "Deployment", "deployments"),
+    # Kinds only components make (api.components.COMPONENT_KINDS).
+    Kind("apps/v1", "StatefulSet", "statefulsets"),
+    Kind("batch/v1", "Job", "jobs"),
+    Kind("batch/v1", "CronJob", "cronjobs"),
     Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
@@ -51,6 +55,7 @@ CHILD_KINDS: tuple[Kind, ...] = (
     Kind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules"),
 )
 PLATFORM_KIND = Kind(f"{v1alpha1.GROUP}/{v1alpha1.VERSION}", v1alpha1.KIND, v1alpha1.PLURAL)
+DEFINITION_KIND = Kind(f"{v1alpha1.GROUP}/{v1alpha1.VERSION}", "ComponentDefinition", "componentdefinitions")
 EVENT_KIND = Kind("v1", "Event", "events")
 SECRET_KIND = next(k for k in CHILD_KINDS if k.kind == "Secret")
 

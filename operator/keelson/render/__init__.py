@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from keelson.components.resolve import ComponentProblems
+from keelson.render.components import render_components
 from keelson.render.configmap import render_config_map
 from keelson.render.context import DEFAULT_REFERENCE_IMAGE, RenderContext
 from keelson.render.dashboards import render_dashboards
@@ -19,7 +21,7 @@ from keelson.render.service import render_service
 from keelson.render.serviceaccount import render_service_account
 from keelson.render.servicemonitor import render_service_monitor
 
-__all__ = ["DEFAULT_REFERENCE_IMAGE", "RenderContext", "render_platform"]
+__all__ = ["DEFAULT_REFERENCE_IMAGE", "ComponentProblems", "RenderContext", "render_platform"]
 
 
 def render_platform(ctx: RenderContext) -> list[dict[str, Any]]:
@@ -39,4 +41,14 @@ def render_platform(ctx: RenderContext) -> list[dict[str, Any]]:
     objects.extend(render_kafka_topics(ctx))
     objects.extend(render_kafka_users(ctx))
     objects += [render_service_monitor(ctx), render_prometheus_rule(ctx), render_dashboards(ctx)]
-    return [o for o in objects if o is not None]
+    builtin = [o for o in objects if o is not None]
+    components = render_components(ctx) if ctx.components else []
+    taken = {(o["kind"], o["metadata"]["name"]) for o in builtin}
+    clashes = [
+        f"{kind}/{name}"
+        for kind, name in ((o["kind"], o["metadata"]["name"]) for o in components)
+        if (kind, name) in taken
+    ]
+    if clashes:
+        raise ComponentProblems([f"{c}: a component's object has the name of one the platform makes" for c in clashes])
+    return [*builtin, *components]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
+from keelson.components.resolve import ResolvedComponent
 from keelson.effective import EffectiveService, effective_services
 
 DEFAULT_REFERENCE_IMAGE = "ghcr.io/keelson-dev/keelson:0.1.0"
@@ -34,6 +35,9 @@ class RenderContext:
     pod_annotations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # None when the operator could not read it: services then refuse every internal call.
     token_issuer: TokenIssuer | None = None
+    # The services' components, resolved against the published ComponentDefinitions
+    # (`keelson.components.resolve`): the one input that does not come from this spec alone.
+    components: tuple[ResolvedComponent, ...] = ()
 
     @cached_property
     def services(self) -> list[EffectiveService]:

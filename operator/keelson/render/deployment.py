@@ -6,6 +6,7 @@ from typing import Any
 
 from keelson.effective import EffectiveService
 from keelson.render import callers
+from keelson.render.components import component_env
 from keelson.render.configmap import config_checksum, config_data
 from keelson.render.context import RenderContext
 from keelson.render.databases import database_env
@@ -60,11 +61,13 @@ def _container(ctx: RenderContext, svc: EffectiveService) -> dict[str, Any]:
     if svc.reference:
         # One image for all reference services; the first argument picks the service.
         container["args"] = [svc.reference]
-    # The database's and Kafka's variables first: a variable of the same name in the service's own
-    # env wins. (SSA refuses an env list with two entries of one name, so the replaced one is left out.)
+    # The database's, Kafka's and the components' variables first: a variable of the same name in
+    # the service's own env wins. (SSA refuses an env list with two entries of one name, so the
+    # replaced one is left out; two components giving one name are refused by render.components.)
     own = [e.model_dump(exclude_none=True) for e in svc.env]
     names = {e["name"] for e in own}
-    env = [*(e for e in [*database_env(ctx, svc), *kafka_env(ctx, svc)] if e["name"] not in names), *own]
+    given = [*database_env(ctx, svc), *kafka_env(ctx, svc), *component_env(ctx, svc)]
+    env = [*(e for e in given if e["name"] not in names), *own]
     if env:
         container["env"] = env
     return container

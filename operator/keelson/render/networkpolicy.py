@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from keelson.effective import EffectiveService
 from keelson.render import cnpg
+from keelson.render.components import component_egress
 from keelson.render.context import RenderContext
 from keelson.render.databases import provider
 from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL, metadata, selector_labels
@@ -134,6 +135,7 @@ def _egress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
     tracing = ctx.spec.observability.tracing if ctx.spec.observability else None
     if tracing is not None:
         rules.append(_otlp_egress(ctx, tracing.otlpEndpoint))
+    rules.extend(component_egress(ctx, svc))
     return rules
 
 
