@@ -15,7 +15,13 @@ import pytest
 
 from e2e import helm
 from e2e.kube import Kube, eventually
-from keelson.api.crd import CRD_NAME, SCHEMA_DIGEST_ANNOTATION, custom_resource_definition
+from keelson.api.crd import (
+    CRD_NAME,
+    DEFINITION_CRD_NAME,
+    SCHEMA_DIGEST_ANNOTATION,
+    custom_resource_definition,
+    definition_crd,
+)
 from keelson.controller.crdcheck import CRD_CURRENT, MISMATCH_REASON
 from keelson.devstack.stack import LocalStack
 from tests.cases.invalid_platforms import workloads_example
@@ -113,17 +119,19 @@ def test_the_reference_image_is_pinned_apart_from_the_operator_image(stack: Loca
         assert env["KEELSON_REFERENCE_IMAGE"] == "ghcr.io/keelson-dev/keelson:0.1.0"
 
 
-def test_the_crd_template_is_the_generated_crd(stack: LocalStack) -> None:
-    (crd,) = [d for d in helm.render() if d["kind"] == "CustomResourceDefinition"]
-    generated = custom_resource_definition()
-    assert crd["spec"] == generated["spec"]
-    annotations = crd["metadata"]["annotations"]
-    assert annotations[SCHEMA_DIGEST_ANNOTATION] == generated["metadata"]["annotations"][SCHEMA_DIGEST_ANNOTATION]
-    assert annotations[KEEP] == "keep"  # uninstall never deletes the platforms
-    assert crd["metadata"]["labels"]["app.kubernetes.io/name"] == "keelson-operator"
+def test_the_crd_templates_are_the_generated_crds(stack: LocalStack) -> None:
+    crds = {d["metadata"]["name"]: d for d in helm.render() if d["kind"] == "CustomResourceDefinition"}
+    assert set(crds) == {CRD_NAME, DEFINITION_CRD_NAME}
+    for generated in (custom_resource_definition(), definition_crd()):
+        crd = crds[generated["metadata"]["name"]]
+        assert crd["spec"] == generated["spec"]
+        annotations = crd["metadata"]["annotations"]
+        assert annotations[SCHEMA_DIGEST_ANNOTATION] == generated["metadata"]["annotations"][SCHEMA_DIGEST_ANNOTATION]
+        assert annotations[KEEP] == "keep"  # uninstall never deletes the platforms or the definitions
+        assert crd["metadata"]["labels"]["app.kubernetes.io/name"] == "keelson-operator"
     assert not [d for d in helm.render(values={"crds.enabled": "false"}) if d["kind"] == "CustomResourceDefinition"]
-    (unkept,) = [d for d in helm.render(values={"crds.keep": "false"}) if d["kind"] == "CustomResourceDefinition"]
-    assert KEEP not in unkept["metadata"]["annotations"]
+    unkept = [d for d in helm.render(values={"crds.keep": "false"}) if d["kind"] == "CustomResourceDefinition"]
+    assert len(unkept) == 2 and all(KEEP not in d["metadata"]["annotations"] for d in unkept)
     # Helm would install crds/ once and never upgrade it: the chart has none.
     assert not (helm.CHART / "crds").exists()
 
@@ -279,6 +287,7 @@ def test_namespaced_mode_grants_nothing_cluster_wide_but_discovery(stack: LocalS
     assert {(g, r) for _, g, r in _rules(cluster_role)} == {
         ("apiextensions.k8s.io", "customresourcedefinitions"),
         ("", "namespaces"),
+        ("keelson.dev", "componentdefinitions"),  # cluster-scoped: the published definitions
     }
     # Reads only: list and watch, and get of Keelson's own CRD alone (its schema check).
     named = [r for r in cluster_role["rules"] if r.get("resourceNames")]
@@ -301,5 +310,5 @@ def test_namespaced_mode_grants_nothing_cluster_wide_but_discovery(stack: LocalS
     assert set(roles) == bindings == {"a", "b"}
     # The same rules as cluster mode's, less the cluster-scoped ones.
     (cluster_mode,) = [d for d in _rendered() if d["kind"] == "ClusterRole"]
-    namespaced = {r for r in _rules(cluster_mode) if r[2] != "customresourcedefinitions"}
+    namespaced = {r for r in _rules(cluster_mode) if r[2] not in ("customresourcedefinitions", "componentdefinitions")}
     assert set(_rules(roles["a"])) == namespaced

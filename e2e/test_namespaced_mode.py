@@ -146,8 +146,10 @@ def test_namespaced_mode_reconciles_only_its_namespaces(
     outside = sorted(
         {(u.verb, u.resource, u.namespace) for u in found.uses if u.namespace not in (a, b) and u.group != NON_RESOURCE}
     )
-    # Cluster-wide, it only read CRDs and Namespaces (kopf's discovery), and it never looked into c.
-    assert {resource for _, resource, _ in outside} <= {"customresourcedefinitions", "namespaces"}, outside
+    # Cluster-wide, it only read CRDs and Namespaces (kopf's discovery) and the published
+    # ComponentDefinitions (cluster-scoped), and it never looked into c.
+    cluster_reads = {"customresourcedefinitions", "namespaces", "componentdefinitions"}
+    assert {resource for _, resource, _ in outside} <= cluster_reads, outside
     assert any(u.namespace == a and u.verb == "patch" for u in found.uses), "no write of its own in a"
 
 
