@@ -136,6 +136,36 @@ def test_the_crd_templates_are_the_generated_crds(stack: LocalStack) -> None:
     assert not (helm.CHART / "crds").exists()
 
 
+def test_the_chart_installs_the_webhook_with_its_certificate(stack: LocalStack) -> None:
+    docs = helm.render()
+    by_kind = {d["kind"]: d for d in docs if d["kind"] in ("Secret", "Service", "ValidatingWebhookConfiguration")}
+    secret, service, config = by_kind["Secret"], by_kind["Service"], by_kind["ValidatingWebhookConfiguration"]
+    assert secret["type"] == "kubernetes.io/tls" and {"tls.crt", "tls.key", "ca.crt"} <= set(secret["data"])
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "keelson-operator"}
+    hooks = {h["name"]: h for h in config["webhooks"]}
+    assert set(hooks) == {"platforms.keelson.dev", "componentdefinitions.keelson.dev"}
+    for hook in hooks.values():
+        assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] == 5 and hook["sideEffects"] == "None"
+        assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        assert hook["clientConfig"]["service"]["name"] == service["metadata"]["name"]
+    assert hooks["componentdefinitions.keelson.dev"]["rules"][0]["operations"] == ["CREATE", "UPDATE", "DELETE"]
+    assert hooks["platforms.keelson.dev"]["clientConfig"]["service"]["path"] == "/platforms"
+    pod = helm.deployment(docs)["spec"]["template"]["spec"]
+    env = helm.container_env(pod)
+    assert env["KEELSON_WEBHOOK_CERT"] == "/etc/keelson/webhook/tls.crt" and env["KEELSON_WEBHOOK_PORT"] == "9443"
+    assert pod["volumes"] == [{"name": "webhook-tls", "secret": {"secretName": secret["metadata"]["name"]}}]
+    # The dev stack's shape: a URL on loopback with its CA, and neither Secret nor Service.
+    url = helm.render(
+        values={"operator.deploy": "false", "webhook.url": "https://127.0.0.1:9", "webhook.caBundle": "PEM"}
+    )
+    assert not [d for d in url if d["kind"] in ("Secret", "Service")]
+    (config,) = [d for d in url if d["kind"] == "ValidatingWebhookConfiguration"]
+    assert config["webhooks"][0]["clientConfig"] == {"url": "https://127.0.0.1:9/platforms", "caBundle": "UEVN"}
+    off = helm.render(values={"webhook.enabled": "false"})
+    assert not [d for d in off if d["kind"] in ("ValidatingWebhookConfiguration", "Secret", "Service")]
+    assert "KEELSON_WEBHOOK_CERT" not in helm.container_env(helm.deployment(off)["spec"]["template"]["spec"])
+
+
 def test_operator_deployment_is_restricted(stack: LocalStack) -> None:
     dep = helm.deployment(helm.render())
     pod = dep["spec"]["template"]["spec"]

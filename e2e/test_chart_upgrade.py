@@ -69,7 +69,7 @@ def previous() -> Iterator[Path]:
 
 def _env(chart: Path, *, values: dict[str, str] | None = None) -> dict[str, str]:
     """The operator container's env as the chart renders it; resyncs every 10 s, as in the other tests."""
-    pod = helm.deployment(helm.render(chart, values))["spec"]["template"]["spec"]
+    pod = helm.deployment(helm.render(chart, helm.release_values(chart, values)))["spec"]["template"]["spec"]
     return {**helm.container_env(pod), "KEELSON_RESYNC_SECONDS": os.environ.get("KEELSON_RESYNC_SECONDS", "10")}
 
 

@@ -5,16 +5,22 @@ immutable."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import os
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from e2e.kube import Kube, eventually
+from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
+from keelson.devstack.ports import free_port
+from keelson.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.cluster
 
@@ -68,6 +74,48 @@ def _components(msp: dict[str, Any], service: str) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in svc.get("components") or []}
 
 
+@contextlib.contextmanager
+def _volume_for(kube: Kube, namespace: str, claim: str) -> Iterator[None]:
+    """The stack has no storage provisioner: the volume an administrator's would make, pre-bound
+    to the claim a StatefulSet's volumeClaimTemplates will make."""
+    name = f"{namespace}-{claim}"[:253]
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": f"/tmp/{name}"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
+    kube.run("apply", "-f", "-", stdin=yaml.safe_dump(volume))
+    try:
+        yield
+    finally:
+        kube.run("delete", "persistentvolume", name, "--wait=false", check=False)
+
+
+@contextlib.contextmanager
+def _webhook_unreachable(kube: Kube) -> Iterator[None]:
+    """The stack's webhook configuration pointed at a port nothing listens on, for a while."""
+    name = "keelson-keelson"
+    config = json.loads(kube.run("get", "validatingwebhookconfiguration", name, "-o", "json").stdout)
+    urls = [w["clientConfig"]["url"] for w in config["webhooks"]]
+    dead = f"https://127.0.0.1:{free_port()}"
+
+    def point(targets: list[str]) -> None:
+        ops = [{"op": "replace", "path": f"/webhooks/{i}/clientConfig/url", "value": u} for i, u in enumerate(targets)]
+        kube.run("patch", "validatingwebhookconfiguration", name, "--type=json", "-p", json.dumps(ops))
+
+    point([f"{dead}/{u.rsplit('/', 1)[1]}" for u in urls])
+    try:
+        yield
+    finally:
+        point(urls)
+
+
 def _container(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     dep = kube.get("deployment", name, namespace) or {}
     return dict(dep["spec"]["template"]["spec"]["containers"][0])
@@ -118,23 +166,8 @@ def test_components_are_made_changed_refused_and_pruned(kube: Kube, namespace: s
             },
         ],
     }
-    # The stack has no storage provisioner: the volume an administrator's would make, pre-bound.
-    volume = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"{namespace}-data"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "hostPath": {"path": f"/tmp/{namespace}"},
-            "claimRef": {"namespace": namespace, "name": "data-web-files-0"},
-        },
-    }
-    kube.run("apply", "-f", "-", stdin=yaml.safe_dump(volume))
-    try:
+    with _volume_for(kube, namespace, "data-web-files-0"):
         _made_changed_refused_and_pruned(kube, namespace, web)
-    finally:
-        kube.run("delete", "persistentvolume", volume["metadata"]["name"], "--wait=false", check=False)
 
 
 def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, Any]) -> None:
@@ -170,19 +203,30 @@ def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, 
         what="memory limit updated",
     )
 
-    # Bad parameters: refused with the field's path, and nothing running is touched.
+    # Bad parameters: refused at admission, one line per problem naming the field.
     before = (kube.get("deployment", "web-cache", namespace) or {})["metadata"]["resourceVersion"]
+    good = copy.deepcopy(web["components"][0]["parameters"])
     web["components"][0]["parameters"] = {"memory": "lots", "colour": "red"}
-    kube.apply(namespace, doc)
+    proc = kube.apply(namespace, doc, check=False)
+    assert proc.returncode != 0
+    assert 'admission webhook "platforms.keelson.dev" denied the request' in proc.stderr
+    assert "spec.services[0].components[0].parameters.memory: must be a quantity (e.g. 256Mi, 0.5, 100m)" in proc.stderr
+    assert "spec.services[0].components[0].parameters.colour: unknown parameter" in proc.stderr
 
-    def refused() -> dict[str, Any] | None:
-        cond = _condition(kube, namespace, "Ready")
-        return cond if cond.get("reason") == "InvalidSpec" else None
+    # With the webhook unreachable (failurePolicy Ignore), the write goes through, and the operator
+    # reports the same problems and touches nothing.
+    with _webhook_unreachable(kube):
+        kube.apply(namespace, doc)
 
-    message = eventually(refused, timeout=60, what="InvalidSpec")["message"]
+        def refused() -> dict[str, Any] | None:
+            cond = _condition(kube, namespace, "Ready")
+            return cond if cond.get("reason") == "InvalidSpec" else None
+
+        message = eventually(refused, timeout=60, what="InvalidSpec")["message"]
     assert "spec.services[0].components[0].parameters.memory: must be a quantity" in message
     assert "spec.services[0].components[0].parameters.colour: unknown parameter" in message
     assert (kube.get("deployment", "web-cache", namespace) or {})["metadata"]["resourceVersion"] == before
+    web["components"][0]["parameters"] = good
 
     # Removing components prunes every object of theirs (the claims of the StatefulSet stay).
     web["components"] = [web["components"][1]]
@@ -207,7 +251,8 @@ def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, 
 
 def test_a_new_version_moves_only_the_platforms_pinned_to_its_line(kube: Kube, namespace: str) -> None:
     """redis@1 follows 1.x; redis@1.0 stays: its objects are not written at all. A Job (run once,
-    ready by its definition's expression) comes with the new version and goes when it is removed."""
+    ready by its definition's expression) comes with the new version and goes when the platform
+    leaves it."""
     type_ = f"cache{os.getpid() % 10000}{uuid.uuid4().hex[:4]}"
     v100 = _published(_definition("redis"), type_, "1.0.0")
     _publish(kube, v100)
@@ -249,16 +294,64 @@ def test_a_new_version_moves_only_the_platforms_pinned_to_its_line(kube: Kube, n
     assert kube.get("job", "pinned-c-warmup", namespace) is None
     assert (kube.get("deployment", "pinned-c", namespace) or {})["metadata"]["resourceVersion"] == pinned_before
 
-    # Withdrawing 1.1.0 moves the platform back to 1.0.0, and the Job goes.
-    kube.run("delete", "componentdefinition", v110["metadata"]["name"])
+    # A version in use cannot be withdrawn (admission names its users); once the platform is
+    # pinned back to 1.0, it can, and the Job goes with the version.
+    proc = kube.run("delete", "componentdefinition", v110["metadata"]["name"], check=False)
+    assert proc.returncode != 0
+    assert f"{type_} 1.1.0 is in use by {namespace}/shop (service moving, component c)" in proc.stderr
+    services[0]["components"][0]["type"] = f"{type_}@1.0"
+    kube.apply(namespace, _platform(services))
     eventually(lambda: kube.get("job", "moving-c-warmup", namespace) is None, timeout=60, what="Job pruned")
-    kube.run("delete", "componentdefinition", v100["metadata"]["name"])
+    kube.run("delete", "componentdefinition", v110["metadata"]["name"])
+    msp = eventually(lambda: _ready_at(kube, namespace), timeout=60, what="Ready on 1.0.0 again")
+    assert _components(msp, "moving")["c"]["version"] == "1.0.0"
 
-    def unresolved() -> dict[str, Any] | None:
-        cond = _condition(kube, namespace, "Ready")
-        return cond if cond.get("reason") == "InvalidSpec" else None
 
-    message = eventually(unresolved, timeout=60, what="InvalidSpec once no version is left")["message"]
-    assert f"spec.services[0].components[0].type: {type_}@1 matches no ComponentDefinition" in message
-    # Nothing is pruned while the platform cannot be rendered.
-    assert kube.get("deployment", "moving-c", namespace) is not None
+def test_a_platform_with_components_goes_quiet(kube: Kube, namespace: str, stack: LocalStack) -> None:
+    """Zero operator writes once Ready, across two resyncs: what the API server defaults in a
+    component's objects (a StatefulSet's claim templates, a CronJob's job template) is no drift."""
+    _publish(kube, *(_definition(n) for n in ("redis", "scheduled-job")))
+    sts = _published(_definition("object-store"), f"quiet{uuid.uuid4().hex[:6]}", "1.0.0")
+    _publish(kube, sts)
+    with _volume_for(kube, namespace, "data-web-files-0"):
+        _goes_quiet(kube, namespace, stack, sts["spec"]["type"])
+
+
+def _goes_quiet(kube: Kube, namespace: str, stack: LocalStack, store: str) -> None:
+    kube.apply(
+        namespace,
+        _platform(
+            [
+                {
+                    "name": "web",
+                    "image": "registry.example/web:1.0.0",
+                    "components": [
+                        {"name": "cache", "type": "redis@1", "parameters": {"memory": "1024Mi"}},
+                        {
+                            "name": "nightly",
+                            "type": "scheduled-job@1",
+                            "parameters": {"schedule": "@daily", "command": ["x"]},
+                        },
+                        {
+                            "name": "files",
+                            "type": f"{store}@1",
+                            "parameters": {"bucket": "files", "credentialsSecret": "s"},
+                        },
+                    ],
+                }
+            ]
+        ),
+    )
+    eventually(lambda: _ready_at(kube, namespace), timeout=120, what="Ready")
+    since, started = utcnow(), time.monotonic()
+    start = reconcile_count(stack.ports["operator-metrics"])
+    # Two resyncs: by the clock, and by the operator's count of passes.
+    window = 2 * float(os.environ.get("KEELSON_RESYNC_SECONDS", "60")) + 2
+    eventually(
+        lambda: time.monotonic() - started >= window and reconcile_count(stack.ports["operator-metrics"]) >= start + 2,
+        timeout=window + 120,
+        interval=1,
+        what=f"an idle window of {window:.0f}s and two passes",
+    )
+    writes = operator_writes(stack.audit_log, since=since, namespace=namespace)
+    assert [(w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name")) for w in writes] == []

@@ -5,6 +5,7 @@ what a service gets (env, network edges). The cluster side is e2e/test_component
 from __future__ import annotations
 
 import copy
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from keelson.components import schema
 from keelson.components.readiness import object_readiness
 from keelson.components.resolve import ComponentProblems, resolve
 from keelson.components.templating import Renderer, TemplateError, load_objects
+from keelson.controller.admission import review_definition, review_definition_delete, review_platform
 from keelson.render import RenderContext, render_platform
 from keelson.render.vet import vet_definition
 
@@ -397,3 +399,68 @@ def test_committed_definition_crds_are_current() -> None:
         assert file.read_text() == definition_crd_yaml(), (
             f"{file} is stale: keelson crd --kind ComponentDefinition -o ..."
         )
+
+
+# -- admission ---------------------------------------------------------------------------------------
+
+
+def test_admission_reviews_platforms_definitions_and_deletions() -> None:
+    redis = _spec(_example("redis"))
+    platform = {
+        "apiVersion": "keelson.dev/v1alpha1",
+        "kind": "MicroservicePlatform",
+        "metadata": {"name": "shop", "namespace": "team"},
+        "spec": {
+            "domain": "shop",
+            "services": [
+                {"name": "web", "image": "r/web:1", "components": [{"name": "cache", "type": "redis@1"}]},
+                {"name": "api", "image": "r/api:1"},
+            ],
+        },
+    }
+    assert review_platform(platform, [redis]) == []
+    bad = copy.deepcopy(platform)
+    bad["spec"]["services"][0]["components"][0]["parameters"] = {"memory": "lots"}
+    assert review_platform(bad, [redis]) == [
+        "spec.services[0].components[0].parameters.memory: must be a quantity (e.g. 256Mi, 0.5, 100m)"
+    ]
+    assert review_platform(platform, []) == [
+        "spec.services[0].components[0].type: redis@1 matches no ComponentDefinition (no such component type)"
+    ]
+    assert review_definition(_example("redis")) == []
+    broken = _example("redis")
+    broken["spec"]["templates"][0]["template"] = "{% if %}"
+    assert review_definition(broken) == [
+        "spec.templates[0] (config): line 1: Expected an expression, got 'end of statement block'"
+    ]
+    users = [("team/shop", platform)]
+    assert review_definition_delete(_example("redis"), users, [redis]) == [
+        "redis 1.0.0 is in use by team/shop (service web, component cache): move them to another version first"
+    ]
+    newer = _example("redis")
+    newer["metadata"]["name"], newer["spec"]["version"] = "redis-v1.1.0", "1.1.0"
+    # While 1.1.0 is published, the platform resolves to it: 1.0.0 may go.
+    assert review_definition_delete(_example("redis"), users, [redis, _spec(newer)]) == []
+
+
+GOLDEN = ROOT / "tests" / "golden" / "components"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_golden_component_objects(path: Path) -> None:
+    """What each example definition makes for a service, reviewed by a person; the way to test a
+    definition of your own (docs/components.md). KEELSON_UPDATE_GOLDEN=1 rewrites them."""
+    definition = _spec(yaml.safe_load(path.read_text()))
+    example = dict(definition.example or {})
+    major = definition.version.split(".")[0]
+    spec = _platform({"name": "x", "type": f"{definition.type}@{major}", "parameters": example})
+    ctx = RenderContext(name="shop", namespace="team", spec=spec, components=tuple(resolve(spec, [definition])))
+    objects = [o for o in render_platform(ctx) if (o["metadata"].get("labels") or {}).get("keelson.dev/component")]
+    web = next(o for o in render_platform(ctx) if o["kind"] == "Deployment" and o["metadata"]["name"] == "web")
+    env = web["spec"]["template"]["spec"]["containers"][0].get("env") or []
+    text = yaml.safe_dump_all([*objects, {"serviceEnv": env}], sort_keys=True)
+    golden = GOLDEN / f"{path.stem}.yaml"
+    if os.environ.get("KEELSON_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.read_text() == text, f"{golden} differs; review, then KEELSON_UPDATE_GOLDEN=1"

@@ -96,6 +96,60 @@ def custom_resource_definition() -> dict[str, Any]:
     return crd
 
 
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    scope: str,
+    columns: list[dict[str, str]],
+    description: str | None,
+    root_rules: list[Any],
+    properties: dict[str, Any],
+    status: bool,
+) -> dict[str, Any]:
+    version: dict[str, Any] = {"name": api.VERSION, "served": True, "storage": True}
+    if status:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = [
+        *columns,
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    version["schema"] = {
+        "openAPIV3Schema": {
+            "description": description,
+            "type": "object",
+            "required": ["spec"],
+            "x-kubernetes-validations": root_rules,
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                **properties,
+            },
+        }
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{api.GROUP}"},
+        "spec": {
+            "group": api.GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
+                "categories": api.CATEGORIES,
+            },
+            "scope": scope,
+            "versions": [version],
+        },
+    }
+
+
 def _definition() -> dict[str, Any]:
     spec_schema = openapi_schema(api.MicroservicePlatformSpec)
     spec_schema["description"] = api.MicroservicePlatformSpec.__doc__
@@ -103,52 +157,22 @@ def _definition() -> dict[str, Any]:
     status_schema = _without_rules(openapi_schema(MicroservicePlatformStatus))
     status_schema["description"] = MicroservicePlatformStatus.__doc__
     ready = '.status.conditions[?(@.type=="Ready")]'
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
-        "spec": {
-            "group": api.GROUP,
-            "names": {
-                "kind": api.KIND,
-                "listKind": f"{api.KIND}List",
-                "plural": api.PLURAL,
-                "singular": api.SINGULAR,
-                "shortNames": api.SHORT_NAMES,
-                "categories": api.CATEGORIES,
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": api.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
-                        {"name": "Services", "type": "string", "jsonPath": ".status.readyServices"},
-                        {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "description": api.MicroservicePlatform.__doc__,
-                            "type": "object",
-                            "required": ["spec"],
-                            "x-kubernetes-validations": api.ROOT_RULES,
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _crd(
+        kind=api.KIND,
+        plural=api.PLURAL,
+        singular=api.SINGULAR,
+        short_names=api.SHORT_NAMES,
+        scope="Namespaced",
+        columns=[
+            {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+            {"name": "Services", "type": "string", "jsonPath": ".status.readyServices"},
+            {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+        ],
+        description=api.MicroservicePlatform.__doc__,
+        root_rules=api.ROOT_RULES,
+        properties={"spec": spec_schema, "status": status_schema},
+        status=True,
+    )
 
 
 def definition_crd() -> dict[str, Any]:
@@ -156,50 +180,23 @@ def definition_crd() -> dict[str, Any]:
     spec_schema = openapi_schema(components.ComponentDefinitionSpec)
     spec_schema["description"] = components.ComponentDefinitionSpec.__doc__
     spec_schema["x-kubernetes-validations"] = components.DEFINITION_SPEC_RULES
-    crd_spec: dict[str, Any] = {
-        "group": api.GROUP,
-        "names": {
-            "kind": components.DEFINITION_KIND,
-            "listKind": f"{components.DEFINITION_KIND}List",
-            "plural": components.DEFINITION_PLURAL,
-            "singular": components.DEFINITION_SINGULAR,
-            "shortNames": components.DEFINITION_SHORT_NAMES,
-            "categories": api.CATEGORIES,
-        },
-        "scope": "Cluster",
-        "versions": [
-            {
-                "name": api.VERSION,
-                "served": True,
-                "storage": True,
-                "additionalPrinterColumns": [
-                    {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
-                    {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {
-                    "openAPIV3Schema": {
-                        "description": components.ComponentDefinition.__doc__,
-                        "type": "object",
-                        "required": ["spec"],
-                        "x-kubernetes-validations": components.DEFINITION_ROOT_RULES,
-                        "properties": {
-                            "apiVersion": {"type": "string"},
-                            "kind": {"type": "string"},
-                            "metadata": {"type": "object"},
-                            "spec": spec_schema,
-                        },
-                    }
-                },
-            }
+    crd = _crd(
+        kind=components.DEFINITION_KIND,
+        plural=components.DEFINITION_PLURAL,
+        singular=components.DEFINITION_SINGULAR,
+        short_names=components.DEFINITION_SHORT_NAMES,
+        scope="Cluster",
+        columns=[
+            {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+            {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
         ],
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": DEFINITION_CRD_NAME, "annotations": {SCHEMA_DIGEST_ANNOTATION: schema_digest(crd_spec)}},
-        "spec": crd_spec,
-    }
+        description=components.ComponentDefinition.__doc__,
+        root_rules=components.DEFINITION_ROOT_RULES,
+        properties={"spec": spec_schema},
+        status=False,
+    )
+    crd["metadata"]["annotations"] = {SCHEMA_DIGEST_ANNOTATION: schema_digest(crd["spec"])}
+    return crd
 
 
 _HEADER = "# Generated by `keelson crd` from operator/keelson/api; do not edit by hand.\n"

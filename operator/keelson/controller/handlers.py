@@ -25,6 +25,7 @@ from kopf._cogs.structs import references
 
 from keelson.api import components, v1alpha1
 from keelson.controller import kopfpatch, metrics
+from keelson.controller.admission import review_definition, review_definition_delete, review_platform
 from keelson.controller.areas import Area
 from keelson.controller.cache import DictCache, owner_entry, snapshot
 from keelson.controller.components import DefinitionCatalog, users_of
@@ -282,7 +283,26 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.watching.label_selectors[kind.group, kind.version, kind.plural] = (
             "app.kubernetes.io/managed-by=keelson"
         )
+    server = webhook_server(os.environ)
+    if server is not None:
+        settings.admission.server = server
     await CONTROLLER.start(settings)
+
+
+def webhook_server(env: Mapping[str, str]) -> kopf.WebhookServer | None:
+    """The validating webhook's HTTPS server, when the chart (or the dev stack) gave it a
+    certificate: KEELSON_WEBHOOK_CERT and KEELSON_WEBHOOK_KEY (files), on KEELSON_WEBHOOK_ADDR
+    (default all interfaces) and KEELSON_WEBHOOK_PORT (default 9443). Every replica serves it, the
+    standby too: its caches are warm, and admission must not wait for an election."""
+    cert, key = env.get("KEELSON_WEBHOOK_CERT"), env.get("KEELSON_WEBHOOK_KEY")
+    if not cert or not key:
+        return None
+    return kopf.WebhookServer(
+        addr=env.get("KEELSON_WEBHOOK_ADDR", "0.0.0.0"),
+        port=int(env.get("KEELSON_WEBHOOK_PORT", "9443")),
+        certfile=cert,
+        pkeyfile=key,
+    )
 
 
 @kopf.on.login()
@@ -342,6 +362,43 @@ async def definition_changed(body: kopf.Body, **kwargs: Any) -> None:
     ]
     for key in users_of(platforms, type_):
         CONTROLLER.queue.add(key)
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise kopf.AdmissionError("\n".join(problems))
+
+
+def validate_platform(body: kopf.Body, **kwargs: Any) -> None:
+    CONTROLLER.attach(kwargs)
+    _refuse(review_platform(body, CONTROLLER.catalog.definitions()))
+
+
+def validate_definition(body: kopf.Body, **kwargs: Any) -> None:
+    CONTROLLER.attach(kwargs)
+    if kwargs.get("operation") == "DELETE":
+        platforms: list[tuple[str, dict[str, Any]]] = [
+            (f"{key[0]}/{key[1]}", next(iter(store), {})) for key, store in list(CONTROLLER.platforms.items())
+        ]
+        _refuse(review_definition_delete(body, platforms, CONTROLLER.catalog.definitions()))
+    else:
+        _refuse(review_definition(body))
+
+
+# Registered only where admission is served: kopf refuses to run admission handlers without a
+# server, and an operator without a certificate (webhook.enabled=false, a test's local process)
+# still validates everything at reconcile time.
+if webhook_server(os.environ) is not None:
+    kopf.on.validate(
+        v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL, id="platforms", operations=["CREATE", "UPDATE"]
+    )(validate_platform)
+    kopf.on.validate(
+        v1alpha1.GROUP,
+        v1alpha1.VERSION,
+        components.DEFINITION_PLURAL,
+        id="componentdefinitions",
+        operations=["CREATE", "UPDATE", "DELETE"],
+    )(validate_definition)
 
 
 def _register_child(group: str, version: str, plural: str, kind: str) -> None:

@@ -63,6 +63,11 @@ class Pki:
         """The broker's key and certificate in one PEM file, Kafka's PEM keystore form."""
         return self.directory / "kafka-keystore.pem"
 
+    @property
+    def webhook(self) -> KeyPair:
+        """The operator's admission webhook, which the API server calls on loopback."""
+        return KeyPair(self.directory / "webhook.crt", self.directory / "webhook.key")
+
     def client(self, name: str) -> KeyPair:
         return KeyPair(self.directory / f"{name}.crt", self.directory / f"{name}.key")
 
@@ -144,6 +149,22 @@ def ensure_kafka_cert(pki: Pki) -> Path:
     return keystore
 
 
+def ensure_webhook_cert(pki: Pki) -> KeyPair:
+    pair = pki.webhook
+    if not (pair.cert.exists() and pair.key.exists()):
+        _ec_key(pair.key)
+        _sign(
+            pki.ca, pair.key, pair.cert, _subject("keelson-operator-webhook"),
+            [
+                "basicConstraints=critical,CA:FALSE",
+                "keyUsage=critical,digitalSignature,keyEncipherment",
+                "extendedKeyUsage=serverAuth",
+                "subjectAltName=IP:127.0.0.1",
+            ],
+        )  # fmt: skip
+    return pair
+
+
 def ensure_client_cert(pki: Pki, name: str, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
     """A client certificate: CN is the Kubernetes user name, each O one of its groups.
 
@@ -182,4 +203,5 @@ def ensure_pki(directory: Path) -> Pki:
     ensure_serving_cert(pki)
     ensure_client_cert(pki, "admin", ADMIN_USER, (MASTERS_GROUP,))
     ensure_service_account_key(pki)
+    ensure_webhook_cert(pki)
     return pki

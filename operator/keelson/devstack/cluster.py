@@ -104,13 +104,16 @@ def ready_nodes(nodes: dict[str, Any]) -> list[str]:
     return ready
 
 
-def render_chart(helm: Path, chart: Path, kubernetes_version: str) -> str:
-    """Keelson's chart without the operator Deployment: CRDs, ServiceAccount and RBAC only."""
+def render_chart(helm: Path, chart: Path, kubernetes_version: str, values: dict[str, str] | None = None) -> str:
+    """Keelson's chart without the operator Deployment: CRDs, ServiceAccount and RBAC only (and,
+    given webhook.url, the webhook configuration calling the operator there)."""
+    sets = [arg for key, value in (values or {}).items() for arg in ("--set-string", f"{key}={value}")]
     result = subprocess.run(
         [
             str(helm), "template", "keelson", str(chart),
             "--namespace", KEELSON_NAMESPACE,
             "--set", "operator.deploy=false",
+            *sets,
             "--include-crds",
             # What .Capabilities.KubeVersion and the chart's kubeVersion check see offline.
             "--kube-version", kubernetes_version,

@@ -35,6 +35,8 @@ PORT_NAMES: tuple[str, ...] = (
     "operator-health",
     "operator-2-metrics",
     "operator-2-health",
+    "operator-webhook",
+    "operator-2-webhook",
     "kafka",
     "kafka-controller",
     "postgres",

@@ -568,6 +568,10 @@ class LocalStack:
                 PYTHONUNBUFFERED="1",
                 POD_NAME=name,
                 POD_NAMESPACE=cluster.KEELSON_NAMESPACE,
+                KEELSON_WEBHOOK_ADDR=LOOPBACK,
+                KEELSON_WEBHOOK_PORT=str(chosen[f"{name}-webhook"]),
+                KEELSON_WEBHOOK_CERT=str(self.pki.webhook.cert),
+                KEELSON_WEBHOOK_KEY=str(self.pki.webhook.key),
             ),
             cwd=repo_root(),
             prepare=self._write_operator_kubeconfig,
@@ -703,7 +707,12 @@ class LocalStack:
 
     def _install_chart(self, progress: Progress) -> None:
         chart = self._chart or default_chart()
-        rendered = cluster.render_chart(self._binary("helm"), chart, KUBERNETES_VERSION)
+        # The admission webhook calls the working tree's operator on loopback, with the stack's CA.
+        webhook = {
+            "webhook.url": f"https://{LOOPBACK}:{self.ports[f'{OPERATOR}-webhook']}",
+            "webhook.caBundle": self.pki.ca.cert.read_text(),
+        }
+        rendered = cluster.render_chart(self._binary("helm"), chart, KUBERNETES_VERSION, webhook)
         kubectl = self.kubectl()
         kubectl.apply(cluster.namespace_yaml(cluster.KEELSON_NAMESPACE))
         kubectl.apply(rendered)
