@@ -87,9 +87,12 @@ class Platform:
         return {"Authorization": f"Bearer {(await self.login(email, password))['access_token']}"}
 
 
-async def start(**gateway_config: Any) -> AsyncIterator[Platform]:
+async def start(*, publishes: tuple[str, ...] = (), **gateway_config: Any) -> AsyncIterator[Platform]:
+    """`publishes`: the users service's events (full topic names); they stay in its outbox (no Kafka)."""
     with fresh_database("users") as uri:
-        users_app = create_users(service_settings("users", database_uri=uri), env=FAST_HASHING, configure_logs=False)
+        users_app = create_users(
+            service_settings("users", database_uri=uri, publishes=publishes), env=FAST_HASHING, configure_logs=False
+        )
         clock = Clock()
         options: dict[str, Any] = {
             "issuer": "urn:keelson:shop:users",
