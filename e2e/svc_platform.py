@@ -39,7 +39,9 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "name": "users",
         "reference": "users",
         "database": {"engine": "postgres"},
-        "publishes": ["user.registered"],
+        "publishes": [
+            "user.registered", "user.verification-requested", "user.password-reset-requested", "user.deleted",
+        ],
         "expose": {"path": "/users"},
     },
     {
@@ -48,7 +50,7 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "database": {"engine": "postgres"},
         "calls": ["payments"],
         "publishes": ["order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered"],
-        "subscribes": ["payment.completed", "payment.failed"],
+        "subscribes": ["payment.completed", "payment.failed", "user.deleted"],
         "expose": {"path": "/orders"},
     },
     {
@@ -62,7 +64,8 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "reference": "notifications",
         "database": {"engine": "postgres"},
         "subscribes": [
-            "user.registered", "order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
+            "user.registered", "user.verification-requested", "user.password-reset-requested", "user.deleted",
+            "order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
             "payment.completed", "payment.failed",
         ],
         "expose": {"path": "/notifications"},

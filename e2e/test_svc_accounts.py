@@ -19,7 +19,7 @@ from keelson_services.services.users.manage import set_role
 
 pytestmark = pytest.mark.postgres
 
-EVENTS = ("user.registered", "user.verification_requested", "user.password_reset_requested", "user.deleted")
+EVENTS = ("user.registered", "user.verification-requested", "user.password-reset-requested", "user.deleted")
 PASSWORD = "correct horse battery"
 CHECK_SECONDS = 5.0  # the gateway's default account check interval
 
@@ -80,7 +80,7 @@ async def test_logout_revokes_the_refresh_token_and_its_session_only(platform: P
 async def test_a_verification_link_is_stored_hashed_works_once_and_expires(platform: Platform) -> None:
     ada = await platform.register("ada@example.com")
     assert ada["email_verified"] is False
-    token = last_token(platform, "user.verification_requested", ada["id"])
+    token = last_token(platform, "user.verification-requested", ada["id"])
     assert token.startswith("kve_")
     stored = query(platform, "SELECT token_hash FROM account_tokens WHERE user_id = %s", ada["id"])
     assert stored == [(hashlib.sha256(token.encode()).digest(),)]
@@ -100,7 +100,7 @@ async def test_a_verification_link_is_stored_hashed_works_once_and_expires(platf
     assert resend.status_code == 409 and code(resend) == "email_already_verified"
 
     bob = await platform.register("bob@example.com")
-    expired = last_token(platform, "user.verification_requested", bob["id"])
+    expired = last_token(platform, "user.verification-requested", bob["id"])
     query(platform, "UPDATE account_tokens SET expires_at = now() - interval '1 second' WHERE user_id = %s", bob["id"])
     refused = await platform.gateway.post("/api/v1/auth/verify-email", json={"token": expired})
     assert refused.status_code == 400 and code(refused) == "invalid_link"
@@ -111,12 +111,12 @@ async def test_a_verification_link_is_stored_hashed_works_once_and_expires(platf
 async def test_a_new_link_replaces_the_old_one_and_links_are_not_sent_too_often(platform: Platform) -> None:
     cy = await platform.register("cy@example.com")
     auth = await platform.bearer("cy@example.com")
-    first = last_token(platform, "user.verification_requested", cy["id"])
+    first = last_token(platform, "user.verification-requested", cy["id"])
     soon = await platform.gateway.post("/api/v1/auth/verify-email/resend", headers=auth)
-    assert soon.status_code == 202 and len(events(platform, "user.verification_requested", cy["id"])) == 1
+    assert soon.status_code == 202 and len(events(platform, "user.verification-requested", cy["id"])) == 1
     query(platform, "UPDATE account_tokens SET created_at = now() - interval '2 minutes' WHERE user_id = %s", cy["id"])
     assert (await platform.gateway.post("/api/v1/auth/verify-email/resend", headers=auth)).status_code == 202
-    second = last_token(platform, "user.verification_requested", cy["id"])
+    second = last_token(platform, "user.verification-requested", cy["id"])
     assert second != first
     assert (await platform.gateway.post("/api/v1/auth/verify-email", json={"token": first})).status_code == 400
     assert (await platform.gateway.post("/api/v1/auth/verify-email", json={"token": second})).status_code == 204
@@ -124,7 +124,7 @@ async def test_a_new_link_replaces_the_old_one_and_links_are_not_sent_too_often(
 
 async def test_the_relay_drops_the_token_from_the_outbox_once_published(platform: Platform) -> None:
     dee = await platform.register("dee@example.com")
-    token = last_token(platform, "user.verification_requested", dee["id"])
+    token = last_token(platform, "user.verification-requested", dee["id"])
 
     class Producer:
         def __init__(self) -> None:
@@ -136,9 +136,9 @@ async def test_the_relay_drops_the_token_from_the_outbox_once_published(platform
     producer = Producer()
     assert platform.parts.relay is not None
     assert await platform.parts.relay.drain(cast(EventProducer, producer)) == 2
-    assert [event for event, _ in producer.sent] == ["user.registered", "user.verification_requested"]
+    assert [event for event, _ in producer.sent] == ["user.registered", "user.verification-requested"]
     assert producer.sent[1][1]["token"] == token  # published with the token, to notifications
-    kept = events(platform, "user.verification_requested", dee["id"])[0]
+    kept = events(platform, "user.verification-requested", dee["id"])[0]
     assert "token" not in kept and kept["user_id"] == dee["id"]
 
 
@@ -150,8 +150,8 @@ async def test_a_password_reset_is_one_time_expiring_and_ends_every_session(plat
     for email in ("nobody@example.com", "EVE@example.com"):  # the same answer, account or not
         asked = await platform.gateway.post("/api/v1/auth/password-reset", json={"email": email})
         assert asked.status_code == 202 and asked.content == b""
-    assert len(events(platform, "user.password_reset_requested", eve["id"])) == 1
-    token = last_token(platform, "user.password_reset_requested", eve["id"])
+    assert len(events(platform, "user.password-reset-requested", eve["id"])) == 1
+    token = last_token(platform, "user.password-reset-requested", eve["id"])
     assert token.startswith("kpr_")
 
     short = await platform.gateway.post(
@@ -181,7 +181,7 @@ async def test_a_password_reset_is_one_time_expiring_and_ends_every_session(plat
 
     query(platform, "UPDATE account_tokens SET created_at = now() - interval '2 minutes'")
     await platform.gateway.post("/api/v1/auth/password-reset", json={"email": "eve@example.com"})
-    expired = last_token(platform, "user.password_reset_requested", eve["id"])
+    expired = last_token(platform, "user.password-reset-requested", eve["id"])
     query(platform, "UPDATE account_tokens SET expires_at = now() WHERE used_at IS NULL")
     late = await platform.gateway.post(
         "/api/v1/auth/password-reset/confirm", json={"token": expired, "new_password": "a late new password"}

@@ -155,8 +155,8 @@ async def test_a_redelivered_event_never_sends_twice() -> None:
 @pytest.mark.parametrize(
     ("kind", "template", "page"),
     [
-        ("user.verification_requested", "verify_email", "verify-email"),
-        ("user.password_reset_requested", "password_reset", "reset-password"),
+        ("user.verification-requested", "verify_email", "verify-email"),
+        ("user.password-reset-requested", "password_reset", "reset-password"),
     ],
 )
 async def test_a_link_is_emailed_with_its_token_and_recorded_without_it(kind: str, template: str, page: str) -> None:

@@ -3,9 +3,9 @@ verification link, verification, password reset and erasure. Each is one transac
 events in the outbox, so a link's email goes out exactly when its token exists, and
 `user.deleted` exactly when the account was erased.
 
-Verification is on when the platform declares `user.verification_requested` among the users
+Verification is on when the platform declares `user.verification-requested` among the users
 service's publishes (the email needs it); without it accounts are created verified. Reset needs
-`user.password_reset_requested` likewise; without it a reset request sends nothing.
+`user.password-reset-requested` likewise; without it a reset request sends nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from keelson_services.services.users.repository import User, UserRepository
 log = logging.getLogger("keelson.users.accounts")
 
 EVENTS: Mapping[Purpose, str] = {
-    "verify_email": "user.verification_requested",
-    "reset_password": "user.password_reset_requested",
+    "verify_email": "user.verification-requested",
+    "reset_password": "user.password-reset-requested",
 }
 
 

@@ -2,7 +2,7 @@
 
 Start-up opens the database pool, applies the service's migrations and makes sure a signing key
 exists before the replica reports ready. The events the platform declares among its publishes
-(`user.registered`, `user.verification_requested`, `user.password_reset_requested`,
+(`user.registered`, `user.verification-requested`, `user.password-reset-requested`,
 `user.deleted`) are written to the transactional outbox and a relay publishes them.
 """
 
