@@ -11,7 +11,8 @@ within that bound, at one lookup per active user and interval per replica. A tok
   account is deactivated or erased;
 - granted only the roles both it and the account hold: a demoted admin is a customer at once,
   and a promotion needs a new token;
-- verified or not as the account is now, not as when the token was issued.
+- verified or not as the account is now, not as when the token was issued (a request refused
+  for want of verification looks again first, so a just-verified account is not kept waiting).
 
 When the users service does not answer, the last state seen is used however old, and without one
 the token's own claims: requests go on while users is down, and the bound falls back to the
@@ -59,6 +60,7 @@ class Session:
 
     identity: Identity
     email_verified: bool
+    claims: AccessClaims
 
 
 class AccountStates:
@@ -72,23 +74,24 @@ class AccountStates:
         self._clock = clock
         self._cache: OrderedDict[UUID, tuple[float, AccountState | None]] = OrderedDict()
 
-    async def session(self, claims: AccessClaims) -> Session:
+    async def session(self, claims: AccessClaims, *, fresh: bool = False) -> Session:
+        """`fresh`: look the account up even if its state is cached (before refusing on its basis)."""
         if self.ttl_seconds <= 0:
             return from_claims(claims)
         try:
             user_id = UUID(claims.subject)
         except ValueError:
             raise InvalidTokenError("bad subject") from None
-        found, state = await self._state(user_id)
+        found, state = await self._state(user_id, fresh=fresh)
         if not found:
             return from_claims(claims)
         return held_against(claims, state)
 
-    async def _state(self, user_id: UUID) -> tuple[bool, AccountState | None]:
+    async def _state(self, user_id: UUID, *, fresh: bool) -> tuple[bool, AccountState | None]:
         """(True, the state or None for no account), or (False, None) when nothing is known."""
         now = self._clock()
         cached = self._cache.get(user_id)
-        if cached is not None and now - cached[0] < self.ttl_seconds:
+        if cached is not None and not fresh and now - cached[0] < self.ttl_seconds:
             self._cache.move_to_end(user_id)
             return True, cached[1]
         try:
@@ -105,7 +108,7 @@ class AccountStates:
 
 def from_claims(claims: AccessClaims) -> Session:
     verified = claims.raw.get("email_verified", True)  # tokens from before the claim: grandfathered
-    return Session(claims.identity(), verified is True)
+    return Session(claims.identity(), verified is True, claims)
 
 
 def held_against(claims: AccessClaims, state: AccountState | None) -> Session:
@@ -117,4 +120,4 @@ def held_against(claims: AccessClaims, state: AccountState | None) -> Session:
         raise InvalidTokenError("revoked")
     if not state.active:
         raise ApiError(403, "account_deactivated", "This account is deactivated")
-    return Session(Identity(claims.subject, claims.roles & state.roles), state.email_verified)
+    return Session(Identity(claims.subject, claims.roles & state.roles), state.email_verified, claims)

@@ -100,8 +100,10 @@ async def authenticated(caller: Annotated[Session, Depends(session)]) -> Identit
     return caller.identity
 
 
-async def verified(caller: Annotated[Session, Depends(session)]) -> Identity:
+async def verified(caller: Annotated[Session, Depends(session)], gateway: Gateway) -> Identity:
     """A caller whose email is verified: what placing an order takes (docs/accounts.md)."""
+    if not caller.email_verified:
+        caller = await gateway.accounts.session(caller.claims, fresh=True)  # verified a moment ago?
     if not caller.email_verified:
         raise ApiError(
             403, "email_not_verified", "Verify your email first (POST /api/v1/auth/verify-email/resend sends the link)"
