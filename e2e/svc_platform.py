@@ -6,6 +6,7 @@ a local SMTP sink, and polling with deadlines (no test sleeps to wait)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 import time
 import uuid
@@ -218,6 +219,34 @@ class SmtpSink:
 
     def env(self) -> dict[str, str]:
         return {"KEELSON_SMTP_HOST": "127.0.0.1", "KEELSON_SMTP_PORT": str(self.port)}
+
+    def to(self, email: str) -> list[Message]:
+        return [m for m in self.messages if m["To"] == email]
+
+    async def link_token(self, email: str, page: str, *, within: float = 30) -> str:
+        """The token of the latest link to `page` (`verify-email`, `reset-password`) emailed to `email`."""
+
+        def found() -> str | None:
+            for message in reversed(self.to(email)):
+                match = LINK.search(text_of(message))
+                if match and match["page"] == page:
+                    return match["token"]
+            return None
+
+        token: str = await wait_for(found, within=within)
+        return token
+
+
+LINK = re.compile(r"/(?P<page>verify-email|reset-password)\?token=(?P<token>[A-Za-z0-9_-]+)")
+
+
+def text_of(message: Message) -> str:
+    """The plain-text part of an email."""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            return payload.decode() if isinstance(payload, bytes) else str(payload)
+    return ""
 
 
 @contextmanager
