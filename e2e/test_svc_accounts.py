@@ -88,12 +88,12 @@ async def test_a_verification_link_is_stored_hashed_works_once_and_expires(platf
     wrong_kind = await platform.gateway.post("/api/v1/auth/password-reset/confirm", json={
         "token": token, "new_password": "another password",
     })  # fmt: skip
-    assert wrong_kind.status_code == 400 and code(wrong_kind) == "invalid_link"
+    assert wrong_kind.status_code == 401 and code(wrong_kind) == "invalid_link"
     assert (await platform.gateway.post("/api/v1/auth/verify-email", json={"token": token})).status_code == 204
     me = await platform.gateway.get("/api/v1/users/me", headers=await platform.bearer("ada@example.com"))
     assert me.json()["email_verified"] is True
     reused = await platform.gateway.post("/api/v1/auth/verify-email", json={"token": token})
-    assert reused.status_code == 400 and code(reused) == "invalid_link"
+    assert reused.status_code == 401 and code(reused) == "invalid_link"
     resend = await platform.gateway.post(
         "/api/v1/auth/verify-email/resend", headers=await platform.bearer(ada["email"])
     )
@@ -103,7 +103,7 @@ async def test_a_verification_link_is_stored_hashed_works_once_and_expires(platf
     expired = last_token(platform, "user.verification-requested", bob["id"])
     query(platform, "UPDATE account_tokens SET expires_at = now() - interval '1 second' WHERE user_id = %s", bob["id"])
     refused = await platform.gateway.post("/api/v1/auth/verify-email", json={"token": expired})
-    assert refused.status_code == 400 and code(refused) == "invalid_link"
+    assert refused.status_code == 401 and code(refused) == "invalid_link"
     malformed = await platform.gateway.post("/api/v1/auth/verify-email", json={"token": "kve_<script>"})
     assert malformed.status_code == 422
 
@@ -118,7 +118,7 @@ async def test_a_new_link_replaces_the_old_one_and_links_are_not_sent_too_often(
     assert (await platform.gateway.post("/api/v1/auth/verify-email/resend", headers=auth)).status_code == 202
     second = last_token(platform, "user.verification-requested", cy["id"])
     assert second != first
-    assert (await platform.gateway.post("/api/v1/auth/verify-email", json={"token": first})).status_code == 400
+    assert (await platform.gateway.post("/api/v1/auth/verify-email", json={"token": first})).status_code == 401
     assert (await platform.gateway.post("/api/v1/auth/verify-email", json={"token": second})).status_code == 204
 
 
@@ -165,7 +165,7 @@ async def test_a_password_reset_is_one_time_expiring_and_ends_every_session(plat
     again = await platform.gateway.post(
         "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "yet another password"}
     )
-    assert again.status_code == 400 and code(again) == "invalid_link"
+    assert again.status_code == 401 and code(again) == "invalid_link"
 
     for session in sessions:
         refused = await platform.gateway.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
@@ -186,7 +186,7 @@ async def test_a_password_reset_is_one_time_expiring_and_ends_every_session(plat
     late = await platform.gateway.post(
         "/api/v1/auth/password-reset/confirm", json={"token": expired, "new_password": "a late new password"}
     )
-    assert late.status_code == 400 and code(late) == "invalid_link"
+    assert late.status_code == 401 and code(late) == "invalid_link"
 
 
 async def test_demotion_and_deactivation_reach_the_gateway_within_its_check_interval(platform: Platform) -> None:

@@ -26,8 +26,10 @@ PREFIXES: Mapping[Purpose, str] = {"verify_email": "kve_", "reset_password": "kp
 
 
 class InvalidLinkError(ApiError):
+    # 401 like an invalid refresh token: the token is the request's credential, and the request
+    # itself is well formed (a 400 would call a valid request malformed).
     def __init__(self) -> None:
-        super().__init__(400, "invalid_link", "The link is not valid (used, expired or unknown); request a new one")
+        super().__init__(401, "invalid_link", "The link is not valid (used, expired or unknown); request a new one")
 
 
 def new_token(purpose: Purpose) -> str:

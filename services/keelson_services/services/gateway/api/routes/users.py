@@ -79,13 +79,14 @@ async def logout(body: LogoutRequest, request: Request, gateway: Gateway, _: Ano
     responses=answers(204, None, "Verified"),
 )  # fmt: skip
 async def verify_email(body: VerifyEmailRequest, request: Request, gateway: Gateway, _: Anonymous) -> Response:
-    """With the token from the emailed link: one use, valid 24 h; 400 `invalid_link` otherwise."""
+    """With the token from the emailed link: one use, valid 24 h; 401 `invalid_link` otherwise."""
     return await _to_users(gateway, request)
 
 
 @router.post(
     "/auth/verify-email/resend", tags=["auth"], summary="Send me a new verification link", status_code=202,
-    response_model=None, responses=answers(202, None, "A new link is on its way (at most one a minute)"),
+    response_model=None, response_class=Response,  # no body: nothing documented as JSON
+    responses=answers(202, None, "A new link is on its way (at most one a minute)"),
 )  # fmt: skip
 async def resend_verification(request: Request, gateway: Gateway, caller: Caller) -> Response:
     return await _to_users(gateway, request, caller)
@@ -93,7 +94,8 @@ async def resend_verification(request: Request, gateway: Gateway, caller: Caller
 
 @router.post(
     "/auth/password-reset", tags=["auth"], summary="Ask for a password-reset link", status_code=202,
-    response_model=None, responses=answers(202, None, "If the email has an account, a link is on its way"),
+    response_model=None, response_class=Response,  # no body: nothing documented as JSON
+    responses=answers(202, None, "If the email has an account, a link is on its way"),
 )  # fmt: skip
 async def request_password_reset(
     body: PasswordResetRequest, request: Request, gateway: Gateway, _: Anonymous
@@ -109,7 +111,7 @@ async def request_password_reset(
 async def confirm_password_reset(
     body: PasswordResetConfirm, request: Request, gateway: Gateway, _: Anonymous
 ) -> Response:
-    """One use, valid 30 min; 400 `invalid_link` otherwise."""
+    """One use, valid 30 min; 401 `invalid_link` otherwise."""
     return await _to_users(gateway, request)
 
 

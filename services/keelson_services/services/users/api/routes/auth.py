@@ -67,13 +67,13 @@ async def verify_email(body: VerifyEmailRequest, parts: Components) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/verify-email/resend", status_code=202, summary="Email a new verification link")
+@router.post("/verify-email/resend", status_code=202, response_class=Response, summary="Email a new verification link")
 async def resend_verification(user: CurrentUser, parts: Components) -> Response:
     await parts.accounts.resend_verification(user)
     return Response(status_code=202)
 
 
-@router.post("/password-reset", status_code=202, summary="Email a password-reset link")
+@router.post("/password-reset", status_code=202, response_class=Response, summary="Email a password-reset link")
 async def request_password_reset(body: PasswordResetRequest, parts: Components) -> Response:
     """202 whether or not the email has an account: the answer must not tell."""
     await parts.accounts.request_password_reset(body.email)
