@@ -101,3 +101,33 @@ async def test_no_lookups_when_the_check_is_off() -> None:
         gw.users.accounts[user] = account(active=False)
         assert (await gw.http.get("/api/v1/users/me", headers=gw.token(sub=user))).status_code == 200
         assert gw.users.lookups == 0
+
+
+async def test_the_account_operations_are_validated_then_forwarded_to_users(gw: Gateway) -> None:
+    token = "kve_" + "a" * 43
+    anonymous = [
+        ("/api/v1/auth/logout", {"refresh_token": "krt_x"}),
+        ("/api/v1/auth/verify-email", {"token": token}),
+        ("/api/v1/auth/password-reset", {"email": "ada@example.com"}),
+        ("/api/v1/auth/password-reset/confirm", {"token": token, "new_password": "a long new password"}),
+    ]
+    for path, body in anonymous:
+        response = await gw.http.post(path, json=body, headers=gw.token())  # a token changes nothing here
+        assert response.status_code == 200 and gw.users.seen[-1].url.path == path
+        assert "x-user-id" not in gw.users.seen[-1].headers, path
+    forwarded = len(gw.users.seen)
+    for path, body in [
+        ("/api/v1/auth/logout", {}),
+        ("/api/v1/auth/verify-email", {"token": "kve_<script>"}),
+        ("/api/v1/auth/password-reset", {"email": "ada@example.com", "admin": True}),
+        ("/api/v1/auth/password-reset/confirm", {"token": token, "new_password": "short"}),
+    ]:
+        refused = await gw.http.post(path, json=body)
+        assert refused.status_code == 422 and code_of(refused) == "validation_failed", path
+    assert (await gw.http.post("/api/v1/auth/verify-email/resend")).status_code == 401
+    assert len(gw.users.seen) == forwarded  # none of these reached users
+    user = str(uuid.uuid4())
+    resend = await gw.http.post("/api/v1/auth/verify-email/resend", headers=gw.token(sub=user))
+    assert resend.status_code == 200 and gw.users.seen[-1].headers["x-user-id"] == user
+    deleted = await gw.http.delete(f"/api/v1/admin/users/{user}", headers=gw.token(roles=["customer"]))
+    assert deleted.status_code == 403 and code_of(deleted) == "forbidden"
