@@ -264,3 +264,14 @@ async def test_an_admin_deletes_an_account_once_and_not_their_own(platform: Plat
     assert missing.status_code == 404 and code(missing) == "not_found"
     reactivate = await platform.gateway.patch(f"/api/v1/admin/users/{hal['id']}", json={"active": True}, headers=admin)
     assert reactivate.status_code == 404
+
+
+async def test_registration_refuses_names_with_control_characters(platform: Platform) -> None:
+    """Issue 13 §5, already so (`contracts/text.py`): a name goes into email headers and subjects."""
+    for name in ("Ada\r\nBcc: eve@example.com", "Ada\u0085", "Ada\u2028", "Ada\tL", "Ada\u007f"):
+        body = {"email": "ctl@example.com", "password": PASSWORD, "name": name}
+        refused = await platform.gateway.post("/api/v1/users", json=body)
+        assert refused.status_code == 422 and code(refused) == "validation_failed", repr(name)
+        renamed = await platform.users.post("/api/v1/users", json=body)  # the service's own check too
+        assert renamed.status_code == 422, repr(name)
+    assert query(platform, "SELECT count(*) FROM users") == [(0,)]
