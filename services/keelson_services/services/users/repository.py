@@ -87,14 +87,13 @@ class UserRepository:
     async def create(self, conn: Connection, *, email: str, name: str, password_hash: str, verified: bool) -> User:
         """A new account in `conn`'s transaction, with `user.registered` when the platform declares it."""
         try:
-            async with conn.transaction():  # a savepoint: the caller's transaction survives a refusal
-                cursor = await conn.execute(
-                    f"""
-                    INSERT INTO users (email, name, password_hash, email_verified_at)
-                    VALUES (%s, %s, %s, CASE WHEN %s THEN now() END) RETURNING {_COLUMNS}
-                    """,
-                    [email, name, password_hash, verified],
-                )
+            cursor = await conn.execute(
+                f"""
+                INSERT INTO users (email, name, password_hash, email_verified_at)
+                VALUES (%s, %s, %s, CASE WHEN %s THEN now() END) RETURNING {_COLUMNS}
+                """,
+                [email, name, password_hash, verified],
+            )
         except pg_errors.UniqueViolation:
             raise EmailTakenError() from None
         user = User.of(_one(await cursor.fetchone()))
