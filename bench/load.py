@@ -8,8 +8,9 @@ Before the phases, the catalogue gets its product (`SKU-1`, 12.50 EUR, stock for
 added by an admin: straight at the orders service as the gateway forwards an admin's request.
 
 Phase 1, the journey: `--customers` concurrent customers, each repeating browse the catalogue ->
-register -> log in -> order the product by SKU -> read the order -> list their notifications for
-`--seconds`. Every step is checked
+register -> log in -> receive the verification email (at the stack's mail sink) -> verify the email
+(an unverified account may not order: docs/accounts.md) -> order the product by SKU -> read the
+order -> list their notifications for `--seconds`. Every step is checked
 (status codes, the order `paid`); a failed check is an error, counted and printed. Figures:
 orders per second and p50/p99 of the whole journey and of each step.
 
@@ -35,6 +36,7 @@ import asyncio
 import json
 import os
 import platform as host
+import re
 import sys
 import time
 import uuid
@@ -42,6 +44,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,7 @@ PRODUCT = {"sku": "SKU-1", "name": "Anchor", "price_cents": 1250, "currency": "E
 ORDER = {"items": [{"sku": "SKU-1", "quantity": 2}], "currency": "EUR"}
 ADMIN = {"X-User-Id": "bench-admin", "X-User-Roles": "admin"}  # as the gateway forwards an admin
 TIMEOUT = 30.0
+LINK = re.compile(r"/verify-email\?token=([A-Za-z0-9_-]+)")
 
 
 def log(message: str) -> None:
@@ -113,14 +117,51 @@ class Customer:
         return {"X-User-Id": self.user_id, "X-User-Roles": "customer"}
 
 
+class Mailbox:
+    """The stack's mail sink (`<state dir>/mail/*.eml`), read as mail arrives: each file is read
+    once and its verification link indexed by recipient, so finding a customer's link costs the
+    new files only, however long the run."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._seen: set[str] = set()
+        self._links: dict[str, str] = {}
+
+    def _scan(self) -> None:
+        if not self.directory.is_dir():
+            return
+        for entry in os.scandir(self.directory):
+            if entry.name in self._seen or not entry.name.endswith(".eml"):
+                continue
+            self._seen.add(entry.name)
+            message = message_from_bytes(Path(entry.path).read_bytes())
+            for part in message.walk():
+                payload = part.get_payload(decode=True) if part.get_content_type() == "text/plain" else None
+                found = LINK.search(payload.decode(errors="replace")) if isinstance(payload, bytes) else None
+                if found:
+                    self._links[str(message["To"])] = found[1]
+
+    async def verification_token(self, email: str) -> str:
+        deadline = time.monotonic() + TIMEOUT
+        while (token := self._links.get(email)) is None:
+            self._scan()
+            if email in self._links:
+                continue
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"no verification email for {email} within {TIMEOUT:.0f} s")
+            await asyncio.sleep(0.05)  # the mail sink writes files; it has nothing to wait on
+        return token
+
+
 def new_customer(number: int) -> Customer:
     return Customer(
         f"load.{uuid.uuid4().hex[:10]}@example.com", f"10.{number // 65536 % 256}.{number // 256 % 256}.{number % 256}"
     )
 
 
-async def journey(gateway: httpx.AsyncClient, customer: Customer, rec: Recorder) -> dict[str, Any]:
-    """Browse, register, log in, order, read the order, list notifications; every answer checked."""
+async def journey(gateway: httpx.AsyncClient, customer: Customer, rec: Recorder, mailbox: Mailbox) -> dict[str, Any]:
+    """Browse, register, log in, verify the email, order, read the order, list notifications;
+    every answer checked."""
     started = time.perf_counter()
     anonymous = {"X-Forwarded-For": customer.address}
     catalogue = expect(
@@ -148,6 +189,13 @@ async def journey(gateway: httpx.AsyncClient, customer: Customer, rec: Recorder)
         200,
     )
     customer.token = tokens["access_token"]
+    link = await rec.time("receive verification email", lambda: mailbox.verification_token(customer.email))
+    verified = await rec.time(
+        "verify email",
+        lambda: gateway.post("/api/v1/auth/verify-email", json={"token": link}, headers=anonymous),
+    )
+    if verified.status_code != 204:
+        raise CheckFailed(f"verify email: {verified.status_code} {verified.text[:200]}")
     order = expect(
         await rec.time(
             "place order",
@@ -181,7 +229,9 @@ async def until(deadline: float, body: Callable[[], Awaitable[None]], rec: Recor
             rec.errors[str(error) or type(error).__name__] += 1
 
 
-async def phase_journey(gateway_url: str, customers: int, seconds: float) -> tuple[Recorder, float, list[Customer]]:
+async def phase_journey(
+    gateway_url: str, customers: int, seconds: float, mailbox: Mailbox
+) -> tuple[Recorder, float, list[Customer]]:
     rec, done = Recorder(), []
     limits = httpx.Limits(max_connections=customers * 2)
     async with httpx.AsyncClient(base_url=gateway_url, timeout=TIMEOUT, limits=limits) as gateway:
@@ -192,7 +242,7 @@ async def phase_journey(gateway_url: str, customers: int, seconds: float) -> tup
         async def worker() -> None:
             async def one() -> None:
                 customer = new_customer(next(counter))
-                await journey(gateway, customer, rec)
+                await journey(gateway, customer, rec, mailbox)
                 done.append(customer)
 
             await until(deadline, one, rec)
@@ -318,7 +368,7 @@ async def smoke(stack: LocalStack, gateway_url: str, platform: str, namespace: s
     """One journey, then its payment and its email: the problems found (none: it works)."""
     rec = Recorder()
     async with httpx.AsyncClient(base_url=gateway_url, timeout=TIMEOUT) as gateway:
-        order = await journey(gateway, new_customer(1), rec)
+        order = await journey(gateway, new_customer(1), rec, Mailbox(stack.state_dir / "mail"))
     problems = []
     payments = services.service_urls(stack.state_dir, platform, namespace)["payments"]
     as_orders = service_token(stack, namespace, platform, "orders", "payments")
@@ -369,7 +419,10 @@ def main() -> int:
 
     log(f"phase 1: {args.customers} customers on the journey for {args.seconds:.0f} s via {gateway_url}")
     cpu_start = cpu()
-    journeys, journey_seconds, customers = asyncio.run(phase_journey(gateway_url, args.customers, args.seconds))
+    mailbox = Mailbox(stack.state_dir / "mail")
+    journeys, journey_seconds, customers = asyncio.run(
+        phase_journey(gateway_url, args.customers, args.seconds, mailbox)
+    )
     cpu_journey = cpu()
     if len(customers) < args.customers:
         log(f"only {len(customers)} journeys completed; errors: {dict(journeys.errors)}")
@@ -409,6 +462,8 @@ def main() -> int:
                     "browse catalogue",
                     "register",
                     "log in",
+                    "receive verification email",
+                    "verify email",
                     "place order",
                     "read order",
                     "list notifications",

@@ -6,6 +6,7 @@ a local SMTP sink, and polling with deadlines (no test sleeps to wait)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 import time
 import uuid
@@ -39,7 +40,9 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "name": "users",
         "reference": "users",
         "database": {"engine": "postgres"},
-        "publishes": ["user.registered"],
+        "publishes": [
+            "user.registered", "user.verification-requested", "user.password-reset-requested", "user.deleted",
+        ],
         "expose": {"path": "/users"},
     },
     {
@@ -48,7 +51,7 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "database": {"engine": "postgres"},
         "calls": ["payments"],
         "publishes": ["order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered"],
-        "subscribes": ["payment.completed", "payment.failed"],
+        "subscribes": ["payment.completed", "payment.failed", "user.deleted"],
         "expose": {"path": "/orders"},
     },
     {
@@ -62,7 +65,8 @@ EXAMPLE_SERVICES: list[dict[str, Any]] = [
         "reference": "notifications",
         "database": {"engine": "postgres"},
         "subscribes": [
-            "user.registered", "order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
+            "user.registered", "user.verification-requested", "user.password-reset-requested", "user.deleted",
+            "order.created", "order.paid", "order.cancelled", "order.shipped", "order.delivered",
             "payment.completed", "payment.failed",
         ],
         "expose": {"path": "/notifications"},
@@ -215,6 +219,34 @@ class SmtpSink:
 
     def env(self) -> dict[str, str]:
         return {"KEELSON_SMTP_HOST": "127.0.0.1", "KEELSON_SMTP_PORT": str(self.port)}
+
+    def to(self, email: str) -> list[Message]:
+        return [m for m in self.messages if m["To"] == email]
+
+    async def link_token(self, email: str, page: str, *, within: float = 30) -> str:
+        """The token of the latest link to `page` (`verify-email`, `reset-password`) emailed to `email`."""
+
+        def found() -> str | None:
+            for message in reversed(self.to(email)):
+                match = LINK.search(text_of(message))
+                if match and match["page"] == page:
+                    return match["token"]
+            return None
+
+        token: str = await wait_for(found, within=within)
+        return token
+
+
+LINK = re.compile(r"/(?P<page>verify-email|reset-password)\?token=(?P<token>[A-Za-z0-9_-]+)")
+
+
+def text_of(message: Message) -> str:
+    """The plain-text part of an email."""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            return payload.decode() if isinstance(payload, bytes) else str(payload)
+    return ""
 
 
 @contextmanager

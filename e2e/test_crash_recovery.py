@@ -176,7 +176,8 @@ class Placed:
 
 
 async def customers(http: httpx.AsyncClient, sink: SmtpSink) -> list[Customer]:
-    """Registered and logged in, and known to notifications (their welcome email arrived)."""
+    """Registered, verified (the link from the email) and logged in, and known to notifications
+    (their welcome and verification emails arrived)."""
     people = [Customer(f"c{n}-{uuid.uuid4().hex[:6]}@example.com") for n in range(CUSTOMERS)]
     for person in people:
         body = {"email": person.email, "password": "correct horse battery", "name": person.email[:2]}
@@ -186,7 +187,10 @@ async def customers(http: httpx.AsyncClient, sink: SmtpSink) -> list[Customer]:
         login = await http.post("/api/v1/auth/token", json={"email": person.email, "password": body["password"]})
         assert login.status_code == 200, login.text
         person.token = login.json()["access_token"]
-    await wait_for(lambda: len(sink.messages) == CUSTOMERS, within=30)
+    for person in people:
+        token = await sink.link_token(person.email, "verify-email")
+        assert (await http.post("/api/v1/auth/verify-email", json={"token": token})).status_code == 204
+    await wait_for(lambda: len(sink.messages) == 2 * CUSTOMERS, within=30)
     return people
 
 
@@ -352,8 +356,9 @@ async def assert_every_order_paid_once_by_message_id(p: Platform, batch: list[Pl
     ids = {placed.order["id"] for placed in batch}
     await wait_for(
         lambda: (
-            count(notifications, "SELECT count(*) FROM notifications WHERE status = 'sent'") == CUSTOMERS + 3 * len(ids)
-        ),  # a welcome email each; order.created (push), order.paid (email, push)
+            count(notifications, "SELECT count(*) FROM notifications WHERE status = 'sent'")
+            == 2 * CUSTOMERS + 3 * len(ids)
+        ),  # a welcome and a verification email each; order.created (push), order.paid (email, push)
         within=60,
     )
     assert count(notifications, "SELECT count(*) FROM notifications WHERE status <> 'sent'") == 0
@@ -371,7 +376,7 @@ async def assert_every_order_paid_once_by_message_id(p: Platform, batch: list[Pl
     assert Counter(str(m["Message-ID"]) for m in paid) == Counter(
         {**{str(m["Message-ID"]): 1 for m in paid}, p.sink.killed_at: 2}
     )
-    assert len({str(m["Message-ID"]) for m in p.sink.messages}) == CUSTOMERS + len(ids)
+    assert len({str(m["Message-ID"]) for m in p.sink.messages}) == 2 * CUSTOMERS + len(ids)
     # Everything else the batch promised holds too.
     await assert_every_order_paid_once(p, batch, emails_received_once=False)
 

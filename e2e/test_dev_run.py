@@ -1,12 +1,14 @@
 """`keelson dev run` on the local stack: the e-commerce example applied as `keelson dev apply` does,
 its reference services run as local processes with the env the operator rendered, and a customer
-registers, logs in and orders through the gateway; the email reaches the local SMTP sink."""
+registers, verifies their email with the link the sink received, logs in and orders through the
+gateway; the order's email reaches the local SMTP sink."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import uuid
+from email import message_from_bytes
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ import pytest
 import yaml
 
 from e2e.kube import Kube, eventually
+from e2e.svc_platform import LINK, text_of
 from keelson.devstack import services
 from keelson.devstack.stack import LocalStack
 
@@ -52,6 +55,17 @@ def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube:
         with httpx.Client(base_url=url, timeout=30) as gateway:
             registered = gateway.post("/api/v1/users", json={"email": email, "password": password, "name": "Ada"})
             assert registered.status_code == 201, registered.text
+
+            def link() -> str | None:
+                for path in (stack.state_dir / "mail").glob("*.eml"):
+                    message = message_from_bytes(path.read_bytes())
+                    found = LINK.search(text_of(message)) if message["To"] == email else None
+                    if found:
+                        return found["token"]
+                return None
+
+            verification = eventually(link, timeout=60, what="the verification email at the sink")
+            assert gateway.post("/api/v1/auth/verify-email", json={"token": verification}).status_code == 204
             login = gateway.post("/api/v1/auth/token", json={"email": email, "password": password})
             assert login.status_code == 200, login.text
             headers = {"Authorization": f"Bearer {login.json()['access_token']}", "Idempotency-Key": str(uuid.uuid4())}

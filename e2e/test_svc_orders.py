@@ -24,7 +24,7 @@ from e2e.svc_platform import Shop, wait_for
 from e2e.svc_postgres import fresh_database
 from keelson.devstack.ports import free_port
 from keelson_services.contracts.payments import Payment
-from keelson_services.messaging import Envelope
+from keelson_services.messaging import Envelope, PermanentError
 from keelson_services.services.orders.handlers import handlers
 from keelson_services.services.orders.main import create_app as create_orders
 from keelson_services.services.orders.payments_client import charge_key
@@ -494,3 +494,38 @@ async def test_an_admin_ships_then_delivers_a_paid_order_which_then_cannot_be_ca
         assert transitions[2:] == [("paid", "shipped", "shipped by admin admin-1"),
                                    ("shipped", "delivered", "delivered by admin admin-1")]  # fmt: skip
         assert await s.product("SKU-1") == {"stock": 998, "reserved": 0, "available": 998}  # sold, not restocked
+
+
+async def test_user_deleted_unlinks_the_accounts_orders_and_keeps_what_accounting_needs() -> None:
+    async with stack() as s, serve(s.payments_app(), s.payments_port):
+        mine = [(await s.order(f"mine-{n}")).json() for n in range(2)]
+        other = (await s.order("theirs", customer={"X-User-Id": "user-2", "X-User-Roles": "customer"})).json()
+        assert {o["status"] for o in [*mine, other]} == {"paid"}
+        s.rows("UPDATE outbox SET published_at = now() RETURNING id")  # as if the relay had published them
+        before = s.rows("SELECT id, total_cents, currency, items, payment_id, created_at FROM orders ORDER BY id")
+
+        event = Envelope(
+            id=str(uuid.uuid4()), type="shop.user.deleted", time=datetime.now(UTC), source="users",
+            data={"user_id": "user-1"},
+        )  # fmt: skip
+        parts = s.orders_app.state.orders
+        handle = handlers(parts.flows, parts.orders)["user.deleted"]
+        await handle(event)
+        await handle(event)  # redelivered: nothing left to erase, no harm
+
+        # Accounting's view is unchanged: amounts, currency, items (SKUs, prices), payments, dates.
+        after = s.rows("SELECT id, total_cents, currency, items, payment_id, created_at FROM orders ORDER BY id")
+        assert after == before
+        erased = s.rows("SELECT id, user_id, idempotency_key, erased_at FROM orders WHERE erased_at IS NOT NULL")
+        assert sorted(str(order_id) for order_id, *_ in erased) == sorted(o["id"] for o in mine)
+        for order_id, user_id, key, _ in erased:
+            assert (user_id, key) == (f"erased:{order_id}", str(order_id))
+        assert s.rows("SELECT count(*) FROM orders WHERE user_id = 'user-1'") == [(0,)]
+        assert s.rows("SELECT count(*) FROM idempotency_keys WHERE scope LIKE '%%user-1'") == [(0,)]
+        assert s.rows("SELECT count(*) FROM outbox WHERE data->>'user_id' = 'user-1'") == [(0,)]
+        # The other customer's orders are untouched, and the deleted account sees no orders.
+        assert s.rows("SELECT count(*) FROM orders WHERE user_id = 'user-2' AND erased_at IS NULL") == [(1,)]
+        assert (await s.orders.get("/api/v1/orders", headers=CUSTOMER)).json()["items"] == []
+        malformed = Envelope(id=str(uuid.uuid4()), type=event.type, time=event.time, source="users", data={})
+        with pytest.raises(PermanentError):
+            await handle(malformed)

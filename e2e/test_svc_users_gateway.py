@@ -87,9 +87,12 @@ class Platform:
         return {"Authorization": f"Bearer {(await self.login(email, password))['access_token']}"}
 
 
-async def start(**gateway_config: Any) -> AsyncIterator[Platform]:
+async def start(*, publishes: tuple[str, ...] = (), **gateway_config: Any) -> AsyncIterator[Platform]:
+    """`publishes`: the users service's events (full topic names); they stay in its outbox (no Kafka)."""
     with fresh_database("users") as uri:
-        users_app = create_users(service_settings("users", database_uri=uri), env=FAST_HASHING, configure_logs=False)
+        users_app = create_users(
+            service_settings("users", database_uri=uri, publishes=publishes), env=FAST_HASHING, configure_logs=False
+        )
         clock = Clock()
         options: dict[str, Any] = {
             "issuer": "urn:keelson:shop:users",
@@ -240,11 +243,20 @@ async def test_bad_tokens_are_401_at_the_gateway(platform: Platform) -> None:
 
 
 async def test_deactivated_accounts_cannot_log_in_refresh_or_act(platform: Platform) -> None:
-    await platform.register("frank@example.com")
+    frank = await platform.register("frank@example.com")
+    await platform.register("root@example.com")
+    await set_role(platform.parts.db, "root@example.com", "admin", granted=True)
     tokens = await platform.login("frank@example.com")
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
-    assert (await platform.gateway.delete("/api/v1/users/me", headers=auth)).status_code == 204
-    me = await platform.gateway.get("/api/v1/users/me", headers=auth)  # the access token itself is still valid
+    assert (await platform.gateway.get("/api/v1/users/me", headers=auth)).status_code == 200
+    admin = await platform.bearer("root@example.com")
+    deactivate = await platform.gateway.patch(
+        f"/api/v1/admin/users/{frank['id']}", json={"active": False}, headers=admin
+    )
+    assert deactivate.status_code == 200
+    # Refused at once by the users service (it reads the account), and by the gateway for every
+    # other service once its check interval has passed (test_svc_accounts.py).
+    me = await platform.gateway.get("/api/v1/users/me", headers=auth)
     assert me.status_code == 403 and me.json()["error"]["code"] == "account_deactivated"
     login = await platform.gateway.post(
         "/api/v1/auth/token", json={"email": "frank@example.com", "password": "correct horse battery"}

@@ -34,7 +34,7 @@ __all__ = ["kafka_bootstrap"]
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 TRACE = "5a1e0f7c3d2b4a6987f0e1d2c3b4a596"
-CLIENT_SPANS = {"register": "1" * 16, "login": "2" * 16, "order": "3" * 16}
+CLIENT_SPANS = {"register": "1" * 16, "login": "2" * 16, "order": "3" * 16, "verify": "4" * 16}
 SERVER, CLIENT = Span.SpanKind.SPAN_KIND_SERVER, Span.SpanKind.SPAN_KIND_CLIENT
 PRODUCER, CONSUMER = Span.SpanKind.SPAN_KIND_PRODUCER, Span.SpanKind.SPAN_KIND_CONSUMER
 
@@ -170,7 +170,10 @@ async def test_the_journey_is_exported_as_one_linked_trace(traced_shop: RunningS
         headers=traceparent("login"),
     )
     assert login.status_code == 200, login.text
-    await wait_for(lambda: len(shop.sink.messages) == 1, within=30)  # the welcome email
+    await wait_for(lambda: len(shop.sink.messages) == 2, within=30)  # the welcome and verification emails
+    token = await shop.sink.link_token("ada@example.com", "verify-email")
+    verified = await client.post("/api/v1/auth/verify-email", json={"token": token}, headers=traceparent("verify"))
+    assert verified.status_code == 204, verified.text
     placed = await client.post(
         "/api/v1/orders",
         json={"items": [{"sku": "SKU-1", "quantity": 1}]},

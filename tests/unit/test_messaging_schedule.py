@@ -83,7 +83,7 @@ def test_settings_from_the_rendered_env_give_the_operators_subscriptions(retries
     notifications = Settings.from_env(config_data(ctx, ctx.service("notifications")))
     assert notifications.group_id == "ecommerce.notifications"
     assert notifications.kafka_bootstrap == "kafka.kafka:9092"
-    assert len(notifications.subscriptions()) == 8
+    assert len(notifications.subscriptions()) == 11
 
 
 def test_the_gate_holds_partitions_until_their_head_is_due() -> None:

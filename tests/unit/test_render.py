@@ -100,7 +100,7 @@ def test_config_map_carries_resilience_and_peers() -> None:
         "ecommerce.order.created,ecommerce.order.paid,ecommerce.order.cancelled,"
         "ecommerce.order.shipped,ecommerce.order.delivered"
     )
-    assert data["KEELSON_SUBSCRIBES"] == "ecommerce.payment.completed,ecommerce.payment.failed"
+    assert data["KEELSON_SUBSCRIBES"] == "ecommerce.payment.completed,ecommerce.payment.failed,ecommerce.user.deleted"
     assert data["KEELSON_KAFKA_BOOTSTRAP"] == "kafka.kafka:9092"
 
 

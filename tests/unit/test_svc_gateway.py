@@ -29,12 +29,24 @@ class Downstream:
     seen: list[httpx.Request] = field(default_factory=list)
     down: bool = False
     refusals: int = 0  # answer this many requests 401 before echoing again
+    # The account states the gateway looks up (users' internal API): by user id, every role and
+    # verified unless a test says otherwise; None: no such account.
+    accounts: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    lookups: int = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("refused", request=request)
         if request.url.path == "/.well-known/jwks.json":
             return httpx.Response(200, json=self.jwks)
+        if request.url.path.startswith("/internal/v1/accounts/"):
+            self.lookups += 1
+            user_id = request.url.path.rsplit("/", 1)[-1]
+            default = {"active": True, "roles": ["admin", "customer"], "email_verified": True, "token_version": 0}
+            state = self.accounts.get(user_id, default)
+            if state is None:
+                return httpx.Response(404, json={"error": {"code": "not_found", "message": "", "details": {}}})
+            return httpx.Response(200, json={"id": user_id} | state)
         self.seen.append(request)
         if self.refusals > 0:
             self.refusals -= 1
@@ -208,7 +220,7 @@ async def test_paths_no_service_serves_are_404(gw: Gateway) -> None:
 
 async def test_over_the_rate_limit_is_429_with_retry_after() -> None:
     async for gw in start(rate_per_second=1.0, rate_burst=2.0):
-        alice, bob = gw.token(sub="alice"), gw.token(sub="bob")
+        alice, bob = gw.token(sub=str(uuid.uuid4())), gw.token(sub=str(uuid.uuid4()))
         assert [(await gw.http.get("/api/v1/users/me", headers=alice)).status_code for _ in range(2)] == [200, 200]
         limited = await gw.http.get("/api/v1/users/me", headers=alice)
         assert limited.status_code == 429 and limited.headers["retry-after"] == "1"
@@ -241,6 +253,11 @@ def test_the_openapi_document_describes_the_public_api(gw_app: FastAPI) -> None:
         "/api/v1/users",
         "/api/v1/auth/token",
         "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/verify-email",
+        "/api/v1/auth/verify-email/resend",
+        "/api/v1/auth/password-reset",
+        "/api/v1/auth/password-reset/confirm",
         "/api/v1/users/me",
         "/api/v1/admin/users",
         "/api/v1/admin/users/{user_id}",

@@ -39,6 +39,7 @@ def context(**data: Any) -> dict[str, Any]:
 def test_every_catalogue_entry_has_its_templates_and_renders() -> None:
     renderer = Renderer()
     data = {"amount_cents": 100, "refunded_cents": 50, "failure_message": "declined"}
+    data |= {"token": "kve_x", "links_url": "https://shop.example/account", "expires_at": "2026-12-07T12:00:00+00:00"}
     for event, pairs in CATALOGUE.items():
         for channel, template in pairs:
             assert channel in CHANNELS and renderer.has(channel, template), (event, channel, template)
@@ -149,6 +150,28 @@ async def test_a_redelivered_event_never_sends_twice() -> None:
     assert [m.rendered.template for m in senders["email"].sent] == ["welcome", "order_paid"]
     assert [m.recipient for m in senders["push"].sent] == ["u-1"]
     assert senders["sms"].sent == []  # no phone number known: no SMS
+
+
+@pytest.mark.parametrize(
+    ("kind", "template", "page"),
+    [
+        ("user.verification-requested", "verify_email", "verify-email"),
+        ("user.password-reset-requested", "password_reset", "reset-password"),
+    ],
+)
+async def test_a_link_is_emailed_with_its_token_and_recorded_without_it(kind: str, template: str, page: str) -> None:
+    n, repo, senders = notifier()
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada", phone="+15550100"))
+    token = "kpr_" + "s3cret" * 7
+    link = event(kind, token=token, links_url="https://shop.example/account", expires_at="2026-12-07T12:00:00+00:00")
+    await n.handle(link)
+    [sent] = [m for m in senders["email"].sent if m.rendered.template == template]
+    assert f"https://shop.example/account/{page}?token={token}" in sent.rendered.body
+    assert sent.rendered.html is not None and token in sent.rendered.html
+    assert len(senders["sms"].sent) == len(senders["push"].sent) == 0  # a link goes by email only
+    record = repo.rows[(link.id, "email")]
+    assert token not in record["body"] and "token=[redacted]" in record["body"]
+    assert token not in (record["subject"] or "")
 
 
 async def test_a_failed_channel_is_retried_alone_and_the_others_are_not_resent() -> None:

@@ -34,11 +34,14 @@ def test_example_plan() -> None:
         "ecommerce.order.shipped",
         "ecommerce.payment.completed",
         "ecommerce.payment.failed",
+        "ecommerce.user.deleted",
+        "ecommerce.user.password-reset-requested",
         "ecommerce.user.registered",
+        "ecommerce.user.verification-requested",
     ]
-    # 10 subscriptions (orders 2, notifications 8), each with 3 retry topics and a DLQ
-    assert len(subscriptions(_spec())) == 10
-    assert sum(t.role == "retry" for t in plan.values()) == 30 and sum(t.role == "dlq" for t in plan.values()) == 10
+    # 14 subscriptions (orders 3, notifications 11), each with 3 retry topics and a DLQ
+    assert len(subscriptions(_spec())) == 14
+    assert sum(t.role == "retry" for t in plan.values()) == 42 and sum(t.role == "dlq" for t in plan.values()) == 14
     dlq = plan["ecommerce.payment.failed.orders.dlq"]
     assert (dlq.partitions, dlq.replication_factor, dlq.subscription) == (6, 3, "orders")
     assert plan["ecommerce.order.created.notifications.retry-1"].dlq == "ecommerce.order.created.notifications.dlq"
@@ -93,7 +96,7 @@ def test_strimzi_topics_are_rendered_only_for_strimzi() -> None:
         spec["kafka"] = {"provider": "strimzi", "strimziCluster": "my-cluster", "partitions": 6, "replicationFactor": 3}
 
     topics = [o for o in objects(context(strimzi)).values() if o["kind"] == "KafkaTopic"]
-    assert len(topics) == 8 + 30 + 10
+    assert len(topics) == 11 + 42 + 14
     created = next(t for t in topics if t["metadata"]["name"] == "ecommerce.order.created")
     assert created["apiVersion"] == "kafka.strimzi.io/v1"
     assert created["metadata"]["labels"]["strimzi.io/cluster"] == "my-cluster"
@@ -161,7 +164,7 @@ async def test_admin_creates_then_stays_quiet() -> None:
     doc, model = _platform()
     first = await area.reconcile(doc, model)
     assert first.condition.status == "True" and len(fake.requests) == 1 and fake.requests[0][0] == "create"
-    assert len(fake.topics) == 48
+    assert len(fake.topics) == 67
     doc["status"] = first.status
     fake.requests.clear()
     second = await area.reconcile(doc, model)
@@ -242,7 +245,7 @@ async def test_the_last_topics_go_when_every_event_is_removed_under_delete() -> 
     area = TopicsArea(DictCache(), admin=fake)  # type: ignore[arg-type]
     doc, model = _platform()
     listed = (await area.reconcile(doc, model)).status
-    assert len(fake.topics) == 48
+    assert len(fake.topics) == 67
 
     bare, bare_model = _platform(_no_events)
     bare["status"] = listed

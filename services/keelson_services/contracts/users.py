@@ -34,6 +34,38 @@ class RefreshRequest(_Request):
     refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
 
 
+class LogoutRequest(_Request):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+# A link's token as the users service issues it (`kve_`/`kpr_` and 43 URL-safe characters);
+# anything longer is no token of ours.
+LinkToken = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class VerifyEmailRequest(_Request):
+    token: LinkToken
+
+
+class PasswordResetRequest(_Request):
+    email: LoginEmail
+
+
+class PasswordResetConfirm(_Request):
+    token: LinkToken
+    new_password: Password
+
+
+class AccountState(BaseModel):
+    """What the gateway holds an access token against (internal: users to gateway only)."""
+
+    id: UUID
+    active: bool
+    roles: list[Role]
+    email_verified: bool
+    token_version: int
+
+
 class TokenResponse(BaseModel):
     access_token: str = Field(description="A JWT (EdDSA) to send as `Authorization: Bearer ...`.")
     refresh_token: str = Field(description="Single use: each refresh returns a new one.")
@@ -47,6 +79,7 @@ class UserProfile(BaseModel):
     name: str
     roles: list[Role]
     active: bool
+    email_verified: bool = Field(description="Until it is, the account may not place orders (docs/accounts.md).")
     created_at: datetime
 
 

@@ -7,7 +7,8 @@ events of one key keep their order: within a batch, events of different keys go 
 events of one key one after the other, each acknowledged by the brokers (`acks=all`) before its
 row is marked published. A crash between the publish and the mark re-publishes the event with the
 same id: at least once, never lost. Kafka being down delays events, it does not fail requests.
-Published rows are deleted after `retention`.
+Published rows are deleted after `retention`; until then they keep no secret field of their data
+(`SECRET_FIELDS`, dropped when the row is marked published).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from functools import cache
 from prometheus_client import Counter, Gauge
 
 from keelson_services.db import Database
-from keelson_services.events.outbox import CHANNEL, OutboxEvent
+from keelson_services.events.outbox import CHANNEL, SECRET_FIELDS, OutboxEvent
 from keelson_services.messaging import EventProducer
 from keelson_services.observability import tracing
 
@@ -164,7 +165,10 @@ class OutboxRelay:
                 return_exceptions=True,
             )
             if published:
-                await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", [published])
+                await conn.execute(
+                    "UPDATE outbox SET published_at = now(), data = data - %s::text[] WHERE id = ANY(%s)",
+                    [list(SECRET_FIELDS), published],
+                )
             cursor = await conn.execute("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
             pending = await cursor.fetchone()
             self._pending.labels(self.service).set(pending["n"] if pending else 0)

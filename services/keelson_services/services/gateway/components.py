@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import httpx
+from pydantic import ValidationError
 
 from keelson_services.auth import JWKS_PATH, JwksCache, TokenVerifier
+from keelson_services.contracts.users import AccountState as AccountStateBody
 from keelson_services.db import Database
 from keelson_services.http import DownstreamUnreachableError, ServiceClient
 from keelson_services.http.breaker import MonotonicClock
+from keelson_services.services.gateway.accounts import AccountLookupError, AccountState, AccountStates
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.forwarded import TrustedProxies
 from keelson_services.services.gateway.ratelimit import Limiter, MemoryLimiter, Policy
@@ -26,6 +30,7 @@ class GatewayComponents:
     client: ServiceClient
     routes: RouteTable
     verifier: TokenVerifier
+    accounts: AccountStates
     limiter: Limiter
     requests: Policy  # every request, per user (per address when anonymous)
     login_failures: Policy  # failed logins per account: the lockout
@@ -53,6 +58,18 @@ class GatewayComponents:
             document: Mapping[str, Any] = response.json()
             return document
 
+        async def fetch_account(user_id: UUID) -> AccountState | None:
+            response = await client.get(config.auth_service, f"/internal/v1/accounts/{user_id}", retry=False)
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise AccountLookupError(f"the account lookup answered {response.status_code}")
+            try:
+                body = AccountStateBody.model_validate(response.json())
+            except (ValueError, ValidationError) as exc:
+                raise AccountLookupError("the account lookup answered something else") from exc
+            return AccountState(body.active, frozenset(body.roles), body.email_verified, body.token_version)
+
         memory = MemoryLimiter(max_clients=config.rate_limit_clients, **timing)
         db = Database(settings.database_uri, application_name="gateway") if settings.database_uri else None
         limiter: Limiter = memory if db is None else SharedLimiter(db, fallback=memory)
@@ -67,6 +84,7 @@ class GatewayComponents:
             client=client,
             routes=RouteTable(settings.routes),
             verifier=TokenVerifier(keys, issuer=config.issuer, audience=config.audience),
+            accounts=AccountStates(fetch_account, ttl_seconds=config.account_check_seconds, **timing),
             limiter=limiter,
             requests=Policy("requests", rate=config.rate_per_second, burst=config.rate_burst),
             login_failures=Policy(

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from keelson_services.auth import InvalidTokenError
 from keelson_services.errors import ApiError
 from keelson_services.identity import Identity
+from keelson_services.services.gateway.accounts import Session
 from keelson_services.services.gateway.components import GatewayComponents
 from keelson_services.services.gateway.ratelimit import Decision, Policy
 
@@ -72,11 +73,12 @@ async def anonymous(request: Request, gateway: Gateway) -> None:
     await _charge(gateway, "addr:" + client_address(request, gateway))
 
 
-async def authenticated(
+async def session(
     request: Request,
     gateway: Gateway,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Identity:
+) -> Session:
+    """The caller's verified token, held against their account's current state (`accounts.py`)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         await _charge(gateway, "addr:" + client_address(request, gateway))
         raise ApiError(
@@ -91,7 +93,22 @@ async def authenticated(
         await _charge(gateway, "addr:" + client_address(request, gateway))
         raise
     await _charge(gateway, "user:" + claims.subject)
-    return claims.identity()
+    return await gateway.accounts.session(claims)
+
+
+async def authenticated(caller: Annotated[Session, Depends(session)]) -> Identity:
+    return caller.identity
+
+
+async def verified(caller: Annotated[Session, Depends(session)], gateway: Gateway) -> Identity:
+    """A caller whose email is verified: what placing an order takes (docs/accounts.md)."""
+    if not caller.email_verified:
+        caller = await gateway.accounts.session(caller.claims, fresh=True)  # verified a moment ago?
+    if not caller.email_verified:
+        raise ApiError(
+            403, "email_not_verified", "Verify your email first (POST /api/v1/auth/verify-email/resend sends the link)"
+        )
+    return caller.identity
 
 
 async def admin(caller: Annotated[Identity, Depends(authenticated)]) -> Identity:
@@ -102,4 +119,5 @@ async def admin(caller: Annotated[Identity, Depends(authenticated)]) -> Identity
 
 Anonymous = Annotated[None, Depends(anonymous)]
 Caller = Annotated[Identity, Depends(authenticated)]
+VerifiedCaller = Annotated[Identity, Depends(verified)]
 Admin = Annotated[Identity, Depends(admin)]

@@ -9,6 +9,10 @@ from keelson_services.services.notifications.rendering import Channel
 
 CATALOGUE: dict[str, tuple[tuple[Channel, str], ...]] = {
     "user.registered": (("email", "welcome"),),
+    # The links of docs/accounts.md: email only, whatever other addresses the user has.
+    "user.verification-requested": (("email", "verify_email"),),
+    "user.password-reset-requested": (("email", "password_reset"),),
+    "user.deleted": (),  # nothing to send; erasing the user's contact data and notifications is the handler's
     "order.created": (("push", "order_received"),),
     "order.paid": (("email", "order_paid"), ("push", "order_paid")),
     "order.cancelled": (("email", "order_cancelled"), ("sms", "order_cancelled")),

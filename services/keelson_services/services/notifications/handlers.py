@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 
 from keelson_services.events import traced
+from keelson_services.events.outbox import SECRET_FIELDS
 from keelson_services.messaging import Envelope, Handler, PermanentError
 from keelson_services.messaging.headers import describe_error
 from keelson_services.observability import tracing
@@ -81,7 +82,11 @@ class Notifier:
             if await self.repo.status(event.id, channel) == "sent":
                 continue
             try:
-                rendered = self.renderer.render(channel, template, context)
+                rendered = recorded = self.renderer.render(channel, template, context)
+                if secrets := {name: "[redacted]" for name in SECRET_FIELDS if name in data}:
+                    # A one-time link's token is sent, never stored: the record (and the history
+                    # API) shows the message with the token blanked out.
+                    recorded = self.renderer.render(channel, template, {**context, "data": {**data, **secrets}})
             except (jinja2.TemplateError, TemplateMissingError) as exc:
                 raise PermanentError(f"template {channel}/{template}: {describe_error(exc)}") from exc
             # Claim, send and record under the notification's lock (see `repository.sending`).
@@ -96,8 +101,8 @@ class Notifier:
                     template=template,
                     user_id=user_id,
                     recipient=address,
-                    subject=rendered.subject,
-                    body=rendered.body,
+                    subject=recorded.subject,
+                    body=recorded.body,
                     trace_id=trace.trace_id if trace else None,
                 )
                 if notification is None:

@@ -1,4 +1,5 @@
-"""Orders' subscriptions: `payment.completed` and `payment.failed` settle the order they name.
+"""Orders' subscriptions: `payment.completed` and `payment.failed` settle the order they name;
+`user.deleted` erases what ties the account's orders to the person (`OrderRepository.erase_customer`).
 
 Usually the synchronous answer settled it already and this changes nothing; it matters when that
 answer was lost (a timeout after payments charged, a crash of this service mid-request). Handled
@@ -45,5 +46,15 @@ def handlers(flows: OrderFlows, orders: OrderRepository) -> Mapping[str, Handler
             log.warning("%s %s names no order of ours (%s); ignored", event.type, event.id, order_id)
         await orders.mark_seen(event.id, event.type)
 
+    async def on_user_deleted(event: Envelope) -> None:
+        user_id = event.data.get("user_id")
+        if not isinstance(user_id, str) or not user_id:
+            raise PermanentError(f"{event.type} {event.id} names no user_id")
+        # No `seen` check: erasing again is harmless, and a replayed event must erase orders
+        # placed in the moment before the account's tokens stopped working.
+        erased = await orders.erase_customer(user_id)
+        log.info("%s %s: %d orders of the account erased", event.type, event.id, erased)
+        await orders.mark_seen(event.id, event.type)
+
     handler = traced(on_payment)
-    return {"payment.completed": handler, "payment.failed": handler}
+    return {"payment.completed": handler, "payment.failed": handler, "user.deleted": traced(on_user_deleted)}

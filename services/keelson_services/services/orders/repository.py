@@ -156,6 +156,30 @@ class OrderRepository:
             [order_id, str(from_status) if from_status else None, str(to), cause],
         )
 
+    async def erase_customer(self, user_id: str) -> int:
+        """Unlink a deleted account's orders from the person; how many there were. What accounting
+        needs stays (amounts, currency, items and SKUs, dates, payment ids, transitions); what
+        tied them to the person goes: the user id (each order gets one of its own, so nothing
+        groups them either), the client's Idempotency-Keys and their stored answers, and the
+        published events about them still kept in the outbox. Idempotent: a second run finds
+        nothing left."""
+        async with self.db.connection() as conn:
+            cursor = await conn.execute(
+                """
+                UPDATE orders SET user_id = 'erased:' || id::text, idempotency_key = id::text, erased_at = now(),
+                    updated_at = now()
+                WHERE user_id = %s
+                """,
+                [user_id],
+            )
+            erased = cursor.rowcount
+            # Scopes end in the customer's id (`orders.create:<user id>`).
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE right(scope, length(%s) + 1) = ':' || %s", [user_id, user_id]
+            )
+            await conn.execute("DELETE FROM outbox WHERE published_at IS NOT NULL AND data->>'user_id' = %s", [user_id])
+        return erased
+
     async def seen(self, event_id: str) -> bool:
         async with self.db.connection() as conn:
             cursor = await conn.execute("SELECT 1 FROM processed_events WHERE event_id = %s", [event_id])

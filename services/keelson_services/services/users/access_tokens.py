@@ -1,6 +1,7 @@
 """Access tokens: short-lived JWTs (RFC 9068 shape) signed with the key ring's current key.
 
-Claims: `iss`, `aud`, `sub` (the user id), `roles`, `iat`, `nbf`, `exp`, `jti`; header `kid`
+Claims: `iss`, `aud`, `sub` (the user id), `roles`, `email_verified`, `ver` (the account's token
+version: raising it revokes every token issued before), `iat`, `nbf`, `exp`, `jti`; header `kid`
 names the key, `typ` is `at+jwt`. Services behind the gateway never see the token, only the
 identity the gateway derived from it.
 """
@@ -37,6 +38,8 @@ class AccessTokens:
             "aud": self.audience,
             "sub": str(user.id),
             "roles": sorted(user.roles),
+            "email_verified": user.email_verified,
+            "ver": user.token_version,
             "iat": now,
             "nbf": now,
             "exp": now + int(self.ttl.total_seconds()),

@@ -29,7 +29,7 @@ async def current_user(caller: CurrentIdentity, parts: Components) -> User:
     except ValueError:
         raise ApiError(401, "unauthorized", "The caller's identity is not a user id") from None
     user = await parts.users.by_id(user_id)
-    if user is None:
+    if user is None or user.erased:
         raise ApiError(401, "unauthorized", "The caller's account no longer exists")
     if not user.active:
         raise ApiError(403, "account_deactivated", "This account is deactivated")

@@ -1,8 +1,9 @@
 """The users service: accounts, passwords, tokens and their signing keys.
 
 Start-up opens the database pool, applies the service's migrations and makes sure a signing key
-exists before the replica reports ready. When the platform declares `user.registered` among its
-publishes, registration writes that event to the transactional outbox and a relay publishes it.
+exists before the replica reports ready. The events the platform declares among its publishes
+(`user.registered`, `user.verification-requested`, `user.password-reset-requested`,
+`user.deleted`) are written to the transactional outbox and a relay publishes them.
 """
 
 from __future__ import annotations

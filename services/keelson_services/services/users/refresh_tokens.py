@@ -24,7 +24,9 @@ class InvalidRefreshTokenError(ApiError):
         super().__init__(401, "invalid_refresh_token", "The refresh token is not valid; log in again")
 
 
-def _hash(token: str) -> bytes:
+def token_hash(token: str) -> bytes:
+    """What is stored of an opaque token: its SHA-256 (a 256-bit random token needs no salt or
+    slow hash; nobody can guess one to test against the table)."""
     return hashlib.sha256(token.encode()).digest()
 
 
@@ -40,7 +42,7 @@ class RefreshTokens:
         token = PREFIX + secrets.token_urlsafe(32)
         await conn.execute(
             "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES (%s, %s, %s, now() + %s)",
-            [_hash(token), user_id, family_id or uuid.uuid4(), self.ttl],
+            [token_hash(token), user_id, family_id or uuid.uuid4(), self.ttl],
         )
         return token
 
@@ -54,7 +56,7 @@ class RefreshTokens:
                 FROM refresh_tokens t JOIN users u ON u.id = t.user_id
                 WHERE t.token_hash = %s FOR UPDATE OF t
                 """,
-                [_hash(token)],
+                [token_hash(token)],
             )
             row = await cursor.fetchone()
             if row is None or row["expired"] or not row["active"]:
@@ -66,9 +68,24 @@ class RefreshTokens:
                 )
                 await conn.commit()  # the revocation must stand although this request fails
                 raise InvalidRefreshTokenError()
-            await conn.execute("UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = %s", [_hash(token)])
+            await conn.execute(
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = %s", [token_hash(token)]
+            )
             successor = await self.issue(row["user_id"], conn=conn, family_id=row["family_id"])
             return row["user_id"], successor
+
+    async def revoke_family(self, token: str) -> None:
+        """Log out: the token and every token of its family (the session) are revoked. A token that
+        is unknown, expired or already revoked changes nothing: logging out twice is no error."""
+        async with self.db.connection() as conn:
+            await conn.execute(
+                """
+                UPDATE refresh_tokens SET revoked_at = now()
+                WHERE revoked_at IS NULL
+                  AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = %s)
+                """,
+                [token_hash(token)],
+            )
 
     async def revoke_all(self, user_id: UUID) -> None:
         async with self.db.connection() as conn:

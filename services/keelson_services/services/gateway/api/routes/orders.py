@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from keelson_services.contracts.orders import CreateOrderRequest, Order, OrderList
 from keelson_services.services.gateway.api.routes.documented import answers
-from keelson_services.services.gateway.deps import Caller, Gateway
+from keelson_services.services.gateway.deps import Caller, Gateway, VerifiedCaller
 from keelson_services.services.gateway.proxy import forward
 
 AREA = "/orders"
@@ -34,8 +34,13 @@ async def _to_orders(gateway: Gateway, request: Request, caller: Caller) -> Resp
 
 @router.post("", summary="Place an order", status_code=201, response_model=None, responses=answers(201, Order))
 async def create_order(
-    body: CreateOrderRequest, idempotency_key: IdempotencyKey, request: Request, gateway: Gateway, caller: Caller
+    body: CreateOrderRequest,
+    idempotency_key: IdempotencyKey,
+    request: Request,
+    gateway: Gateway,
+    caller: VerifiedCaller,
 ) -> Response:
+    """403 `email_not_verified` until the account's email is verified (docs/accounts.md)."""
     return await _to_orders(gateway, request, caller)
 
 

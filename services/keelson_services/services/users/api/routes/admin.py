@@ -1,5 +1,5 @@
 """Administration, admin role only: `GET /api/v1/admin/users`, `PATCH /api/v1/admin/users/{id}`
-(roles, activation) and `POST /api/v1/admin/keys/rotate`."""
+(roles, activation), `DELETE /api/v1/admin/users/{id}` (erasure) and `POST /api/v1/admin/keys/rotate`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from keelson_services.contracts.users import AdminUserUpdate, SigningKeyInfo, UserList, UserProfile
 from keelson_services.errors import ApiError
@@ -39,6 +39,17 @@ async def update_user(user_id: UUID, body: AdminUserUpdate, admin: CurrentAdmin,
         raise ApiError(404, "not_found", "No such account")
     log.info("account changed", extra={"admin_id": str(admin.id), "user_id": str(user_id)})
     return updated.profile()
+
+
+@router.delete("/users/{user_id}", status_code=204, summary="Delete an account and erase its personal data (admin)")
+async def delete_user(user_id: UUID, admin: CurrentAdmin, parts: Components) -> Response:
+    if user_id == admin.id:
+        # As with deactivation: the last admin must not lock everyone out by accident.
+        raise ApiError(409, "conflict", "An admin deletes their own account through DELETE /api/v1/users/me")
+    if not await parts.accounts.erase(user_id):
+        raise ApiError(404, "not_found", "No such account")
+    log.info("account deleted", extra={"admin_id": str(admin.id), "user_id": str(user_id)})
+    return Response(status_code=204)
 
 
 @router.post("/keys/rotate", response_model=SigningKeyInfo, summary="Rotate the token signing key (admin)")

@@ -1,14 +1,23 @@
-"""Tokens: `POST /api/v1/auth/token` (log in) and `POST /api/v1/auth/refresh`."""
+"""Tokens and the links sent by email: `POST /api/v1/auth/token` (log in), `/auth/refresh`,
+`/auth/logout`, `/auth/verify-email` (and `/resend`), `/auth/password-reset` (and `/confirm`)."""
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from keelson_services.contracts.users import RefreshRequest, TokenRequest, TokenResponse
+from keelson_services.contracts.users import (
+    LogoutRequest,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RefreshRequest,
+    TokenRequest,
+    TokenResponse,
+    VerifyEmailRequest,
+)
 from keelson_services.errors import ApiError
-from keelson_services.services.users.deps import Components
+from keelson_services.services.users.deps import Components, CurrentUser
 from keelson_services.services.users.repository import User
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -44,3 +53,35 @@ async def refresh(body: RefreshRequest, parts: Components) -> TokenResponse:
     if user is None or not user.active:
         raise ApiError(401, "invalid_refresh_token", "The refresh token is not valid; log in again")
     return await _tokens(parts, user, successor)
+
+
+@router.post("/logout", status_code=204, summary="Log out: revoke a refresh token and its session")
+async def logout(body: LogoutRequest, parts: Components) -> Response:
+    await parts.refresh_tokens.revoke_family(body.refresh_token)
+    return Response(status_code=204)
+
+
+@router.post("/verify-email", status_code=204, summary="Verify the account's email with the emailed token")
+async def verify_email(body: VerifyEmailRequest, parts: Components) -> Response:
+    await parts.accounts.verify_email(body.token)
+    return Response(status_code=204)
+
+
+@router.post("/verify-email/resend", status_code=202, response_class=Response, summary="Email a new verification link")
+async def resend_verification(user: CurrentUser, parts: Components) -> Response:
+    await parts.accounts.resend_verification(user)
+    return Response(status_code=202)
+
+
+@router.post("/password-reset", status_code=202, response_class=Response, summary="Email a password-reset link")
+async def request_password_reset(body: PasswordResetRequest, parts: Components) -> Response:
+    """202 whether or not the email has an account: the answer must not tell."""
+    await parts.accounts.request_password_reset(body.email)
+    return Response(status_code=202)
+
+
+@router.post("/password-reset/confirm", status_code=204, summary="Set a new password with the emailed token")
+async def confirm_password_reset(body: PasswordResetConfirm, parts: Components) -> Response:
+    password_hash = await parts.passwords.hash(body.new_password)
+    await parts.accounts.reset_password(body.token, password_hash)
+    return Response(status_code=204)

@@ -1,4 +1,5 @@
-"""The caller's own account: `GET`, `PATCH` and `DELETE /api/v1/users/me` (delete deactivates)."""
+"""The caller's own account: `GET`, `PATCH` and `DELETE /api/v1/users/me` (delete erases it:
+docs/accounts.md)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ async def update_profile(body: ProfileUpdate, user: CurrentUser, parts: Componen
     return updated.profile()
 
 
-@router.delete("", status_code=204, summary="Deactivate the caller's account")
-async def deactivate(user: CurrentUser, parts: Components) -> Response:
-    await parts.users.update(user.id, active=False)
+@router.delete("", status_code=204, summary="Delete the caller's account and erase its personal data")
+async def delete_account(user: CurrentUser, parts: Components) -> Response:
+    await parts.accounts.erase(user.id)
     return Response(status_code=204)
