@@ -1,13 +1,15 @@
-"""Bodies of the notifications part of the public API (`/notifications`): the caller's history.
-The notifications service implements these and may extend them."""
+"""Bodies of the notifications part of the public API (`/notifications`): the caller's history,
+phone number, push devices and preferences, and the template admin API. The notifications service
+implements these and may extend them."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class Notification(BaseModel):
@@ -24,3 +26,164 @@ class Notification(BaseModel):
 
 class NotificationList(BaseModel):
     items: list[Notification]
+
+
+# E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+
+def e164(raw: str) -> str:
+    """`raw` as an E.164 number; the spaces, dots, dashes and brackets people type are dropped."""
+    compact = re.sub(r"[\s.()\-]", "", raw)
+    if not E164.fullmatch(compact):
+        raise ValueError("a phone number in E.164 form is expected, e.g. +4915112345678")
+    return compact
+
+
+class PhoneRequest(BaseModel):
+    phone: str = Field(max_length=32, description="In E.164 form, e.g. `+4915112345678`.")
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        return e164(value)
+
+
+class PhoneVerifyRequest(BaseModel):
+    code: str = Field(pattern=r"^\d{6}$", description="The 6-digit code sent to the number by SMS.")
+
+
+class PhoneStatus(BaseModel):
+    phone: str | None = Field(description="The number SMS go to, once verified.")
+    verified: bool
+    pending: str | None = Field(None, description="A number waiting for its code.")
+
+
+class PushKeys(BaseModel):
+    p256dh: str = Field(max_length=128, description="The device's P-256 public key, base64url (RFC 8291).")
+    auth: str = Field(max_length=64, description="The device's 16-byte auth secret, base64url.")
+
+
+class DeviceRequest(BaseModel):
+    """A browser's `PushSubscription.toJSON()`."""
+
+    endpoint: str = Field(max_length=2048, description="The push service's URL for this device (https).")
+    keys: PushKeys
+
+
+class Device(BaseModel):
+    id: UUID
+    endpoint: str
+    created_at: datetime
+
+
+class DeviceList(BaseModel):
+    items: list[Device]
+    application_server_key: str | None = Field(
+        None, description="The VAPID public key (base64url) to subscribe with; none when push is not configured."
+    )
+
+
+Category = Literal["transactional", "marketing"]
+ChannelName = Literal["email", "sms", "push"]
+
+
+class Preference(BaseModel):
+    channel: ChannelName
+    category: Category
+    enabled: bool
+    locked: bool = Field(False, description="Transactional messages are always sent: not a choice.")
+
+
+class PreferenceList(BaseModel):
+    items: list[Preference]
+
+
+class PreferenceChoice(BaseModel):
+    channel: ChannelName
+    category: Category
+    enabled: bool
+
+
+class PreferencesUpdate(BaseModel):
+    items: list[PreferenceChoice] = Field(max_length=32)
+
+
+# The template admin API (admins only).
+
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|\d{3}))?$"
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class TemplateSummary(BaseModel):
+    name: str
+    channel: ChannelName
+    locale: str
+    active_version: int | None
+    latest_version: int
+    updated_at: datetime
+
+
+class TemplateSummaryList(BaseModel):
+    items: list[TemplateSummary]
+
+
+class TemplateVersion(BaseModel):
+    name: str
+    channel: ChannelName
+    locale: str
+    version: int
+    subject: str | None
+    body: str
+    html: str | None
+    active: bool
+    created_by: str
+    created_at: datetime
+
+
+class TemplateVersionList(BaseModel):
+    items: list[TemplateVersion]
+
+
+class TemplateVersionRequest(BaseModel):
+    subject: str | None = Field(None, max_length=1000, description="Email subject or push title (jinja2).")
+    body: str = Field(max_length=100_000, description="Plain text body (jinja2).")
+    html: str | None = Field(None, max_length=200_000, description="Email only: the HTML body (autoescaped).")
+    activate: bool = Field(True, description="Make it the active version at once.")
+
+
+class ActivateRequest(BaseModel):
+    version: int = Field(ge=1)
+
+
+class PreviewRequest(BaseModel):
+    locale: str = Field("en", pattern=LOCALE_PATTERN)
+    version: int | None = Field(None, ge=1, description="A version of `locale`; the active one with fallback if unset.")
+    data: dict[str, Any] = Field(default_factory=dict, description="The event's data to render with.")
+    recipient: dict[str, Any] = Field(default_factory=dict, description="Overrides of the sample recipient.")
+
+
+class Preview(BaseModel):
+    name: str
+    channel: ChannelName
+    locale: str
+    version: int
+    subject: str | None
+    body: str
+    html: str | None
+
+
+class TemplateAuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: Literal["seed", "create", "activate"]
+    name: str
+    channel: ChannelName
+    locale: str
+    version: int
+    previous_version: int | None
+
+
+class TemplateAuditList(BaseModel):
+    items: list[TemplateAuditEntry]

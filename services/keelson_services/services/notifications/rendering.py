@@ -7,7 +7,7 @@
 
 The files in `templates/<channel>/` (`<name>.subject.txt` or `<name>.title.txt`, `<name>.txt`,
 `<name>.html`) are the defaults: the database seeds version 1, locale `en`, of each from them
-at start-up (`templates.py`), and the admin API adds versions and locales after that.
+at start-up (`template_store.py`), and the admin API adds versions and locales after that.
 
 Templates see `data` (the event's data), `recipient` (user_id, email, name, phone, locale),
 `event` (id, type) and `platform`; filters `money(cents, currency)` and `short` (an id's first 8
