@@ -234,9 +234,14 @@ class TemplateStore:
             previous: int | None = next((r["version"] for r in rows if r["active"]), None)
             if previous == version:
                 return previous
+            # Two statements: the unique index of the active version is checked row by row.
             await conn.execute(
-                "UPDATE templates SET active = (version = %s) WHERE channel = %s AND name = %s AND locale = %s",
-                [version, channel, name, locale],
+                "UPDATE templates SET active = false WHERE channel = %s AND name = %s AND locale = %s AND active",
+                [channel, name, locale],
+            )
+            await conn.execute(
+                "UPDATE templates SET active = true WHERE channel = %s AND name = %s AND locale = %s AND version = %s",
+                [channel, name, locale, version],
             )
             await self._audit(
                 conn, actor, "activate", name=name, channel=channel, locale=locale, version=version, previous=previous
