@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
 from e2e.kafka_access import options, security_of
@@ -26,6 +28,7 @@ from keelson_services.messaging import EventProducer
 from keelson_services.services.notifications.config import NotificationsConfig
 from keelson_services.services.notifications.main import create_app
 from keelson_services.services.notifications.senders import RecordingSender
+from keelson_services.services.notifications.webpush import b64url
 
 __all__ = ["kafka_bootstrap"]
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -76,6 +79,12 @@ async def notifications(shop: Shop, smtp_env: dict[str, str]) -> AsyncIterator[N
             yield Notifications(app, http, uri, push, producer)
 
 
+def subscription() -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    p256dh = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return {"endpoint": "https://push.example.net/x", "keys": {"p256dh": b64url(p256dh), "auth": b64url(b"a" * 16)}}
+
+
 def registered(user_id: str, email: str, name: str = "Ada") -> dict[str, Any]:
     return {"user_id": user_id, "email": email, "name": name}
 
@@ -90,6 +99,12 @@ async def test_events_become_one_email_each_even_when_redelivered(kafka_bootstra
     with smtp_sink() as sink:
         async with notifications(shop, sink.env()) as svc:
             await svc.publish("user.registered", registered("u-1", "ada@example.com", "Ada <b>"), key="u-1")
+            # Pushes go to users with a device (a Web Push subscription, here of a push service
+            # that is never called: the push sender is a recording one).
+            device = await svc.http.post(
+                "/api/v1/notifications/devices", json=subscription(), headers={"X-User-Id": "u-1"}
+            )
+            assert device.status_code == 201, device.text
             order_id = str(uuid.uuid4())
             event_id = await svc.publish("order.paid", paid("u-1", order_id), key=order_id)
             await wait_for(lambda: len(sink.messages) == 2, within=30)
