@@ -43,6 +43,9 @@ async def test_register_log_in_order_pay_and_be_notified_under_one_trace(shop: R
     auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
     await wait_for(lambda: len(sink.messages) == 1, within=30)  # the welcome email
     assert sink.messages[0]["Subject"] == "Welcome to shop, Ada"
+    # A push device (a subscription of the local push service): pushes go to users who have one.
+    device = await client.post("/api/v1/notifications/devices", json=shop.push.subscribe().json(), headers=auth)
+    assert device.status_code == 201, device.text
 
     # The catalogue needs no login; the order names a SKU and a quantity, the shop prices it.
     catalogue = await client.get("/api/v1/products")
