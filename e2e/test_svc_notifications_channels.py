@@ -106,7 +106,7 @@ async def service(**env: str) -> AsyncIterator[Service]:
 
 
 async def test_a_phone_number_is_used_only_once_verified_with_its_code() -> None:
-    async with service() as svc:
+    async with service(KEELSON_PHONE_CODE_INTERVAL_SECONDS="0") as svc:
         me = svc.user("u-1")
         bad = await svc.http.post("/api/v1/notifications/phone", json={"phone": "0151 1234"}, headers=me)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_failed"
@@ -155,6 +155,13 @@ async def test_a_phone_number_is_used_only_once_verified_with_its_code() -> None
 async def test_devices_are_validated_listed_removed_and_a_gone_one_is_forgotten() -> None:
     async with service() as svc:
         me = svc.user("u-1")
+        # Codes are not sent in a loop: a second one within the interval (30 s) is refused.
+        assert (
+            await svc.http.post("/api/v1/notifications/phone", json={"phone": PHONE}, headers=me)
+        ).status_code == 202
+        again = await svc.http.post("/api/v1/notifications/phone", json={"phone": "+15550100199"}, headers=me)
+        assert again.status_code == 429 and again.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(again.headers["retry-after"]) <= 30 and len(svc.sms.messages) == 1
         sub = svc.push.subscribe()
         bad_key = sub.json() | {"keys": {"p256dh": "AAAA", "auth": sub.json()["keys"]["auth"]}}
         answer = await svc.http.post("/api/v1/notifications/devices", json=bad_key, headers=me)

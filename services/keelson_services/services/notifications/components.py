@@ -60,7 +60,10 @@ class NotificationsComponents:
         db = Database(settings.require_database(), application_name="notifications")
         repo = NotificationRepository(db, lease=timedelta(seconds=config.send_lease_seconds))
         contacts = Contacts(
-            db, code_ttl=timedelta(seconds=config.phone_code_ttl_seconds), attempts=config.phone_code_attempts
+            db,
+            code_ttl=timedelta(seconds=config.phone_code_ttl_seconds),
+            attempts=config.phone_code_attempts,
+            interval=timedelta(seconds=config.phone_code_interval_seconds),
         )
         # The providers are no services of the platform: no call tokens, no service URLs; the
         # platform's timeout, breaker and retry schedule all the same.

@@ -16,6 +16,7 @@
 | `KEELSON_PUSH_INSECURE_ENDPOINTS`          | false                        | accept `http://` endpoints (stand-ins) |
 | `KEELSON_PHONE_CODE_TTL_SECONDS`           | 600                          | a phone verification code's life |
 | `KEELSON_PHONE_CODE_ATTEMPTS`              | 5                            | wrong codes before it is void    |
+| `KEELSON_PHONE_CODE_INTERVAL_SECONDS`      | 30                           | the least time between two codes |
 
 SMS and push go over HTTP through the platform's resilient client, so each channel's provider
 gets the platform's timeout, circuit breaker and retry schedule (`KEELSON_HTTP_TIMEOUT_SECONDS`,
@@ -73,6 +74,7 @@ class NotificationsConfig:
     insecure_push_endpoints: bool = False
     phone_code_ttl_seconds: float = 600.0
     phone_code_attempts: int = 5
+    phone_code_interval_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, settings: Settings, env: Mapping[str, str] | None = None) -> NotificationsConfig:
@@ -98,6 +100,7 @@ class NotificationsConfig:
             insecure_push_endpoints=_flag(env, "KEELSON_PUSH_INSECURE_ENDPOINTS"),
             phone_code_ttl_seconds=envconfig.number(env, "KEELSON_PHONE_CODE_TTL_SECONDS", 600.0, minimum=10),
             phone_code_attempts=envconfig.whole(env, "KEELSON_PHONE_CODE_ATTEMPTS", 5, minimum=1),
+            phone_code_interval_seconds=envconfig.number(env, "KEELSON_PHONE_CODE_INTERVAL_SECONDS", 30.0),
         )
 
 

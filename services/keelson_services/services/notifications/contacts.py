@@ -47,28 +47,43 @@ class Verification:
 
 
 class Contacts:
-    def __init__(self, db: Database, *, code_ttl: timedelta, attempts: int) -> None:
+    def __init__(self, db: Database, *, code_ttl: timedelta, attempts: int, interval: timedelta) -> None:
         self.db = db
         self.code_ttl = code_ttl
         self.attempts = attempts
+        self.interval = interval
 
     # Phone numbers.
 
-    async def start_verification(self, user_id: str, phone: str) -> str:
-        """A new code for (user, phone), replacing any pending one; returns the code to send."""
+    async def start_verification(self, user_id: str, phone: str) -> str | float:
+        """A new code for (user, phone), replacing any pending one: the code to send; or, when
+        the last code is younger than the interval, the seconds to wait. Each code is an SMS
+        someone pays for, to a number the caller chose: a caller may not have them sent in a loop."""
         code, salt = new_code(), secrets.token_bytes(16)
         async with self.db.connection() as conn:
-            await conn.execute(
+            cursor = await conn.execute(
                 """
                 INSERT INTO phone_verifications (user_id, phone, code_hash, salt, attempts_left, expires_at)
                 VALUES (%s, %s, %s, %s, %s, now() + %s)
                 ON CONFLICT (user_id) DO UPDATE SET phone = EXCLUDED.phone, code_hash = EXCLUDED.code_hash,
                     salt = EXCLUDED.salt, attempts_left = EXCLUDED.attempts_left, expires_at = EXCLUDED.expires_at,
                     created_at = now()
+                    WHERE phone_verifications.created_at <= now() - %s
+                RETURNING user_id
                 """,
-                [user_id, phone, code_hash(code, salt), salt, self.attempts, self.code_ttl],
+                [user_id, phone, code_hash(code, salt), salt, self.attempts, self.code_ttl, self.interval],
             )
-        return code
+            if await cursor.fetchone() is not None:
+                return code
+            cursor = await conn.execute(
+                """
+                SELECT extract(epoch FROM created_at + %s - now())::float AS wait
+                FROM phone_verifications WHERE user_id = %s
+                """,
+                [self.interval, user_id],
+            )
+            row = await cursor.fetchone()
+        return max(1.0, float(row["wait"])) if row else 1.0
 
     async def verify(self, user_id: str, code: str) -> Verification:
         """Check `code`; when right, the number becomes the user's verified phone."""

@@ -106,7 +106,7 @@ class TemplateStore:
                      name, channel, DEFAULT_LOCALE],
                 )  # fmt: skip
                 if await cursor.fetchone():
-                    await self._audit(
+                    await _audit(
                         conn,
                         SEED_ACTOR,
                         "seed",
@@ -166,11 +166,10 @@ class TemplateStore:
     async def create(
         self, channel: Channel, name: str, locale: str, source: TemplateSource, *, actor: str, activate: bool
     ) -> int:
-        """A new version (the next number, taken under a lock of the template's rows); returns it."""
+        """A new version (the next number, taken under the template's lock); returns it."""
+        key = {"name": name, "channel": channel, "locale": locale}
         async with self.db.connection() as conn:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"keelson.templates:{channel}:{name}:{locale}"]
-            )
+            await _lock(conn, channel, name, locale)
             cursor = await conn.execute(
                 """
                 SELECT coalesce(max(version), 0) + 1 AS next, max(version) FILTER (WHERE active) AS active
@@ -182,10 +181,7 @@ class TemplateStore:
             assert row is not None
             version: int = row["next"]
             if activate:
-                await conn.execute(
-                    "UPDATE templates SET active = false WHERE channel = %s AND name = %s AND locale = %s AND active",
-                    [channel, name, locale],
-                )
+                await _deactivate(conn, channel, name, locale)
             await conn.execute(
                 """
                 INSERT INTO templates (name, channel, locale, version, subject, body, html, active, created_by)
@@ -193,39 +189,16 @@ class TemplateStore:
                 """,
                 [name, channel, locale, version, source.subject, source.body, source.html, activate, actor],
             )
-            await self._audit(
-                conn,
-                actor,
-                "create",
-                name=name,
-                channel=channel,
-                locale=locale,
-                version=version,
-                previous=row["active"],
-            )
-            if activate:
-                await self._audit(
-                    conn,
-                    actor,
-                    "activate",
-                    name=name,
-                    channel=channel,
-                    locale=locale,
-                    version=version,
-                    previous=row["active"],
-                )
+            for action in ("create", "activate") if activate else ("create",):
+                await _audit(conn, actor, action, **key, version=version, previous=row["active"])
         return version
 
     async def activate(self, channel: Channel, name: str, locale: str, version: int, *, actor: str) -> int | None:
         """Make `version` the active one (a rollback when it is older); returns the one it replaced."""
         async with self.db.connection() as conn:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"keelson.templates:{channel}:{name}:{locale}"]
-            )
+            await _lock(conn, channel, name, locale)
             cursor = await conn.execute(
-                """
-                SELECT version, active FROM templates WHERE channel = %s AND name = %s AND locale = %s
-                """,
+                "SELECT version, active FROM templates WHERE channel = %s AND name = %s AND locale = %s",
                 [channel, name, locale],
             )
             rows = await cursor.fetchall()
@@ -235,15 +208,12 @@ class TemplateStore:
             if previous == version:
                 return previous
             # Two statements: the unique index of the active version is checked row by row.
-            await conn.execute(
-                "UPDATE templates SET active = false WHERE channel = %s AND name = %s AND locale = %s AND active",
-                [channel, name, locale],
-            )
+            await _deactivate(conn, channel, name, locale)
             await conn.execute(
                 "UPDATE templates SET active = true WHERE channel = %s AND name = %s AND locale = %s AND version = %s",
                 [channel, name, locale, version],
             )
-            await self._audit(
+            await _audit(
                 conn, actor, "activate", name=name, channel=channel, locale=locale, version=version, previous=previous
             )
         return previous
@@ -259,14 +229,26 @@ class TemplateStore:
             )
             return list(await cursor.fetchall())
 
-    @staticmethod
-    async def _audit(
-        conn: Any, actor: str, action: str, *, name: str, channel: str, locale: str, version: int, previous: int | None
-    ) -> None:
-        await conn.execute(
-            """
-            INSERT INTO template_audit (actor, action, name, channel, locale, version, previous_version)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
-            """,
-            [actor, action, name, channel, locale, version, previous],
-        )
+
+async def _lock(conn: Any, channel: str, name: str, locale: str) -> None:
+    """Serialise the changes of one (channel, name, locale) until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"keelson.templates:{channel}:{name}:{locale}"])
+
+
+async def _deactivate(conn: Any, channel: str, name: str, locale: str) -> None:
+    await conn.execute(
+        "UPDATE templates SET active = false WHERE channel = %s AND name = %s AND locale = %s AND active",
+        [channel, name, locale],
+    )
+
+
+async def _audit(
+    conn: Any, actor: str, action: str, *, name: str, channel: str, locale: str, version: int, previous: int | None
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO template_audit (actor, action, name, channel, locale, version, previous_version)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        """,
+        [actor, action, name, channel, locale, version, previous],
+    )

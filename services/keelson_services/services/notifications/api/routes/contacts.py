@@ -4,6 +4,7 @@ subscriptions)."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -46,6 +47,12 @@ async def get_phone(caller: CurrentIdentity, parts: Components) -> PhoneStatus:
 async def set_phone(body: PhoneRequest, caller: CurrentIdentity, parts: Components) -> PhoneStatus:
     """Sends a 6-digit code to the number by SMS; the number is used once verified with it."""
     code = await parts.contacts.start_verification(caller.user_id, body.phone)
+    if not isinstance(code, str):
+        wait = math.ceil(code)
+        raise ApiError(
+            429, "rate_limited", f"A code was sent moments ago; a new one in {wait} s",
+            details={"retry_after_seconds": wait}, headers={"Retry-After": str(wait)},
+        )  # fmt: skip
     recipient = await parts.notifications.recipient(caller.user_id)
     chain = locales(recipient.locale if recipient else None)
     found = await parts.templates.find("sms", VERIFICATION_TEMPLATE, chain)
