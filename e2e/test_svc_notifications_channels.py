@@ -26,6 +26,7 @@ from keelson_services.services.notifications.components import NotificationsComp
 from keelson_services.services.notifications.config import NotificationsConfig
 from keelson_services.services.notifications.handlers import SendFailedError
 from keelson_services.services.notifications.main import create_app
+from keelson_services.services.notifications.webpush import b64url
 from tests.fakes.push_service import PushService, Subscription, vapid_private_key_pem
 from tests.fakes.sms_provider import SmsProvider
 
@@ -111,7 +112,7 @@ async def test_a_phone_number_is_used_only_once_verified_with_its_code() -> None
         bad = await svc.http.post("/api/v1/notifications/phone", json={"phone": "0151 1234"}, headers=me)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_failed"
         assert "E.164" in str(bad.json()["error"]["details"])
-        started = await svc.http.post("/api/v1/notifications/phone", json={"phone": "+49 151 1234 5678"}, headers=me)
+        started = await svc.http.post("/api/v1/notifications/phone", json={"phone": PHONE}, headers=me)
         assert started.status_code == 202 and started.json() == {"phone": None, "verified": False, "pending": PHONE}
         (sms,) = svc.sms.to(PHONE)
         code = sms.body.split("code is ")[1][:6]
@@ -163,12 +164,16 @@ async def test_devices_are_validated_listed_removed_and_a_gone_one_is_forgotten(
         assert again.status_code == 429 and again.json()["error"]["code"] == "rate_limited"
         assert 1 <= int(again.headers["retry-after"]) <= 30 and len(svc.sms.messages) == 1
         sub = svc.push.subscribe()
-        bad_key = sub.json() | {"keys": {"p256dh": "AAAA", "auth": sub.json()["keys"]["auth"]}}
+        off_curve = b64url(b"\x04" + b"\x01" * 64)  # the right length, not a point of P-256
+        bad_key = sub.json() | {"keys": {"p256dh": off_curve, "auth": sub.json()["keys"]["auth"]}}
         answer = await svc.http.post("/api/v1/notifications/devices", json=bad_key, headers=me)
-        assert answer.status_code == 422 and answer.json()["error"]["details"]["errors"][0]["location"] == [
-            "body",
-            "keys",
-        ]
+        location = answer.json()["error"]["details"]["errors"][0]["location"]
+        assert answer.status_code == 422 and location == ["body", "keys"]
+        assert "not a point on P-256" in answer.text
+        short = sub.json() | {"keys": {"p256dh": "AAAA", "auth": sub.json()["keys"]["auth"]}}
+        answer = await svc.http.post("/api/v1/notifications/devices", json=short, headers=me)
+        location = answer.json()["error"]["details"]["errors"][0]["location"]
+        assert answer.status_code == 422 and location == ["body", "keys", "p256dh"]
         answer = await svc.http.post(
             "/api/v1/notifications/devices", json=sub.json() | {"endpoint": "ftp://x/y"}, headers=me
         )
@@ -220,7 +225,7 @@ async def test_a_failing_sms_provider_is_retried_and_opt_outs_spare_transactiona
             "/api/v1/notifications/preferences",
             json={"items": [{"channel": "email", "category": "transactional", "enabled": False}]}, headers=me,
         )  # fmt: skip
-        assert refused.status_code == 422 and refused.json()["error"]["code"] == "preference_locked"
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_failed"
         changed = await svc.http.put(
             "/api/v1/notifications/preferences",
             json={"items": [{"channel": "email", "category": "marketing", "enabled": False}]}, headers=me,
@@ -259,12 +264,16 @@ async def test_templates_are_versioned_previewed_audited_and_localised() -> None
         assert (await svc.http.post(f"{base}/de/versions", json=german, headers=ADMIN)).status_code == 201
 
         sample = {"locale": "de-AT", "data": {"order_id": "12345678-9"}, "recipient": {"name": "Ada\n<b>"}}
-        preview = await svc.http.post(f"{base}/preview", json=sample, headers=ADMIN)
+        preview = await svc.http.post(
+            "/api/v1/admin/notifications/preview/email/order_paid", json=sample, headers=ADMIN
+        )
         assert preview.json() | {"html": None} == {
             "name": "order_paid", "channel": "email", "locale": "de", "version": 1,
             "subject": "Bezahlt: 12345678", "body": "Danke Ada\n<b>!", "html": None,
         }  # fmt: skip
-        broken = await svc.http.post(f"{base}/preview", json={"data": {}}, headers=ADMIN)
+        broken = await svc.http.post(
+            "/api/v1/admin/notifications/preview/email/order_paid", json={"data": {}}, headers=ADMIN
+        )
         assert broken.status_code == 422 and broken.json()["error"]["code"] == "template_render_failed"
         assert svc.mail.messages == []  # previews send nothing
 
@@ -336,3 +345,14 @@ async def test_user_deleted_erases_contacts_preferences_and_contents() -> None:
         assert len(svc.sms.messages) == sent
         history = await svc.http.get("/api/v1/notifications", headers=svc.user("u-1"))
         assert history.json()["items"] == []
+
+
+async def test_push_endpoints_are_https_unless_the_service_is_told_otherwise() -> None:
+    async with service(KEELSON_PUSH_INSECURE_ENDPOINTS="false") as svc:
+        sub = svc.push.subscribe()  # the stand-in's endpoint is plain http
+        answer = await svc.http.post("/api/v1/notifications/devices", json=sub.json(), headers=svc.user("u-1"))
+        assert answer.status_code == 422 and "must be an https URL" in answer.text
+        secure = sub.json() | {"endpoint": "https://push.example.net/wpush/v2/abc"}
+        assert (
+            await svc.http.post("/api/v1/notifications/devices", json=secure, headers=svc.user("u-1"))
+        ).status_code == 201

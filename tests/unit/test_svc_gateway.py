@@ -264,7 +264,7 @@ def test_the_openapi_document_describes_the_public_api(gw_app: FastAPI) -> None:
         "/api/v1/admin/notifications/templates/{channel}/{name}/{locale}",
         "/api/v1/admin/notifications/templates/{channel}/{name}/{locale}/versions",
         "/api/v1/admin/notifications/templates/{channel}/{name}/{locale}/activate",
-        "/api/v1/admin/notifications/templates/{channel}/{name}/preview",
+        "/api/v1/admin/notifications/preview/{channel}/{name}",
         "/api/v1/admin/notifications/audit",
     }
     assert "security" not in paths["/api/v1/products"]["get"]

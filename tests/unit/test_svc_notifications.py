@@ -356,8 +356,8 @@ def test_every_file_template_is_a_seed() -> None:
 
 
 def test_phone_numbers_must_be_e164() -> None:
-    assert PhoneRequest(phone="+49 151 1234-5678").phone == "+4915112345678"
-    assert PhoneRequest(phone="+1 (555) 010.0199").phone == "+15550100199"
-    for bad in ("015112345678", "+0151123456", "+49151123456789012", "+49abc", "", "+49\n151"):
+    assert PhoneRequest(phone="+4915112345678").phone == "+4915112345678"
+    assert PhoneRequest.model_json_schema()["properties"]["phone"]["pattern"] == r"^\+[1-9]\d{6,14}$"
+    for bad in ("015112345678", "+0151123456", "+4915112345678901", "+49abc", "", "+49 151 1234", "+4915112345678\n"):
         with pytest.raises(ValueError, match=r"E\.164"):
             PhoneRequest(phone=bad)

@@ -29,24 +29,25 @@ class NotificationList(BaseModel):
 
 
 # E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
-E164 = re.compile(r"\+[1-9]\d{6,14}")
-
-
-def e164(raw: str) -> str:
-    """`raw` as an E.164 number; the spaces, dots, dashes and brackets people type are dropped."""
-    compact = re.sub(r"[\s.()\-]", "", raw)
-    if not E164.fullmatch(compact):
-        raise ValueError("a phone number in E.164 form is expected, e.g. +4915112345678")
-    return compact
+E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+# A browser's `PushSubscription.toJSON()` keys: base64url of 65 and 16 bytes, padding optional.
+P256DH_PATTERN, AUTH_PATTERN = r"^[A-Za-z0-9_-]{87}=?$", r"^[A-Za-z0-9_-]{22}(==)?$"
+# The bodies of the public API are at most 64 KiB: a template's parts fit, even in UTF-8.
+MAX_TEMPLATE_TEXT, MAX_TEMPLATE_HTML = 8_000, 12_000
 
 
 class PhoneRequest(BaseModel):
-    phone: str = Field(max_length=32, description="In E.164 form, e.g. `+4915112345678`.")
+    phone: str = Field(
+        max_length=32, description="In E.164 form, e.g. `+4915112345678`.", json_schema_extra={"pattern": E164_PATTERN}
+    )
 
     @field_validator("phone")
     @classmethod
     def _e164(cls, value: str) -> str:
-        return e164(value)
+        # The schema's pattern, checked here for a message that says what is wanted.
+        if not re.fullmatch(E164_PATTERN, value):
+            raise ValueError("a phone number in E.164 form is expected, e.g. +4915112345678")
+        return value
 
 
 class PhoneVerifyRequest(BaseModel):
@@ -60,14 +61,18 @@ class PhoneStatus(BaseModel):
 
 
 class PushKeys(BaseModel):
-    p256dh: str = Field(max_length=128, description="The device's P-256 public key, base64url (RFC 8291).")
-    auth: str = Field(max_length=64, description="The device's 16-byte auth secret, base64url.")
+    p256dh: str = Field(pattern=P256DH_PATTERN, description="The device's P-256 public key, base64url (RFC 8291).")
+    auth: str = Field(pattern=AUTH_PATTERN, description="The device's 16-byte auth secret, base64url.")
 
 
 class DeviceRequest(BaseModel):
     """A browser's `PushSubscription.toJSON()`."""
 
-    endpoint: str = Field(max_length=2048, description="The push service's URL for this device (https).")
+    endpoint: str = Field(
+        max_length=2048,
+        pattern=r"^https?://[^\s/?#@]+(/[^\s#]*)?$",
+        description="The push service's URL for this device: https (http only where the service allows it).",
+    )
     keys: PushKeys
 
 
@@ -101,7 +106,7 @@ class PreferenceList(BaseModel):
 
 class PreferenceChoice(BaseModel):
     channel: ChannelName
-    category: Category
+    category: Literal["marketing"] = Field(description="Transactional messages are always sent: not a choice.")
     enabled: bool
 
 
@@ -146,9 +151,11 @@ class TemplateVersionList(BaseModel):
 
 
 class TemplateVersionRequest(BaseModel):
-    subject: str | None = Field(None, max_length=1000, description="Email subject or push title (jinja2).")
-    body: str = Field(max_length=100_000, description="Plain text body (jinja2).")
-    html: str | None = Field(None, max_length=200_000, description="Email only: the HTML body (autoescaped).")
+    subject: str | None = Field(None, max_length=500, description="Email subject or push title (jinja2).")
+    body: str = Field(min_length=1, max_length=MAX_TEMPLATE_TEXT, description="Plain text body (jinja2).")
+    html: str | None = Field(
+        None, max_length=MAX_TEMPLATE_HTML, description="Email only: the HTML body (jinja2, autoescaped)."
+    )
     activate: bool = Field(True, description="Make it the active version at once.")
 
 

@@ -172,7 +172,7 @@ async def activate_template_version(
 
 
 @admin_router.post(
-    "/templates/{channel}/{name}/preview", summary="Render a template with sample data, sending nothing (admin)",
+    "/preview/{channel}/{name}", summary="Render a template with sample data, sending nothing (admin)",
     response_model=None, responses=answers(200, Preview),
 )  # fmt: skip
 async def preview_template(
@@ -190,6 +190,6 @@ async def template_audit(
     gateway: Gateway,
     caller: Admin,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     return await _to_notifications(gateway, request, caller)

@@ -1,6 +1,6 @@
 """`GET/PUT /api/v1/notifications/preferences`: which messages the caller gets on which channel.
 Transactional ones (payments, an order's states, account security) are always sent: they are
-listed locked, and turning them off is refused."""
+listed locked, and a change can name only the categories that are a choice (the contract)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from fastapi import APIRouter
 
 from keelson_services.contracts.notifications import Preference, PreferenceList, PreferencesUpdate
 from keelson_services.deps import CurrentIdentity
-from keelson_services.errors import ApiError
 from keelson_services.services.notifications.catalogue import CATEGORIES
 from keelson_services.services.notifications.deps import Components
 from keelson_services.services.notifications.rendering import CHANNELS
@@ -40,14 +39,6 @@ async def get_preferences(caller: CurrentIdentity, parts: Components) -> Prefere
 @router.put("/preferences", response_model=PreferenceList, summary="Change my notification preferences")
 async def put_preferences(body: PreferencesUpdate, caller: CurrentIdentity, parts: Components) -> PreferenceList:
     """Only the pairs named change; the others keep their setting."""
-    locked = [f"{c.channel}/{c.category}" for c in body.items if c.category == "transactional" and not c.enabled]
-    if locked:
-        raise ApiError(
-            422, "preference_locked", "Transactional messages are always sent and cannot be turned off",
-            details={"refused": locked},
-        )  # fmt: skip
-    choices: dict[tuple[str, str], bool] = {
-        (c.channel, c.category): c.enabled for c in body.items if c.category != "transactional"
-    }
+    choices: dict[tuple[str, str], bool] = {(c.channel, c.category): c.enabled for c in body.items}
     await parts.contacts.set_preferences(caller.user_id, choices)
     return await _current(parts, caller.user_id)

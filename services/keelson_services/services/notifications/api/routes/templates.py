@@ -1,8 +1,8 @@
 """The template admin API, admins only: `/api/v1/admin/notifications/templates` (list; versions of
-a (channel, name, locale); a new version; activate one, a rollback when it is older; preview with
-sample data, nothing sent) and `/api/v1/admin/notifications/audit` (every change: who, when,
-which version). A source that does not parse or does not fit its channel is refused with the
-part and line at fault."""
+a (channel, name, locale); a new version; activate one, a rollback when it is older),
+`/api/v1/admin/notifications/preview` (render with sample data, nothing sent) and
+`/api/v1/admin/notifications/audit` (every change: who, when, which version). A source that does
+not parse or does not fit its channel is refused with the part and line at fault."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ async def activate_version(
 
 
 @router.post(
-    "/templates/{channel}/{name}/preview", response_model=Preview,
+    "/preview/{channel}/{name}", response_model=Preview,
     summary="Render a template with sample data, sending nothing (admin)",
 )  # fmt: skip
 async def preview(channel: ChannelName, name: Name, body: PreviewRequest, _: Admin, parts: Components) -> Preview:
@@ -136,7 +136,7 @@ async def audit(
     _: Admin,
     parts: Components,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> TemplateAuditList:
     rows = await parts.templates.audit(limit=limit, offset=offset)
     return TemplateAuditList(items=[TemplateAuditEntry.model_validate(r) for r in rows])
