@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from e2e.svc_platform import Shop, kafka_bootstrap
 from e2e.svc_shop import RunningShop, rows, running_shop, shop
+from keelson_services.contracts.notifications import AUTH_PATTERN, P256DH_PATTERN
 from keelson_services.contracts.orders import MAX_ITEMS, MAX_QUANTITY, MAX_TOTAL_CENTS, MAX_UNIT_PRICE_CENTS
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.main import create_app as create_gateway
@@ -228,7 +229,9 @@ class Fuzzing:
         body = case.body if isinstance(case.body, dict) else {}
         if case.path.endswith("/activate") and isinstance(body.get("version"), int) and body["version"] >= 1:
             body["version"] = 1
-        if case.path.endswith("/versions") and isinstance(body.get("body"), str):
+        if case.path.endswith("/versions") and all(
+            isinstance(body.get(part), str) and "\x00" not in body[part] for part in ("body", "subject")
+        ):
             channel = params.get("channel")
             body["body"] = "Hello {{ recipient.name }}"
             body["subject"] = None if channel == "sms" else "Welcome, {{ recipient.name }}"
@@ -237,7 +240,12 @@ class Fuzzing:
             else:
                 body["html"] = "<p>{{ recipient.name }}</p>"
         keys = body.get("keys")
-        if isinstance(keys, dict) and isinstance(keys.get("p256dh"), str) and isinstance(keys.get("auth"), str):
+        if (
+            isinstance(keys, dict)
+            and re.fullmatch(P256DH_PATTERN, str(keys.get("p256dh")))
+            and re.fullmatch(AUTH_PATTERN, str(keys.get("auth")))
+            and set(keys) == {"p256dh", "auth"}
+        ):
             key = ec.generate_private_key(ec.SECP256R1()).public_key()
             keys["p256dh"] = b64url(key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
             keys["auth"] = b64url(os.urandom(16))

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator
+
+from keelson_services.contracts.orders import NOT_A_BOOLEAN
 
 
 class Notification(BaseModel):
@@ -34,6 +36,9 @@ E164_PATTERN = r"^\+[1-9]\d{6,14}$"
 P256DH_PATTERN, AUTH_PATTERN = r"^[A-Za-z0-9_-]{87}=?$", r"^[A-Za-z0-9_-]{22}(==)?$"
 # The bodies of the public API are at most 64 KiB: a template's parts fit, even in UTF-8.
 MAX_TEMPLATE_TEXT, MAX_TEMPLATE_HTML = 8_000, 12_000
+# PostgreSQL text cannot hold NUL: refused here (422), not at the database (500).
+NO_NUL = r"^[^\u0000]*$"
+Version = Annotated[int, Field(ge=1, le=1_000_000), NOT_A_BOOLEAN]
 
 
 class PhoneRequest(BaseModel):
@@ -70,7 +75,7 @@ class DeviceRequest(BaseModel):
 
     endpoint: str = Field(
         max_length=2048,
-        pattern=r"^https?://[^\s/?#@]+(/[^\s#]*)?$",
+        pattern=r"^https?://[^\s/?#@\u0000]+(/[^\s#\u0000]*)?$",
         description="The push service's URL for this device: https (http only where the service allows it).",
     )
     keys: PushKeys
@@ -107,7 +112,7 @@ class PreferenceList(BaseModel):
 class PreferenceChoice(BaseModel):
     channel: ChannelName
     category: Literal["marketing"] = Field(description="Transactional messages are always sent: not a choice.")
-    enabled: bool
+    enabled: StrictBool  # JSON's 0 is no false
 
 
 class PreferencesUpdate(BaseModel):
@@ -151,21 +156,23 @@ class TemplateVersionList(BaseModel):
 
 
 class TemplateVersionRequest(BaseModel):
-    subject: str | None = Field(None, max_length=500, description="Email subject or push title (jinja2).")
-    body: str = Field(min_length=1, max_length=MAX_TEMPLATE_TEXT, description="Plain text body (jinja2).")
-    html: str | None = Field(
-        None, max_length=MAX_TEMPLATE_HTML, description="Email only: the HTML body (jinja2, autoescaped)."
+    subject: str | None = Field(
+        None, max_length=500, pattern=NO_NUL, description="Email subject or push title (jinja2)."
     )
-    activate: bool = Field(True, description="Make it the active version at once.")
+    body: str = Field(min_length=1, max_length=MAX_TEMPLATE_TEXT, pattern=NO_NUL, description="Plain text (jinja2).")
+    html: str | None = Field(
+        None, max_length=MAX_TEMPLATE_HTML, pattern=NO_NUL, description="Email only: the HTML body (autoescaped)."
+    )
+    activate: StrictBool = Field(True, description="Make it the active version at once.")
 
 
 class ActivateRequest(BaseModel):
-    version: int = Field(ge=1)
+    version: Version
 
 
 class PreviewRequest(BaseModel):
     locale: str = Field("en", pattern=LOCALE_PATTERN)
-    version: int | None = Field(None, ge=1, description="A version of `locale`; the active one with fallback if unset.")
+    version: Version | None = Field(None, description="A version of `locale`; the active one with fallback if unset.")
     data: dict[str, Any] = Field(default_factory=dict, description="The event's data to render with.")
     recipient: dict[str, Any] = Field(default_factory=dict, description="Overrides of the sample recipient.")
 
