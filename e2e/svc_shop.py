@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from e2e.svc_platform import Shop, SmtpSink, smtp_sink
 from e2e.svc_postgres import fresh_database
 from e2e.svc_processes import TEST_KEK
+from keelson.devstack.smssink import SmsProvider
 from keelson_services.contracts.catalogue import CreateProductRequest
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.main import create_app as create_gateway
@@ -34,7 +35,6 @@ from keelson_services.services.users.components import UsersComponents
 from keelson_services.services.users.main import create_app as create_users
 from keelson_services.services.users.manage import set_role
 from tests.fakes.push_service import PushService, vapid_private_key_pem
-from tests.fakes.sms_provider import SmsProvider
 from tests.unit.svc_helpers import HostRouter
 
 # Cheap hashing: these tests are about behaviour, not hashing cost.

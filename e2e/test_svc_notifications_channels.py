@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from e2e.svc_platform import Shop, SmtpSink, smtp_sink, wait_for
 from e2e.svc_postgres import fresh_database
+from keelson.devstack.smssink import SmsProvider
 from keelson_services.messaging import Envelope
 from keelson_services.services.notifications.components import NotificationsComponents
 from keelson_services.services.notifications.config import NotificationsConfig
@@ -28,7 +29,6 @@ from keelson_services.services.notifications.handlers import SendFailedError
 from keelson_services.services.notifications.main import create_app
 from keelson_services.services.notifications.webpush import b64url
 from tests.fakes.push_service import PushService, Subscription, vapid_private_key_pem
-from tests.fakes.sms_provider import SmsProvider
 
 pytestmark = [pytest.mark.postgres]
 URL = "http://notifications.shop.svc:8080"

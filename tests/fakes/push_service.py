@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.fakes.http_standin import Answer, HttpStandIn, Request
+from keelson.devstack.standin import Answer, HttpStandIn, Request
 
 
 def b64url(data: bytes) -> str:

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from keelson.devstack.smssink import SmsProvider
 from keelson_services.http.client import ServiceClient
 from keelson_services.http.retry import RetryPolicy
 from keelson_services.services.notifications.config import SmsConfig
@@ -35,7 +36,6 @@ from keelson_services.services.notifications.webpush import (
     encrypt,
 )
 from tests.fakes.push_service import PushRefusedError, PushService, decrypt, vapid_private_key_pem, verify_vapid
-from tests.fakes.sms_provider import SmsProvider
 
 
 def client_key() -> tuple[ec.EllipticCurvePrivateKey, bytes, bytes]:

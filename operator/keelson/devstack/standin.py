@@ -1,6 +1,6 @@
-"""The base of the local HTTP stand-ins for third-party providers (the push service, the SMS
-provider): a real HTTP/1.1 server on a loopback port, in a thread of its own so that sync and
-async tests alike can use it, answering through one `answer` method per stand-in."""
+"""The base of the local HTTP stand-ins for third-party providers (the SMS provider here, the
+tests' push service): a real HTTP/1.1 server on a loopback port, in a thread of its own so that
+sync and async tests alike can use it, answering through one `answer` method per stand-in."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ class HttpStandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Self:
+    def start(self, port: int = 0) -> Self:
+        """Serve on `port` of the loopback (0: any free one)."""
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,7 +75,7 @@ class HttpStandIn:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # the tests assert on what was recorded, not on access logs
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
         self._thread.start()
