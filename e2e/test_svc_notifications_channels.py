@@ -356,3 +356,28 @@ async def test_push_endpoints_are_https_unless_the_service_is_told_otherwise() -
         assert (
             await svc.http.post("/api/v1/notifications/devices", json=secure, headers=svc.user("u-1"))
         ).status_code == 201
+
+
+async def test_the_verification_message_is_a_template_too() -> None:
+    async with service() as svc:
+        preview = await svc.http.post(
+            "/api/v1/admin/notifications/preview/sms/phone_verification", json={}, headers=ADMIN
+        )
+        assert preview.status_code == 200 and "123456" in preview.json()["body"]
+        broken = {"body": "Code {{ code }} for {{ data.order_id }}"}  # parses; no order in a verification
+        versions = "/api/v1/admin/notifications/templates/sms/phone_verification/en/versions"
+        assert (await svc.http.post(versions, json=broken, headers=ADMIN)).status_code == 201
+        answer = await svc.http.post("/api/v1/notifications/phone", json={"phone": PHONE}, headers=svc.user("u-1"))
+        assert answer.status_code == 503 and "v2" in answer.json()["error"]["details"]["reason"]
+        assert svc.sms.messages == []
+        assert svc.rows("SELECT count(*) FROM phone_verifications") == [(0,)]  # no code no one got
+        fixed = {"body": "{{ platform }} code {{ code }}"}
+        assert (await svc.http.post(versions, json=fixed, headers=ADMIN)).status_code == 201
+        answer = await svc.http.post("/api/v1/notifications/phone", json={"phone": PHONE}, headers=svc.user("u-1"))
+        assert answer.status_code == 202 and svc.sms.messages[0].body.startswith("shop code ")  # at once
+
+        svc.sms.fail_next(5, 500)  # the provider refuses: 502, and no pending code either
+        again = await svc.http.post("/api/v1/notifications/phone", json={"phone": PHONE}, headers=svc.user("u-2"))
+        assert again.status_code == 502 and again.json()["error"]["code"] == "sms_not_sent"
+        assert "code" not in again.json()["error"]["details"]["reason"].lower().replace("provider code", "")
+        assert svc.rows("SELECT count(*) FROM phone_verifications WHERE user_id = 'u-2'") == [(0,)]

@@ -85,6 +85,11 @@ class Contacts:
             row = await cursor.fetchone()
         return max(1.0, float(row["wait"])) if row else 1.0
 
+    async def cancel_verification(self, user_id: str) -> None:
+        """Drop a pending code that was never sent: the caller may ask again at once."""
+        async with self.db.connection() as conn:
+            await conn.execute("DELETE FROM phone_verifications WHERE user_id = %s", [user_id])
+
     async def verify(self, user_id: str, code: str) -> Verification:
         """Check `code`; when right, the number becomes the user's verified phone."""
         async with self.db.connection() as conn:

@@ -9,6 +9,7 @@ import uuid
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import jinja2
 from fastapi import APIRouter, Response
 
 from keelson_services.contracts.notifications import (
@@ -59,11 +60,27 @@ async def set_phone(body: PhoneRequest, caller: CurrentIdentity, parts: Componen
     if found is None:
         raise ApiError(503, "unavailable", "No template for verification codes is configured")
     minutes = max(1, int(parts.config.phone_code_ttl_seconds // 60))
-    context = {"platform": parts.notifier.platform, "code": code, "minutes": minutes}
-    rendered = parts.renderer.render_source("sms", VERIFICATION_TEMPLATE, found.source, context)
+    context = {
+        "data": {},
+        "recipient": recipient.context() if recipient else {"user_id": caller.user_id, "name": "", "locale": "en"},
+        "event": {"id": "phone-verification", "type": "phone.verification"},
+        "platform": parts.notifier.platform,
+        "code": code,
+        "minutes": minutes,
+    }
+    try:
+        rendered = parts.renderer.render_source("sms", VERIFICATION_TEMPLATE, found.source, context)
+    except (jinja2.TemplateError, ValueError, TypeError) as exc:
+        await parts.contacts.cancel_verification(caller.user_id)
+        # An admin's version that does not render: the reason, for them; never the code.
+        raise ApiError(
+            503, "unavailable", "The verification message cannot be made; try again later",
+            details={"reason": f"template sms/{VERIFICATION_TEMPLATE} v{found.version}: {type(exc).__name__}"},
+        ) from None  # fmt: skip
     try:
         await parts.senders["sms"].send(Outgoing(uuid.uuid4(), body.phone, rendered))
     except Exception as exc:
+        await parts.contacts.cancel_verification(caller.user_id)
         # The reason, never the message: it holds the code.
         raise ApiError(
             502, "sms_not_sent", "The verification code could not be sent; try again later",

@@ -118,6 +118,9 @@ async def preview(channel: ChannelName, name: Name, body: PreviewRequest, _: Adm
         "recipient": SAMPLE_RECIPIENT | body.recipient,
         "event": {"id": "preview", "type": "preview"},
         "platform": parts.notifier.platform,
+        # What the verification message sees besides (`contacts.set_phone`): a sample code.
+        "code": "123456",
+        "minutes": 10,
     }
     try:
         rendered = parts.renderer.render_source(channel, name, found.source, context)
