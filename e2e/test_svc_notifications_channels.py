@@ -343,6 +343,8 @@ async def test_user_deleted_erases_contacts_preferences_and_contents() -> None:
         sent = len(svc.sms.messages)
         await svc.event("order.paid", user_id="u-1", order_id=str(uuid.uuid4()), currency="EUR", total_cents=1)
         assert len(svc.sms.messages) == sent
+        await svc.event("user.registered", user_id="u-1", email="ada@example.com", name="Ada")  # replayed
+        assert svc.rows("SELECT count(*) FROM recipients WHERE user_id = 'u-1'") == [(0,)]
         history = await svc.http.get("/api/v1/notifications", headers=svc.user("u-1"))
         assert history.json()["items"] == []
 

@@ -214,6 +214,8 @@ async def test_user_deleted_erases_and_later_events_about_them_are_dropped() -> 
     await n.handle(event("user.deleted"))
     assert await repo.recipient("u-1") is None
     await n.handle(event("order.paid", order_id=ORDER, currency="EUR", total_cents=100))  # no retry, no send
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada"))  # a replay
+    assert await repo.recipient("u-1") is None
     assert [m.rendered.template for m in senders["email"].sent] == ["welcome"]
 
 

@@ -73,6 +73,10 @@ class Notifier:
             log.info("%s %s: the user's contacts, preferences and notification contents erased", event.type, event.id)
             return
         if event.type.endswith(".user.registered"):
+            if await self.repo.erased(user_id):
+                # A replay of an erased user's registration must not bring their address back.
+                log.info("%s %s: its user was erased; not remembered", event.type, event.id)
+                return
             await self.repo.remember(
                 user_id,
                 email=_text(data.get("email")),
