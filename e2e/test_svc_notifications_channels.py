@@ -25,6 +25,7 @@ from keelson.devstack.smssink import SmsProvider
 from keelson_services.messaging import Envelope
 from keelson_services.services.notifications.components import NotificationsComponents
 from keelson_services.services.notifications.config import NotificationsConfig
+from keelson_services.services.notifications.contacts import MAX_DEVICES
 from keelson_services.services.notifications.handlers import SendFailedError
 from keelson_services.services.notifications.main import create_app
 from keelson_services.services.notifications.webpush import b64url
@@ -200,6 +201,15 @@ async def test_devices_are_validated_listed_removed_and_a_gone_one_is_forgotten(
         ).status_code == 404
         assert (await svc.http.delete(f"/api/v1/notifications/devices/{device_id}", headers=me)).status_code == 204
         assert svc.rows("SELECT count(*) FROM push_devices") == [(0,)]
+        for _ in range(MAX_DEVICES):
+            await svc.device("u-1")
+        extra = await svc.http.post("/api/v1/notifications/devices", json=svc.push.subscribe().json(), headers=me)
+        assert extra.status_code == 409 and extra.json()["error"]["code"] == "too_many_devices"
+        again = await svc.http.post("/api/v1/notifications/devices", json=phone.json(), headers=me)
+        assert again.status_code == 409  # a new endpoint...
+        first = (await svc.http.get("/api/v1/notifications/devices", headers=me)).json()["items"][0]
+        resubscribed = {"endpoint": first["endpoint"], "keys": svc.push.subscribe().json()["keys"]}
+        assert (await svc.http.post("/api/v1/notifications/devices", json=resubscribed, headers=me)).status_code == 201
 
 
 async def test_a_failing_sms_provider_is_retried_and_opt_outs_spare_transactional_messages() -> None:

@@ -22,6 +22,9 @@ from keelson_services.services.notifications.senders import Device
 from keelson_services.services.notifications.webpush import client_keys
 
 CODE_DIGITS = 6
+# Devices per user: a person has a few browsers; each device is a send per push, and each push
+# service a downstream of the service's HTTP client (a breaker, metrics): not without bound.
+MAX_DEVICES = 10
 
 
 def new_code() -> str:
@@ -153,10 +156,19 @@ class Contacts:
 
     # Push devices.
 
-    async def add_device(self, user_id: str, *, endpoint: str, p256dh: str, auth: str) -> dict[str, Any]:
+    async def add_device(self, user_id: str, *, endpoint: str, p256dh: str, auth: str) -> dict[str, Any] | None:
         """Register a subscription; the same endpoint again (a browser re-subscribing) updates
-        its keys, and moves it to this user: an endpoint is one browser profile's."""
+        its keys, and moves it to this user: an endpoint is one browser profile's. None when the
+        user has `MAX_DEVICES` others already."""
         async with self.db.connection() as conn:
+            # One registration per user at a time, so that two cannot both pass the count.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"keelson.devices:{user_id}"])
+            cursor = await conn.execute(
+                "SELECT count(*) AS n FROM push_devices WHERE user_id = %s AND endpoint <> %s", [user_id, endpoint]
+            )
+            counted = await cursor.fetchone()
+            if counted is not None and counted["n"] >= MAX_DEVICES:
+                return None
             cursor = await conn.execute(
                 """
                 INSERT INTO push_devices (user_id, endpoint, p256dh, auth) VALUES (%s, %s, %s, %s)

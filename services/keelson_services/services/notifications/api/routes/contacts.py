@@ -23,7 +23,7 @@ from keelson_services.contracts.notifications import (
 from keelson_services.deps import CurrentIdentity
 from keelson_services.errors import ApiError
 from keelson_services.messaging.headers import describe_error
-from keelson_services.services.notifications.contacts import Verified
+from keelson_services.services.notifications.contacts import MAX_DEVICES, Verified
 from keelson_services.services.notifications.deps import Components
 from keelson_services.services.notifications.senders import Outgoing
 from keelson_services.services.notifications.template_store import locales
@@ -127,6 +127,11 @@ async def add_device(body: DeviceRequest, caller: CurrentIdentity, parts: Compon
     row = await parts.contacts.add_device(
         caller.user_id, endpoint=body.endpoint, p256dh=body.keys.p256dh, auth=body.keys.auth
     )
+    if row is None:
+        raise ApiError(
+            409, "too_many_devices", f"At most {MAX_DEVICES} push devices per user: remove one first",
+            details={"max_devices": MAX_DEVICES},
+        )  # fmt: skip
     return Device.model_validate(row)
 
 
