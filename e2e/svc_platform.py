@@ -89,10 +89,12 @@ class Shop:
     resilience: dict[str, Any] | None = None
     # Each service's own Kafka user (`create_topics` makes them), as the operator would.
     users: dict[str, KafkaSecurity] = field(default_factory=dict)
+    # The platform's services: the example's unless a test needs another event or service.
+    services: list[dict[str, Any]] = field(default_factory=lambda: EXAMPLE_SERVICES)
 
     @property
     def spec(self) -> MicroservicePlatformSpec:
-        doc: dict[str, Any] = {"domain": self.domain, "gateway": {"service": "gateway"}, "services": EXAMPLE_SERVICES}
+        doc: dict[str, Any] = {"domain": self.domain, "gateway": {"service": "gateway"}, "services": self.services}
         if self.bootstrap:
             doc["kafka"] = {"provider": "admin", "bootstrapServers": self.bootstrap, "partitions": 2}
             doc["kafka"]["replicationFactor"] = 1

@@ -1,6 +1,7 @@
 """The whole shop in one process, for the tests that go through the gateway: all five reference
 services (httpx.ASGITransport between them), each on its own PostgreSQL database, with a real
-Kafka broker (its topics created as the operator plans them) and a local SMTP sink.
+Kafka broker (its topics created as the operator plans them), a local SMTP sink, a local SMS
+provider (Twilio's API) and a local Web Push service that decrypts what it receives.
 
 `running_shop` is the one place that starts it; the `shop` fixture runs it on the test's event
 loop, and a test that must drive the gateway from another thread (schemathesis' ASGI client) can
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 from e2e.svc_platform import Shop, SmtpSink, smtp_sink
 from e2e.svc_postgres import fresh_database
 from e2e.svc_processes import TEST_KEK
+from keelson.devstack.smssink import SmsProvider
 from keelson_services.contracts.catalogue import CreateProductRequest
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.main import create_app as create_gateway
@@ -32,6 +34,7 @@ from keelson_services.services.payments.main import create_app as create_payment
 from keelson_services.services.users.components import UsersComponents
 from keelson_services.services.users.main import create_app as create_users
 from keelson_services.services.users.manage import set_role
+from tests.fakes.push_service import PushService, vapid_private_key_pem
 from tests.unit.svc_helpers import HostRouter
 
 # Cheap hashing: these tests are about behaviour, not hashing cost.
@@ -60,6 +63,8 @@ class RunningShop:
     sink: SmtpSink
     apps: dict[str, FastAPI]
     transport: HostRouter  # between the services: swap one's transport to take it down
+    sms: SmsProvider
+    push: PushService
 
     async def register(
         self, email: str, password: str = PASSWORD, name: str = "Ada", *, verify: bool = True
@@ -114,7 +119,7 @@ async def running_shop(
     """`gateway_env`: the gateway's own settings (`KEELSON_GATEWAY_*`), e.g. a higher rate limit."""
     platform = Shop(kafka_bootstrap)
     await platform.create_topics()
-    with ExitStack() as dbs, smtp_sink() as sink:
+    with ExitStack() as dbs, smtp_sink() as sink, SmsProvider() as sms, PushService() as push:
         uris = {name: dbs.enter_context(fresh_database(name)) for name in DATABASES}
         apps: dict[str, FastAPI] = {}
         transport = HostRouter()
@@ -128,8 +133,12 @@ async def running_shop(
             platform.settings("orders", database_uri=uris["orders"]), env={}, transport=transport, configure_logs=False
         )
         settings = platform.settings("notifications", database_uri=uris["notifications"])
+        channels = sink.env() | sms.env() | {
+            "KEELSON_VAPID_PRIVATE_KEY": vapid_private_key_pem(),
+            "KEELSON_PUSH_INSECURE_ENDPOINTS": "true",  # the local push service speaks plain HTTP
+        }  # fmt: skip
         apps["notifications"] = create_notifications(
-            settings, config=NotificationsConfig.from_env(settings, sink.env()), configure_logs=False
+            settings, config=NotificationsConfig.from_env(settings, channels), configure_logs=False
         )
         gateway_settings = platform.settings("gateway")
         apps["gateway"] = create_gateway(
@@ -151,7 +160,7 @@ async def running_shop(
             catalogue: Catalogue = apps["orders"].state.orders.catalogue
             product = {"sku": SKU, "name": f"Product {SKU}", "price_cents": PRICE_CENTS, "currency": "EUR"}
             await catalogue.create(CreateProductRequest.model_validate(product | {"stock": 10_000}))
-            yield RunningShop(platform, client, uris, sink, apps, transport)
+            yield RunningShop(platform, client, uris, sink, apps, transport, sms, push)
 
 
 @pytest.fixture

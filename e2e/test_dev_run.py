@@ -5,6 +5,7 @@ gateway; the order's email reaches the local SMTP sink."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -75,6 +76,16 @@ def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube:
             assert placed.status_code == 201, placed.text
             order = placed.json()
             assert (order["status"], order["total_cents"]) == ("paid", 1000)
+            # A phone number, verified with the code the local SMS provider wrote to <state>/sms/.
+            auth = {"Authorization": headers["Authorization"]}
+            number = f"+4915{uuid.uuid4().int % 10**8:08d}"
+            assert gateway.post("/api/v1/notifications/phone", json={"phone": number}, headers=auth).status_code == 202
+            (sms,) = [
+                m for p in (stack.state_dir / "sms").glob("*.json") if (m := json.loads(p.read_text()))["to"] == number
+            ]
+            code = sms["body"].split("code is ")[1][:6]
+            verified = gateway.post("/api/v1/notifications/phone/verify", json={"code": code}, headers=auth)
+            assert verified.status_code == 200 and verified.json()["verified"], verified.text
 
         # Between the services, a call proves which service sends it with a ServiceAccount token the
         # API server minted (TokenRequest, as the kubelet does for the projected volume).

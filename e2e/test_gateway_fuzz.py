@@ -18,6 +18,7 @@ to that loop unchanged (same ASGI scope and body) and the answer back."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import tempfile
 import threading
@@ -32,15 +33,20 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from e2e.svc_platform import Shop, kafka_bootstrap
 from e2e.svc_shop import RunningShop, rows, running_shop, shop
+from keelson_services.contracts.notifications import ActivateRequest, DeviceRequest, TemplateVersionRequest
 from keelson_services.contracts.orders import MAX_ITEMS, MAX_QUANTITY, MAX_TOTAL_CENTS, MAX_UNIT_PRICE_CENTS
 from keelson_services.services.gateway.config import GatewayConfig
 from keelson_services.services.gateway.main import create_app as create_gateway
+from keelson_services.services.notifications.webpush import b64url
 
 __all__ = ["kafka_bootstrap", "shop"]
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -157,6 +163,7 @@ class Fuzzing:
     order_id: str  # the customer's order
     shipping_id: str  # another of theirs, for the admins' fulfilment (the first may be cancelled first)
     target_id: str  # an account the admin operations may change
+    device_id: str  # the customer's push device
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
 
     def prepare(self, case: Case) -> None:
@@ -180,7 +187,7 @@ class Fuzzing:
             if isinstance(key, str) and _VALID_KEY.fullmatch(key):
                 case.headers["Idempotency-Key"] = str(uuid.uuid4())
         order_id = self.shipping_id if case.path.startswith("/api/v1/admin/orders/") else self.order_id
-        for name, known in (("order_id", order_id), ("user_id", self.target_id)):
+        for name, known in (("order_id", order_id), ("user_id", self.target_id), ("device_id", self.device_id)):
             value = (case.path_parameters or {}).get(name)
             if case.path_parameters is not None and isinstance(value, str) and _even_uuid(value):
                 case.path_parameters[name] = known
@@ -189,6 +196,8 @@ class Fuzzing:
             case.path_parameters["sku"] = PATCHED_SKU
         if (case.method, case.path) == ("POST", "/api/v1/orders") and isinstance(case.body, dict):
             self._order_from_the_catalogue(case.body)
+        if case.path.startswith("/api/v1/admin/notifications/") or case.path == "/api/v1/notifications/devices":
+            self._real_template_or_device(case)
         if case.query:
             operation = schema.raw_schema["paths"].get(case.path, {}).get(case.method.lower(), {})
             documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
@@ -207,12 +216,48 @@ class Fuzzing:
             if isinstance(body.get("currency"), str) and re.fullmatch(r"[A-Z]{3}", body["currency"]):
                 body["currency"] = "EUR"
 
+    @staticmethod
+    def _real_template_or_device(case: Case) -> None:
+        """Half of the valid template names and locales become `welcome` and `en` (a template that
+        exists and renders with any sample data), valid versions to activate become 1, a new
+        version's valid parts become a template that parses and fits its channel, and a device's
+        valid keys become a real P-256 key and secret: the fuzzer cannot make those up."""
+        params = case.path_parameters if case.path_parameters is not None else {}
+        for name, known in (("name", "welcome"), ("locale", "en")):
+            value = params.get(name)
+            if isinstance(value, str) and len(value) % 2 and value.isascii():
+                params[name] = known
+        body = case.body if isinstance(case.body, dict) else {}
+        # Only what the fuzzer generated valid is made real: an invalid body must stay invalid.
+        if case.path.endswith("/activate") and _valid(ActivateRequest, body):
+            body["version"] = 1
+        if case.path.endswith("/versions") and _valid(TemplateVersionRequest, body):
+            channel = params.get("channel")
+            body["body"] = "Hello {{ recipient.name }}"
+            body["subject"] = None if channel == "sms" else "Welcome, {{ recipient.name }}"
+            if channel != "email" or not isinstance(body.get("html"), str):
+                body.pop("html", None)
+            else:
+                body["html"] = "<p>{{ recipient.name }}</p>"
+        if case.path == "/api/v1/notifications/devices" and _valid(DeviceRequest, body):
+            key = ec.generate_private_key(ec.SECP256R1()).public_key()
+            body["keys"]["p256dh"] = b64url(key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
+            body["keys"]["auth"] = b64url(os.urandom(16))
+
     def _token_for(self, case: Case) -> dict[str, str]:
         if case.path.startswith("/api/v1/admin/"):
             return self.admin
         if (case.method, case.path) == ("DELETE", "/api/v1/users/me"):
             return self.leaver
         return self.customer
+
+
+def _valid(model: type[BaseModel], body: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(body)
+    except ValidationError:
+        return False
+    return True
 
 
 def _even_uuid(value: str) -> bool:
@@ -232,6 +277,10 @@ async def _accounts(shop: RunningShop) -> Fuzzing:
         added = await shop.client.post("/api/v1/admin/products", json=product, headers=admin)
         assert added.status_code == 201, added.text
     customer = await shop.bearer(emails["customer"])
+    device = await shop.client.post(
+        "/api/v1/notifications/devices", json=shop.push.subscribe().json(), headers=customer
+    )
+    assert device.status_code == 201, device.text
     placed, to_ship = [
         await shop.client.post(
             "/api/v1/orders",
@@ -248,6 +297,7 @@ async def _accounts(shop: RunningShop) -> Fuzzing:
         order_id=placed.json()["id"],
         shipping_id=to_ship.json()["id"],
         target_id=ids["target"],
+        device_id=device.json()["id"],
     )
 
 
@@ -298,14 +348,16 @@ def test_no_public_operation_answers_5xx_or_off_its_document(case: Case, fuzzing
 
 
 # Their success needs a secret the fuzzer cannot guess (a password, a refresh token, an emailed
-# link's token); `fuzzing` logs in for real, and test_svc_accounts.py follows the links. A new
-# verification link is for unverified accounts only, and the fuzzer's accounts are verified (409).
+# link's token, the code of `phone/verify` sent by SMS to the number only); `fuzzing` logs in for
+# real, and test_svc_accounts.py follows the links. A new verification link is for unverified
+# accounts only, and the fuzzer's accounts are verified (409).
 NOT_EXPECTED_TO_SUCCEED = {
     "POST /api/v1/auth/token",
     "POST /api/v1/auth/refresh",
     "POST /api/v1/auth/verify-email",
     "POST /api/v1/auth/password-reset/confirm",
     "POST /api/v1/auth/verify-email/resend",
+    "POST /api/v1/notifications/phone/verify",
 }
 
 

@@ -54,6 +54,9 @@ async def test_register_log_in_order_pay_and_be_notified_under_one_trace(shop: R
     assert (await client.post("/api/v1/auth/verify-email", json={"token": token})).status_code == 204
     recorded = rows(uris["notifications"], "SELECT body FROM notifications WHERE template = 'verify_email'")
     assert [token in body for (body,) in recorded] == [False]  # sent, never stored
+    # A push device (a subscription of the local push service): pushes go to users who have one.
+    device = await client.post("/api/v1/notifications/devices", json=shop.push.subscribe().json(), headers=auth)
+    assert device.status_code == 201, device.text
 
     # The catalogue needs no login; the order names a SKU and a quantity, the shop prices it.
     catalogue = await client.get("/api/v1/products")

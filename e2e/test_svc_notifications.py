@@ -16,16 +16,19 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
 from e2e.kafka_access import options, security_of
-from e2e.svc_platform import Shop, SmtpSink, kafka_bootstrap, read_topic, smtp_sink, wait_for
+from e2e.svc_platform import EXAMPLE_SERVICES, Shop, SmtpSink, kafka_bootstrap, read_topic, smtp_sink, wait_for
 from e2e.svc_postgres import fresh_database
 from keelson.devstack.ports import free_port
 from keelson_services.messaging import EventProducer
 from keelson_services.services.notifications.config import NotificationsConfig
 from keelson_services.services.notifications.main import create_app
 from keelson_services.services.notifications.senders import RecordingSender
+from keelson_services.services.notifications.webpush import b64url
 
 __all__ = ["kafka_bootstrap"]
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -76,6 +79,12 @@ async def notifications(shop: Shop, smtp_env: dict[str, str]) -> AsyncIterator[N
             yield Notifications(app, http, uri, push, producer)
 
 
+def subscription() -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    p256dh = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return {"endpoint": "https://push.example.net/x", "keys": {"p256dh": b64url(p256dh), "auth": b64url(b"a" * 16)}}
+
+
 def registered(user_id: str, email: str, name: str = "Ada") -> dict[str, Any]:
     return {"user_id": user_id, "email": email, "name": name}
 
@@ -90,6 +99,12 @@ async def test_events_become_one_email_each_even_when_redelivered(kafka_bootstra
     with smtp_sink() as sink:
         async with notifications(shop, sink.env()) as svc:
             await svc.publish("user.registered", registered("u-1", "ada@example.com", "Ada <b>"), key="u-1")
+            # Pushes go to users with a device (a Web Push subscription, here of a push service
+            # that is never called: the push sender is a recording one).
+            device = await svc.http.post(
+                "/api/v1/notifications/devices", json=subscription(), headers={"X-User-Id": "u-1"}
+            )
+            assert device.status_code == 201, device.text
             order_id = str(uuid.uuid4())
             event_id = await svc.publish("order.paid", paid("u-1", order_id), key=order_id)
             await wait_for(lambda: len(sink.messages) == 2, within=30)
@@ -169,3 +184,44 @@ async def test_a_failing_send_is_retried_then_dead_lettered_and_a_replay_sends_i
         assert subjects == ["Welcome to shop, Grace", "Welcome to shop, Grace H."]
         rows = svc.rows("SELECT event_id, status, attempts FROM notifications ORDER BY created_at")
         assert rows[0] == (event_id, "sent", 5) and rows[1][1:] == ("sent", 1)
+
+
+def with_user_deleted() -> list[dict[str, Any]]:
+    """The example's services, users publishing `user.deleted` and notifications consuming it (as
+    the example declares once the users service publishes it)."""
+    services = [dict(s) for s in EXAMPLE_SERVICES]
+    for service in services:
+        if service["name"] == "users":
+            service["publishes"] = [*service["publishes"], "user.deleted"]
+        if service["name"] == "notifications":
+            service["subscribes"] = [*service["subscribes"], "user.deleted"]
+    return services
+
+
+async def test_user_deleted_from_the_broker_erases_the_user(kafka_bootstrap: str) -> None:
+    shop = Shop(kafka_bootstrap, services=with_user_deleted())
+    await shop.create_topics()
+    with smtp_sink() as sink:
+        async with notifications(shop, sink.env()) as svc:
+            await svc.publish("user.registered", registered("u-1", "ada@example.com", "Ada"), key="u-1")
+            await svc.publish("user.registered", registered("u-2", "bob@example.com", "Bob"), key="u-2")
+            device = await svc.http.post(
+                "/api/v1/notifications/devices", json=subscription(), headers={"X-User-Id": "u-1"}
+            )
+            assert device.status_code == 201, device.text
+            order_id = str(uuid.uuid4())
+            await svc.publish("order.paid", paid("u-1", order_id), key=order_id)
+            await wait_for(lambda: len(sink.messages) == 3, within=30)
+            await wait_for(lambda: len(svc.push.sent) == 1, within=10)
+
+            await svc.publish("user.deleted", {"user_id": "u-1"}, key="u-1")
+            await wait_for(
+                lambda: svc.rows("SELECT count(*) FROM recipients WHERE user_id = 'u-1'") == [(0,)], within=30
+            )
+            assert svc.rows("SELECT count(*) FROM push_devices") == [(0,)]
+            rows = svc.rows(
+                "SELECT user_id, recipient, subject, body, status FROM notifications WHERE event_type LIKE %s", "%paid"
+            )
+            assert sorted(rows) == [("", "", None, "", "sent")] * 2  # the email and the push: counted, not readable
+            assert "ada@example.com" not in str(svc.rows("SELECT * FROM notifications"))
+            assert svc.rows("SELECT email FROM recipients") == [("bob@example.com",)]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keelson.api.v1alpha1 import MicroservicePlatformSpec
-from keelson.devstack import mailsink
+from keelson.devstack import mailsink, smssink
 from keelson.devstack.services import (
     RunError,
     decode_secret,
@@ -160,6 +160,26 @@ def test_local_env_overrides_only_port_bind_host_urls_and_smtp() -> None:
     orders = local_env(services["orders"].env, service="orders", namespace="shop", ports=ports, smtp_port=None)
     assert json.loads(orders["KEELSON_SERVICE_URLS"]) == {"payments": "http://127.0.0.1:4003"}
     assert "KEELSON_SMTP_HOST" not in orders
+    sms = local_env(gateway, service="gateway", namespace="shop", ports=ports, smtp_port=None, sms_port=2526)
+    assert {k: sms[k] for k in sms if k.startswith("KEELSON_SMS_")} == {
+        "KEELSON_SMS_BASE_URL": "http://127.0.0.1:2526", "KEELSON_SMS_ACCOUNT": smssink.DEV_ACCOUNT,
+        "KEELSON_SMS_TOKEN": "dev", "KEELSON_SMS_FROM": smssink.DEV_SENDER,
+    }  # fmt: skip
+
+
+def test_the_sms_sink_takes_twilios_api_and_writes_each_message(tmp_path: Any) -> None:
+    import httpx
+
+    with smssink.SmsProvider(smssink.DEV_ACCOUNT, smssink.DEV_TOKEN, directory=tmp_path) as sink:
+        url = f"{sink.url}/2010-04-01/Accounts/{smssink.DEV_ACCOUNT}/Messages.json"
+        form = {"To": "+4915112345678", "From": smssink.DEV_SENDER, "Body": "shop: your code is 123456"}
+        sent = httpx.post(url, data=form, auth=(smssink.DEV_ACCOUNT, smssink.DEV_TOKEN))
+        assert sent.status_code == 201 and sent.json()["sid"].startswith("SM")
+        assert httpx.post(url, data=form, auth=(smssink.DEV_ACCOUNT, "wrong")).status_code == 401
+    (path,) = tmp_path.glob("*.json")
+    assert json.loads(path.read_text()) | {"sid": ""} == {
+        "sid": "", "to": "+4915112345678", "sender": smssink.DEV_SENDER, "body": "shop: your code is 123456",
+    }  # fmt: skip
 
 
 def test_service_urls_from_the_stack_file(tmp_path: Any) -> None:

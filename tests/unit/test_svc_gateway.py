@@ -272,6 +272,17 @@ def test_the_openapi_document_describes_the_public_api(gw_app: FastAPI) -> None:
         "/api/v1/admin/orders/{order_id}/ship",
         "/api/v1/admin/orders/{order_id}/deliver",
         "/api/v1/notifications",
+        "/api/v1/notifications/phone",
+        "/api/v1/notifications/phone/verify",
+        "/api/v1/notifications/devices",
+        "/api/v1/notifications/devices/{device_id}",
+        "/api/v1/notifications/preferences",
+        "/api/v1/admin/notifications/templates",
+        "/api/v1/admin/notifications/templates/{channel}/{name}/{locale}",
+        "/api/v1/admin/notifications/templates/{channel}/{name}/{locale}/versions",
+        "/api/v1/admin/notifications/templates/{channel}/{name}/{locale}/activate",
+        "/api/v1/admin/notifications/preview/{channel}/{name}",
+        "/api/v1/admin/notifications/audit",
     }
     assert "security" not in paths["/api/v1/products"]["get"]
     assert paths["/api/v1/admin/products"]["post"]["security"] == [{"HTTPBearer": []}]

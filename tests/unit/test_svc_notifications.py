@@ -13,14 +13,23 @@ from uuid import UUID
 import jinja2
 import pytest
 
+from keelson_services.contracts.notifications import PhoneRequest
 from keelson_services.messaging import Envelope, PermanentError
 from keelson_services.observability import tracing
-from keelson_services.services.notifications.catalogue import CATALOGUE, routes
+from keelson_services.services.notifications.catalogue import CATALOGUE, category, routes
 from keelson_services.services.notifications.config import NotificationsConfig, SmtpConfig
 from keelson_services.services.notifications.handlers import Notifier, RecipientNotKnownError, SendFailedError
-from keelson_services.services.notifications.rendering import CHANNELS, SMS_LENGTH, Renderer, money
+from keelson_services.services.notifications.rendering import (
+    CHANNELS,
+    SMS_LENGTH,
+    Renderer,
+    TemplateInvalidError,
+    TemplateSource,
+    money,
+)
 from keelson_services.services.notifications.repository import Recipient
 from keelson_services.services.notifications.senders import Outgoing, RecordingSender, SmtpSender
+from keelson_services.services.notifications.template_store import locales
 from keelson_services.settings import SettingsError
 from tests.unit.svc_helpers import settings
 
@@ -78,7 +87,9 @@ def test_money_and_the_catalogue() -> None:
     assert (money(5, "EUR"), money(123456789, "USD"), money(-250, "EUR")) == (
         "0.05 EUR", "1,234,567.89 USD", "-2.50 EUR",
     )  # fmt: skip
-    assert routes("ecommerce.order.paid") == routes("order.paid") == (("email", "order_paid"), ("push", "order_paid"))
+    assert routes("ecommerce.order.paid") == routes("order.paid") == (
+        ("email", "order_paid"), ("push", "order_paid"), ("sms", "order_paid"),
+    )  # fmt: skip
     assert routes("ecommerce.order.shipped") == (("email", "order_shipped"),)
     assert routes("ecommerce.payment.completed") == () and routes("ecommerce.order.returned") == ()
 
@@ -90,12 +101,34 @@ class MemoryNotifications:
         self.recipients: dict[str, Recipient] = {}
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.locked: set[tuple[str, str]] = set()  # (event id, channel) being sent
+        self.verified: set[str] = set()  # users whose phone is verified
+        self.with_devices: set[str] = {"u-1"}  # users with push devices
+        self.off: set[tuple[str, str, str]] = set()  # (user, channel, category) turned off
+        self.erased_users: set[str] = set()
 
-    async def remember(self, user_id: str, *, email: str | None, name: str | None, phone: str | None) -> None:
-        self.recipients[user_id] = Recipient(user_id, email, name, phone)
+    async def remember(
+        self, user_id: str, *, email: str | None, name: str | None, phone: str | None, locale: str | None = None
+    ) -> None:
+        self.recipients[user_id] = Recipient(user_id, email, name, phone, locale=locale)
 
     async def recipient(self, user_id: str) -> Recipient | None:
-        return self.recipients.get(user_id)
+        found = self.recipients.get(user_id)
+        if found is None:
+            return None
+        return Recipient(
+            found.user_id, found.email, found.name, found.phone, user_id in self.verified, found.locale,
+            user_id in self.with_devices,
+        )  # fmt: skip
+
+    async def allows(self, user_id: str, channel: str, category: str) -> bool:
+        return (user_id, channel, category) not in self.off
+
+    async def erase(self, user_id: str) -> None:
+        self.recipients.pop(user_id, None)
+        self.erased_users.add(user_id)
+
+    async def erased(self, user_id: str) -> bool:
+        return user_id in self.erased_users
 
     async def status(self, event_id: str, channel: str) -> str | None:
         row = self.rows.get((event_id, channel))
@@ -174,8 +207,44 @@ async def test_a_link_is_emailed_with_its_token_and_recorded_without_it(kind: st
     assert token not in (record["subject"] or "")
 
 
+async def test_only_a_verified_phone_and_a_user_with_devices_get_sms_and_push() -> None:
+    n, repo, senders = notifier()
+    repo.with_devices.clear()
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada", phone="+15550100"))
+    await n.handle(event("order.paid", order_id=ORDER, currency="EUR", total_cents=100))
+    assert (len(senders["email"].sent), senders["sms"].sent, senders["push"].sent) == (2, [], [])
+    repo.verified.add("u-1")
+    repo.with_devices.add("u-1")
+    await n.handle(event("order.paid", order_id=ORDER, currency="EUR", total_cents=100))
+    assert [m.recipient for m in senders["sms"].sent] == ["+15550100"]
+    assert [m.recipient for m in senders["push"].sent] == ["u-1"]
+
+
+async def test_an_opt_out_stops_marketing_but_never_transactional_messages() -> None:
+    n, repo, senders = notifier()
+    repo.off |= {("u-1", "email", "marketing"), ("u-1", "email", "transactional")}
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada"))
+    assert senders["email"].sent == []  # the welcome is marketing: turned off
+    await n.handle(event("order.paid", order_id=ORDER, currency="EUR", total_cents=100))
+    assert [m.rendered.template for m in senders["email"].sent] == ["order_paid"]  # transactional: sent anyway
+    assert category("ecommerce.user.registered") == "marketing" and category("order.cancelled") == "transactional"
+    assert category("ecommerce.user.password_reset_requested") == "transactional"  # unknown: the safe side
+
+
+async def test_user_deleted_erases_and_later_events_about_them_are_dropped() -> None:
+    n, repo, senders = notifier()
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada"))
+    await n.handle(event("user.deleted"))
+    assert await repo.recipient("u-1") is None
+    await n.handle(event("order.paid", order_id=ORDER, currency="EUR", total_cents=100))  # no retry, no send
+    await n.handle(event("user.registered", email="ada@example.com", name="Ada"))  # a replay
+    assert await repo.recipient("u-1") is None
+    assert [m.rendered.template for m in senders["email"].sent] == ["welcome"]
+
+
 async def test_a_failed_channel_is_retried_alone_and_the_others_are_not_resent() -> None:
     n, repo, senders = notifier()
+    repo.verified.add("u-1")
     await n.handle(event("user.registered", email="ada@example.com", name="Ada", phone="+15550100"))
     senders["email"].fail_with = ConnectionRefusedError("smtp down")
     failed = event("payment.failed", order_id=ORDER, currency="EUR", amount_cents=100)
@@ -262,3 +331,58 @@ async def test_a_name_with_line_breaks_cannot_inject_headers_or_fail_the_email()
         with pytest.raises(ValueError, match="name"):
             RegisterRequest(email="ada@example.com", password="correct horse", name=bad)
     assert RegisterRequest(email="ada@example.com", password="correct horse", name="Ada Lovelace-Byron")
+
+
+def test_locale_fallback_chain() -> None:
+    assert locales("de-AT") == ["de-AT", "de", "en"]
+    assert locales("de_at") == ["de-AT", "de", "en"]  # as some clients spell it
+    assert locales("zh-Hant-TW") == ["zh-Hant-TW", "zh-Hant", "zh", "en"]
+    assert locales("en-GB") == ["en-GB", "en"]
+    assert locales(None) == locales("") == locales("not a locale!") == ["en"]
+
+
+def test_subjects_and_titles_are_one_line_whatever_the_data_says() -> None:
+    renderer = Renderer()
+    source = TemplateSource("Hello {{ recipient.name }}", "Hi {{ recipient.name }}", "<p>{{ recipient.name }}</p>")
+    hostile = context()
+    hostile["recipient"]["name"] = "Ada\r\nBcc: eve@example.com\n<b>"
+    email = renderer.render_source("email", "t", source, hostile)
+    assert email.subject == "Hello Ada Bcc: eve@example.com <b>"
+    assert email.html == "<p>Ada\r\nBcc: eve@example.com\n&lt;b&gt;</p>"  # HTML escaped, the body as it is
+    push = renderer.render_source("push", "t", TemplateSource("{{ recipient.name }}", "x"), hostile)
+    assert push.subject is not None and "\n" not in push.subject and "\r" not in push.subject
+
+
+def test_templates_run_in_a_sandbox_and_bad_ones_are_refused() -> None:
+    renderer = Renderer()
+    escape = TemplateSource(None, "{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(jinja2.exceptions.SecurityError):
+        renderer.render_source("sms", "t", escape, {})
+    mutate = TemplateSource(None, "{{ data.update({'x': 1}) }}")
+    with pytest.raises(jinja2.exceptions.SecurityError):
+        renderer.render_source("sms", "t", mutate, {"data": {}})
+    for channel, source, problem in [
+        ("email", TemplateSource("Hi", "{% if %}"), "body: line 1"),
+        ("email", TemplateSource(None, "x"), "subject: a email template needs one"),
+        ("sms", TemplateSource("S", "x"), "subject: SMS templates have none"),
+        ("push", TemplateSource("T", "x", "<p>"), "html: only email"),
+        ("sms", TemplateSource(None, "  "), "body: must not be empty"),
+        ("email", TemplateSource("{{ x", "x"), "subject: line 1"),
+    ]:
+        with pytest.raises(TemplateInvalidError, match=problem):
+            renderer.validate(channel, source)  # type: ignore[arg-type]
+    renderer.validate("email", renderer.source("email", "order_paid"))
+
+
+def test_every_file_template_is_a_seed() -> None:
+    files = set(Renderer().files())
+    assert {("email", "welcome"), ("sms", "phone_verification"), ("push", "order_paid")} <= files
+    assert all(Renderer().has(c, n) for c, n in files) and not any(n.endswith("subject") for _, n in files)
+
+
+def test_phone_numbers_must_be_e164() -> None:
+    assert PhoneRequest(phone="+4915112345678").phone == "+4915112345678"
+    assert PhoneRequest.model_json_schema()["properties"]["phone"]["pattern"] == r"^\+[1-9]\d{6,14}$"
+    for bad in ("015112345678", "+0151123456", "+4915112345678901", "+49abc", "", "+49 151 1234", "+4915112345678\n"):
+        with pytest.raises(ValueError, match=r"E\.164"):
+            PhoneRequest(phone=bad)

@@ -10,6 +10,8 @@ values, ``$(VAR)`` references), and overrides only what a local process needs:
 - the in-cluster URLs in ``KEELSON_SERVICE_URLS`` and ``KEELSON_ROUTES``
   (``http://<svc>.<ns>.svc:<port>``) rewritten to the services' loopback ports;
 - ``KEELSON_SMTP_HOST``/``KEELSON_SMTP_PORT``: a local SMTP sink writing mail to ``<state>/mail/``;
+- ``KEELSON_SMS_*``: a local SMS provider (Twilio's API, ``smssink.py``) writing each message,
+  verification codes included, to ``<state>/sms/``;
 - a projected ``serviceAccountToken`` volume (the tokens a service proves itself with to the
   services it calls) becomes a private directory of tokens minted with the TokenRequest API for
   the Deployment's ServiceAccount and each source's audience, as the kubelet mints them, and
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from keelson.devstack import ports, processes, stackfile
+from keelson.devstack import ports, processes, smssink, stackfile
 from keelson.devstack.ports import LOOPBACK
 from keelson.devstack.probes import Health, http_health, tcp_health, wait_until
 
@@ -42,6 +44,7 @@ Progress = Callable[[str], None]
 # The reference services `python -m keelson_services.run` knows (its SERVICES).
 REFERENCE_SERVICES = ("gateway", "users", "orders", "payments", "notifications")
 MAIL_SINK = "mail-sink"
+SMS_SINK = "sms-sink"
 # stack.json: {"run": {"ports": {process: port}, "gateways": {"ns/platform": url}, "gateway_url": url}}
 RUN_KEY = "run"
 GATEWAY_URL_KEY = "gateway_url"
@@ -175,6 +178,7 @@ def local_env(
     namespace: str,
     ports: Mapping[str, int],
     smtp_port: int | None,
+    sms_port: int | None = None,
 ) -> dict[str, str]:
     """The resolved env with only what a local process needs overridden (see the module doc)."""
     out = dict(env)
@@ -194,6 +198,13 @@ def local_env(
     if smtp_port is not None:
         out["KEELSON_SMTP_HOST"] = LOOPBACK
         out["KEELSON_SMTP_PORT"] = str(smtp_port)
+    if sms_port is not None:
+        out |= {
+            "KEELSON_SMS_BASE_URL": f"http://{LOOPBACK}:{sms_port}",
+            "KEELSON_SMS_ACCOUNT": smssink.DEV_ACCOUNT,
+            "KEELSON_SMS_TOKEN": smssink.DEV_TOKEN,
+            "KEELSON_SMS_FROM": smssink.DEV_SENDER,
+        }
     if "OTEL_EXPORTER_OTLP_ENDPOINT" in out:
         # The platform's collector is an in-cluster address a local process cannot reach: send
         # spans to a local collector when `dev run`'s own environment names one, else keep them.
@@ -288,24 +299,22 @@ def _base_env() -> dict[str, str]:
     return {**env, "NO_PROXY": no_proxy, "no_proxy": no_proxy, "PYTHONUNBUFFERED": "1"}
 
 
-def _ensure_mail_sink(state_dir: Path, run: dict[str, Any], progress: Progress) -> int:
-    running = processes.alive(state_dir, MAIL_SINK)
-    port = _choose_port(MAIL_SINK, run.setdefault("ports", {}), running)
+def _ensure_sink(state_dir: Path, run: dict[str, Any], progress: Progress, *, name: str, module: str, kind: str) -> int:
+    """Start the local sink `name` (``python -m <module> PORT DIR``, DIR ``<state>/<kind>``) unless
+    it runs; returns its port."""
+    running = processes.alive(state_dir, name)
+    port = _choose_port(name, run.setdefault("ports", {}), running)
+    directory = state_dir / kind
     if not running:
-        processes.start(
-            state_dir,
-            MAIL_SINK,
-            [sys.executable, "-m", "keelson.devstack.mailsink", str(port), str(state_dir / "mail")],
-            env=_base_env(),
-        )
+        processes.start(state_dir, name, [sys.executable, "-m", module, str(port), str(directory)], env=_base_env())
     wait_until(
         lambda: tcp_health(LOOPBACK, port),
-        what=MAIL_SINK,
+        what=name,
         timeout=30.0,
-        still_running=lambda: processes.alive(state_dir, MAIL_SINK),
-        diagnostics=lambda: processes.log_tail(state_dir, MAIL_SINK),
+        still_running=lambda: processes.alive(state_dir, name),
+        diagnostics=lambda: processes.log_tail(state_dir, name),
     )
-    progress(f"{MAIL_SINK}: SMTP on {LOOPBACK}:{port}, mail in {state_dir / 'mail'}")
+    progress(f"{name}: on {LOOPBACK}:{port}, {kind} in {directory}")
     return port
 
 
@@ -365,7 +374,8 @@ def run_platform(
         raise RunError(f"platform {namespace}/{platform} has no Deployments of reference services (is it Ready?)")
 
     run = _run_state(state_dir)
-    smtp_port = _ensure_mail_sink(state_dir, run, progress)
+    smtp_port = _ensure_sink(state_dir, run, progress, name=MAIL_SINK, module="keelson.devstack.mailsink", kind="mail")
+    sms_port = _ensure_sink(state_dir, run, progress, name=SMS_SINK, module="keelson.devstack.smssink", kind="sms")
     chosen: dict[str, int] = run.setdefault("ports", {})
     ports = {}
     for svc in services:
@@ -379,7 +389,9 @@ def run_platform(
         if processes.alive(state_dir, name):
             progress(f"{svc.name}: already running on {LOOPBACK}:{ports[svc.name]}")
             continue
-        env = local_env(svc.env, service=svc.name, namespace=namespace, ports=ports, smtp_port=smtp_port)
+        env = local_env(
+            svc.env, service=svc.name, namespace=namespace, ports=ports, smtp_port=smtp_port, sms_port=sms_port
+        )
         mounts = _mint_tokens(state_dir, kubectl, namespace, name, svc)
         if env.get("KEELSON_CALL_TOKENS_DIR") in mounts:
             env["KEELSON_CALL_TOKENS_DIR"] = mounts[env["KEELSON_CALL_TOKENS_DIR"]]
@@ -415,17 +427,17 @@ def run_platform(
 
 
 def stop_platform(state_dir: Path, platform: str, namespace: str, *, progress: Progress) -> int:
-    """Stop the platform's local services (and the mail sink once none remain). How many ran."""
+    """Stop the platform's local services (and the sinks once none remain). How many ran."""
     prefix = process_name(namespace, platform, "")
     stopped = 0
     for name in processes.running_names(state_dir):
         if name.startswith(prefix) and processes.stop(state_dir, name):
             progress(f"{name}: stopped")
             stopped += 1
-    if not any(name.startswith("svc-") for name in processes.running_names(state_dir)) and processes.stop(
-        state_dir, MAIL_SINK
-    ):
-        progress(f"{MAIL_SINK}: stopped")
+    if not any(name.startswith("svc-") for name in processes.running_names(state_dir)):
+        for sink in (MAIL_SINK, SMS_SINK):
+            if processes.stop(state_dir, sink):
+                progress(f"{sink}: stopped")
     run = _run_state(state_dir)
     gateways: dict[str, str] = run.setdefault("gateways", {})
     gone = gateways.pop(f"{namespace}/{platform}", None)

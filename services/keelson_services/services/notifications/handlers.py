@@ -7,7 +7,10 @@ a retry sends only the channels not sent yet. The one exception is a crash after
 accepted a message and before it was recorded sent: no sender can know whether it went out, so
 the redelivered event sends it again, under the same notification id and so the same email
 Message-ID, by which the receiving side recognises the repeat (at least once, never lost).
-`user.registered` also teaches the service the user's address. Failures go the Kafka library's
+`user.registered` also teaches the service the user's address and locale, and `user.deleted`
+erases the user (`repository.erase`). Templates are the database's (`template_store.py`), in the
+first locale of the user's fallback chain that has the template. Messages that are not
+transactional (`catalogue.category`) go only on the channels the user did not turn off. Failures go the Kafka library's
 way: a send that fails, or a recipient not known yet (their `user.registered` may still be on its
 way), raises and is retried on the subscription's schedule, then dead-lettered; a template that
 does not fit its event is a `PermanentError` (to the DLQ at once: fix the template, then
@@ -27,10 +30,11 @@ from keelson_services.events.outbox import SECRET_FIELDS
 from keelson_services.messaging import Envelope, Handler, PermanentError
 from keelson_services.messaging.headers import describe_error
 from keelson_services.observability import tracing
-from keelson_services.services.notifications.catalogue import CATALOGUE, routes
-from keelson_services.services.notifications.rendering import Channel, Renderer, TemplateMissingError
+from keelson_services.services.notifications.catalogue import CATALOGUE, category, routes
+from keelson_services.services.notifications.rendering import Channel, Renderer
 from keelson_services.services.notifications.repository import NotificationRepository
 from keelson_services.services.notifications.senders import Outgoing, Sender
+from keelson_services.services.notifications.template_store import FileTemplates, TemplateLookup, locales
 
 log = logging.getLogger("keelson.notifications")
 
@@ -45,28 +49,53 @@ class SendFailedError(RuntimeError):
 
 class Notifier:
     def __init__(
-        self, repo: NotificationRepository, renderer: Renderer, senders: Mapping[Channel, Sender], *, platform: str
+        self,
+        repo: NotificationRepository,
+        renderer: Renderer,
+        senders: Mapping[Channel, Sender],
+        *,
+        platform: str,
+        templates: TemplateLookup | None = None,
     ) -> None:
+        """`templates`: where templates come from; the package's files unless given."""
         self.repo = repo
         self.renderer = renderer
         self.senders = senders
         self.platform = platform
+        self.templates = templates or FileTemplates(renderer)
 
     async def handle(self, event: Envelope) -> None:
         data = event.data
         user_id = data.get("user_id")
         if not isinstance(user_id, str) or not user_id:
             raise PermanentError(f"{event.type} {event.id} names no user_id")
+        if event.type.endswith(".user.deleted"):
+            await self.repo.erase(user_id)
+            log.info("%s %s: the user's contacts, preferences and notification contents erased", event.type, event.id)
+            return
         if event.type.endswith(".user.registered"):
+            if await self.repo.erased(user_id):
+                # A replay of an erased user's registration must not bring their address back.
+                log.info("%s %s: its user was erased; not remembered", event.type, event.id)
+                return
             await self.repo.remember(
-                user_id, email=_text(data.get("email")), name=_text(data.get("name")), phone=_text(data.get("phone"))
+                user_id,
+                email=_text(data.get("email")),
+                name=_text(data.get("name")),
+                phone=_text(data.get("phone")),
+                locale=_text(data.get("locale")),
             )
         wanted = routes(event.type)
         if not wanted:
             return
         recipient = await self.repo.recipient(user_id)
         if recipient is None:
+            if await self.repo.erased(user_id):
+                log.info("%s %s: its user was erased; nothing sent", event.type, event.id)
+                return
             raise RecipientNotKnownError(f"no address known for user {user_id} (no user.registered seen yet)")
+        kind = category(event.type)
+        chain = locales(recipient.locale)
         context = {
             "data": data,
             "recipient": recipient.context(),
@@ -79,16 +108,25 @@ class Notifier:
             address = recipient.address(channel)
             if not address or channel not in self.senders:
                 continue
+            if kind != "transactional" and not await self.repo.allows(user_id, channel, kind):
+                log.info("%s %s: %s turned off by the user (%s)", event.type, event.id, channel, kind)
+                continue
             if await self.repo.status(event.id, channel) == "sent":
                 continue
+            found = await self.templates.find(channel, template, chain)
+            if found is None:
+                raise PermanentError(f"template {channel}/{template}: none in {', '.join(chain)}")
             try:
-                rendered = recorded = self.renderer.render(channel, template, context)
+                rendered = recorded = self.renderer.render_source(channel, template, found.source, context)
                 if secrets := {name: "[redacted]" for name in SECRET_FIELDS if name in data}:
                     # A one-time link's token is sent, never stored: the record (and the history
                     # API) shows the message with the token blanked out.
-                    recorded = self.renderer.render(channel, template, {**context, "data": {**data, **secrets}})
-            except (jinja2.TemplateError, TemplateMissingError) as exc:
-                raise PermanentError(f"template {channel}/{template}: {describe_error(exc)}") from exc
+                    redacted = {**context, "data": {**data, **secrets}}
+                    recorded = self.renderer.render_source(channel, template, found.source, redacted)
+            except (jinja2.TemplateError, ValueError, TypeError) as exc:
+                raise PermanentError(
+                    f"template {channel}/{template} v{found.version} ({found.locale}): {describe_error(exc)}"
+                ) from exc
             # Claim, send and record under the notification's lock (see `repository.sending`).
             async with self.repo.sending(event.id, channel) as mine:
                 if not mine:
@@ -104,6 +142,8 @@ class Notifier:
                     subject=recorded.subject,
                     body=recorded.body,
                     trace_id=trace.trace_id if trace else None,
+                    locale=found.locale,
+                    template_version=found.version,
                 )
                 if notification is None:
                     continue  # sent meanwhile

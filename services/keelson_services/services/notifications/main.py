@@ -1,6 +1,7 @@
 """The notifications service: consumes user, order and payment events with the retrying consumer,
-renders them per channel (jinja2), sends email over SMTP and SMS and push through adapters,
-records every notification and serves each user's history.
+renders them per channel (jinja2, sandboxed, templates managed in its database), sends email over
+SMTP, SMS over a provider's HTTP API and push over Web Push, records every notification and serves
+each user's history, phone number, push devices and preferences, and the templates' admin API.
 
 Start-up opens the pool, applies its migrations and starts the consumer (in the background: the
 HTTP API serves even while the brokers are away)."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from keelson_services import lifecycle
@@ -30,18 +32,21 @@ def create_app(
     config: NotificationsConfig | None = None,
     env: Mapping[str, str] | None = None,
     senders: Mapping[Channel, Sender] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
     configure_logs: bool = True,
 ) -> FastAPI:
     settings = settings or Settings.from_env(env)
     config = config or NotificationsConfig.from_env(settings, env)
-    parts = NotificationsComponents.build(settings, config, senders=senders)
+    parts = NotificationsComponents.build(settings, config, senders=senders, transport=transport)
     readiness = Readiness()
     readiness.add("database", parts.db.ping)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         migrations = load_migrations("keelson_services.services.notifications", "notifications")
-        async with lifecycle.running(parts.db, migrations, [parts.consumer]):
+        async with lifecycle.running(
+            parts.db, migrations, [parts.consumer], close=[parts.client], prepare=parts.seed_templates
+        ):
             yield
 
     app = create_service_app(

@@ -10,4 +10,12 @@ from keelson_services.services.gateway.api.routes import (
     users,
 )
 
-ROUTERS = [users.router, orders.router, catalogue.router, fulfilment.router, notifications.router, passthrough.router]
+ROUTERS = [
+    users.router,
+    orders.router,
+    catalogue.router,
+    fulfilment.router,
+    notifications.router,
+    notifications.admin_router,
+    passthrough.router,
+]

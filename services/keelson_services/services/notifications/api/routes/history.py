@@ -18,7 +18,7 @@ async def history(
     caller: CurrentIdentity,
     parts: Components,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> NotificationList:
     rows = await parts.notifications.history(caller.user_id, limit=limit, offset=offset)
     return NotificationList(items=[Notification.model_validate(row) for row in rows])
