@@ -14,6 +14,7 @@ from kubernetes.utils import parse_quantity
 from keelson.api.v1alpha1 import (
     Autoscaling,
     CircuitBreaker,
+    EgressRule,
     EnvVar,
     MicroservicePlatformSpec,
     Resilience,
@@ -69,6 +70,7 @@ class EffectiveService:
     callers: tuple[str, ...]  # services of the platform that call this one
     expose_path: str | None
     env: tuple[EnvVar, ...]
+    egress: tuple[EgressRule, ...] = ()
 
 
 def _merge_resilience(*layers: Resilience | None) -> Resilience:
@@ -199,6 +201,7 @@ def _effective_service(spec: MicroservicePlatformSpec, svc: Service, callers: tu
         callers=callers,
         expose_path=svc.expose.path if svc.expose else None,
         env=tuple(svc.env or ()),
+        egress=tuple(svc.egress or ()),
     )
 
 

@@ -99,6 +99,19 @@ def _bad_trusted_proxy(spec: dict[str, Any]) -> None:
     spec["gateway"]["trustedProxies"] = ["10.0.0.0/8", "ingress-nginx"]
 
 
+def _bad_egress_cidr(spec: dict[str, Any]) -> None:
+    spec["services"][0]["egress"] = [{"cidr": "smtp.example.com", "ports": [{"port": 587}]}]
+
+
+def _component_name_too_long(spec: dict[str, Any]) -> None:
+    spec["services"][0]["name"] = "s" * 40
+    spec["services"][0]["components"] = [{"name": "c" * 20, "type": "redis@1"}]
+
+
+def _bad_component_pin(spec: dict[str, Any]) -> None:
+    spec["services"][0]["components"] = [{"name": "cache", "type": "redis@1.2.3"}]
+
+
 def _bad_domain(spec: dict[str, Any]) -> None:
     spec["domain"] = "E-Commerce"
 
@@ -199,6 +212,9 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("unknown-reference", _unknown_reference, "reference"),
     ("unknown-gateway-service", _unknown_gateway, "gateway.service"),
     ("bad-trusted-proxy", _bad_trusted_proxy, "CIDR"),
+    ("bad-egress-cidr", _bad_egress_cidr, "CIDR"),
+    ("component-name-too-long", _component_name_too_long, "<service>-<component>"),
+    ("bad-component-pin", _bad_component_pin, "type"),
     ("bad-domain", _bad_domain, "domain"),
     ("bad-service-name", _bad_service_name, "name"),
     ("tracing-endpoint-not-a-url", _tracing_endpoint_not_a_url, "otlpEndpoint"),

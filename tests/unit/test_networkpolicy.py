@@ -73,3 +73,24 @@ def test_httproute_gateway_accepts_from_the_gateway_namespace() -> None:
     assert _sources(objects(context(httproute))[("NetworkPolicy", "gateway")]) == [
         {"kubernetes.io/metadata.name": "infra"}
     ]
+
+
+def test_a_service_reaches_outside_only_what_it_declares() -> None:
+    def declare(spec: dict[str, Any]) -> None:
+        notifications = next(s for s in spec["services"] if s["name"] == "notifications")
+        notifications["egress"] = [
+            {"cidr": "203.0.113.0/24", "ports": [{"port": 587}]},  # the SMTP relay
+            {"ports": [{"port": 443}]},  # an SMS and a push provider, on any address
+        ]
+
+    before = objects(context())[("NetworkPolicy", "notifications")]["spec"]["egress"]
+    after = objects(context(declare))[("NetworkPolicy", "notifications")]["spec"]["egress"]
+    assert after == [
+        *before,
+        {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"protocol": "TCP", "port": 587}]},
+        {"ports": [{"protocol": "TCP", "port": 443}]},
+    ]
+    assert (
+        objects(context(declare))[("NetworkPolicy", "orders")]["spec"]["egress"]
+        == (objects(context())[("NetworkPolicy", "orders")]["spec"]["egress"])
+    )

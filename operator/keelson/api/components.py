@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
-from keelson.api.v1alpha1 import DNS1035_LABEL, GROUP, MAX_TYPE, VERSION, _cel, _Model
+from keelson.api.v1alpha1 import DNS1035_LABEL, GROUP, MAX_TYPE, VERSION, EgressRule, PortRule, _cel, _Model
 
 DEFINITION_KIND = "ComponentDefinition"
 DEFINITION_PLURAL = "componentdefinitions"
@@ -90,20 +90,6 @@ class Outputs(_Model):
         description="Environment variables of the service's containers.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-
-
-class PortRule(_Model):
-    port: int = Field(ge=1, le=65535, description="Port number.")
-    protocol: Literal["TCP", "UDP"] | None = Field(None, description="TCP (default) or UDP.")
-
-
-class EgressRule(_Model):
-    """Where the component's pods may connect, beyond DNS."""
-
-    cidr: str | None = Field(
-        None, max_length=43, description="An address block (e.g. 10.0.0.0/8); unset: any address on these ports."
-    )
-    ports: list[PortRule] = Field(min_length=1, max_length=16, description="Ports.")
 
 
 class Network(_Model):

@@ -712,6 +712,38 @@ EventName = Annotated[str, Field(max_length=MAX_EVENT, pattern=EVENT_PATTERN)]
 SubscriptionName = Annotated[str, Field(max_length=MAX_TOPIC, pattern=SUBSCRIPTION_PATTERN)]
 
 
+class PortRule(_Model):
+    port: int = Field(ge=1, le=65535, description="Port number.")
+    protocol: Literal["TCP", "UDP"] | None = Field(None, description="TCP (default) or UDP.")
+
+
+class EgressRule(_Model):
+    """Connections to outside the platform a NetworkPolicy allows (DNS is always allowed)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("!has(self.cidr) || isCIDR(self.cidr)", "cidr must be a CIDR, e.g. 203.0.113.0/24", ".cidr")
+            ]
+        }
+    )
+
+    cidr: str | None = Field(
+        None, max_length=43, description="An address block (e.g. 203.0.113.0/24); unset: any address on these ports."
+    )
+    ports: list[PortRule] = Field(min_length=1, max_length=16, description="Ports.")
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, cidr: str | None) -> str | None:
+        if cidr is not None:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError("cidr must be a CIDR, e.g. 203.0.113.0/24") from None
+        return cidr
+
+
 class ComponentUse(_Model):
     """A component a service uses: an instance of a platform team's ComponentDefinition."""
 
@@ -802,6 +834,12 @@ class Service(_Model):
         description="Extra environment variables, keyed by name; one of the database's variables of the "
         "same name is replaced.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    egress: list[EgressRule] | None = Field(
+        None,
+        max_length=16,
+        description="Connections the service makes outside the platform (an SMTP relay, an SMS or push "
+        "provider, a partner's API), added to its NetworkPolicy; nothing else leaves its pods.",
     )
     components: list[ComponentUse] | None = Field(
         None,

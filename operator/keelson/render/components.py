@@ -13,10 +13,11 @@ object and pod template: the platform's (so the default-deny policy holds its po
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from keelson.api.components import COMPONENT_KINDS
+from keelson.api.v1alpha1 import EgressRule
 from keelson.components.resolve import ComponentProblems, ResolvedComponent
 from keelson.components.templating import Renderer, TemplateError, load_objects
 from keelson.effective import EffectiveService
@@ -29,6 +30,17 @@ DNS_EGRESS: dict[str, Any] = {
     "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
     "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
 }
+
+
+def egress_rules(rules: Iterable[EgressRule]) -> list[dict[str, Any]]:
+    """NetworkPolicy egress entries for declared outside connections (a component's, a service's)."""
+    out = []
+    for rule in rules:
+        entry: dict[str, Any] = {"ports": [{"protocol": p.protocol or "TCP", "port": p.port} for p in rule.ports]}
+        if rule.cidr:
+            entry["to"] = [{"ipBlock": {"cidr": rule.cidr}}]
+        out.append(entry)
+    return out
 
 
 def component_selector(ctx: RenderContext, component: ResolvedComponent) -> dict[str, str]:
@@ -106,13 +118,7 @@ def _network_policy(ctx: RenderContext, component: ResolvedComponent) -> dict[st
     if ports:
         users = {"podSelector": {"matchLabels": {PLATFORM_LABEL: ctx.name, "app.kubernetes.io/name": svc.name}}}
         spec["ingress"] = [{"from": [users], "ports": ports}]
-    egress = [DNS_EGRESS]
-    for rule in (network.egress if network else None) or ():
-        entry: dict[str, Any] = {"ports": [{"protocol": p.protocol or "TCP", "port": p.port} for p in rule.ports]}
-        if rule.cidr:
-            entry["to"] = [{"ipBlock": {"cidr": rule.cidr}}]
-        egress.append(entry)
-    spec["egress"] = egress
+    spec["egress"] = [DNS_EGRESS, *egress_rules((network.egress if network else None) or ())]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -5,7 +5,8 @@ gets one policy that allows exactly its declared edges: from its callers (and fr
 when exposed, from the ingress controller for the gateway itself, and from the Prometheus
 namespace when the platform has a ServiceMonitor), to DNS, to the services it
 calls, to Kafka when it has topics, to the OTLP receiver when the platform exports spans and, with
-CloudNativePG, to its database cluster's pods.
+CloudNativePG, to its database cluster's pods, to its components' pods (render.components), and to
+what it declares outside the platform (`spec.services[].egress`: an SMTP relay, an SMS provider).
 Egress to any other database server depends on its address, which only the databases area knows
 (from the admin or the user's Secret): it adds a policy `<service>.database` of its own
 (`render.databases.render_database_egress`). Policies are additive, so nothing else talks to
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 from keelson.effective import EffectiveService
 from keelson.render import cnpg
-from keelson.render.components import component_egress
+from keelson.render.components import component_egress, egress_rules
 from keelson.render.context import RenderContext
 from keelson.render.databases import provider
 from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL, metadata, selector_labels
@@ -136,6 +137,7 @@ def _egress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
     if tracing is not None:
         rules.append(_otlp_egress(ctx, tracing.otlpEndpoint))
     rules.extend(component_egress(ctx, svc))
+    rules.extend(egress_rules(svc.egress))  # declared outside connections (spec.services[].egress)
     return rules
 
 
