@@ -143,6 +143,25 @@ def env_vars(draw: st.DrawFn, target: Target) -> list[dict[str, Any]]:
     return out
 
 
+# Canonical CIDRs of both families and every prefix shape, as NetworkPolicy takes them.
+CIDRS = ("0.0.0.0/0", "203.0.113.25/32", "10.0.0.0/8", "192.168.128.0/17", "2001:db8::/32", "::/0", "fd00::1/128")
+
+
+@st.composite
+def egress(draw: st.DrawFn) -> list[dict[str, Any]]:
+    rules = []
+    for _ in range(draw(st.integers(1, 3))):
+        rule: dict[str, Any] = {
+            "ports": [{"port": draw(st.sampled_from((25, 443, 587, 65535)) | st.integers(1, 65535))}]
+        }
+        if draw(st.booleans()):
+            rule["ports"][0]["protocol"] = draw(st.sampled_from(("TCP", "UDP")))
+        if draw(st.booleans()):
+            rule["cidr"] = draw(st.sampled_from(CIDRS))
+        rules.append(rule)
+    return rules
+
+
 @st.composite
 def services(draw: st.DrawFn, target: Target, database_provider: str, with_kafka: bool) -> list[dict[str, Any]]:
     names = draw(st.lists(service_names(), min_size=1, max_size=target.max_services, unique=True))
@@ -178,6 +197,8 @@ def services(draw: st.DrawFn, target: Target, database_provider: str, with_kafka
                 svc["database"]["secretRef"] = {"name": target.external_secret}
         if draw(st.booleans()):
             svc["env"] = draw(env_vars(target))
+        if draw(st.integers(0, 3)) == 0:
+            svc["egress"] = draw(egress())
         out.append(svc)
     return out
 

@@ -103,6 +103,11 @@ def _bad_egress_cidr(spec: dict[str, Any]) -> None:
     spec["services"][0]["egress"] = [{"cidr": "smtp.example.com", "ports": [{"port": 587}]}]
 
 
+def _egress_cidr_with_host_bits(spec: dict[str, Any]) -> None:
+    # NetworkPolicy refuses it ("must not have bits set beyond the prefix length"): so does admission.
+    spec["services"][0]["egress"] = [{"cidr": "10.1.2.3/8", "ports": [{"port": 443}]}]
+
+
 def _component_name_too_long(spec: dict[str, Any]) -> None:
     spec["services"][0]["name"] = "s" * 40
     spec["services"][0]["components"] = [{"name": "c" * 20, "type": "redis@1"}]
@@ -213,6 +218,7 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("unknown-gateway-service", _unknown_gateway, "gateway.service"),
     ("bad-trusted-proxy", _bad_trusted_proxy, "CIDR"),
     ("bad-egress-cidr", _bad_egress_cidr, "CIDR"),
+    ("egress-cidr-with-host-bits", _egress_cidr_with_host_bits, "CIDR"),
     ("component-name-too-long", _component_name_too_long, "<service>-<component>"),
     ("bad-component-pin", _bad_component_pin, "type"),
     ("bad-domain", _bad_domain, "domain"),

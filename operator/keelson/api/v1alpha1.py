@@ -712,6 +712,9 @@ EventName = Annotated[str, Field(max_length=MAX_EVENT, pattern=EVENT_PATTERN)]
 SubscriptionName = Annotated[str, Field(max_length=MAX_TOPIC, pattern=SUBSCRIPTION_PATTERN)]
 
 
+CIDR_MESSAGE = "cidr must be a canonical CIDR with no bits beyond its prefix, e.g. 203.0.113.0/24 or 2001:db8::/32"
+
+
 class PortRule(_Model):
     port: int = Field(ge=1, le=65535, description="Port number.")
     protocol: Literal["TCP", "UDP"] | None = Field(None, description="TCP (default) or UDP.")
@@ -723,7 +726,13 @@ class EgressRule(_Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel("!has(self.cidr) || isCIDR(self.cidr)", "cidr must be a CIDR, e.g. 203.0.113.0/24", ".cidr")
+                # What NetworkPolicy's validation takes: no bits beyond the prefix, no leading
+                # zeros, no IPv4-mapped IPv6; canonical, as the API server stores it.
+                _cel(
+                    "!has(self.cidr) || (isCIDR(self.cidr) && string(cidr(self.cidr).masked()) == self.cidr)",
+                    CIDR_MESSAGE,
+                    ".cidr",
+                )
             ]
         }
     )
@@ -738,9 +747,11 @@ class EgressRule(_Model):
     def _cidr(cls, cidr: str | None) -> str | None:
         if cidr is not None:
             try:
-                ipaddress.ip_network(cidr, strict=False)
+                net = ipaddress.ip_network(cidr, strict=True)
             except ValueError:
-                raise ValueError("cidr must be a CIDR, e.g. 203.0.113.0/24") from None
+                raise ValueError(CIDR_MESSAGE) from None
+            if str(net) != cidr or (isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped):
+                raise ValueError(CIDR_MESSAGE)
         return cidr
 
 
