@@ -9,6 +9,8 @@ the chart's pod is either run here or deliberately listed as not applicable.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +41,18 @@ class Container:
 
 
 def translate(
-    pod: dict[str, Any], *, service_account: Path | None, downward: dict[str, str], workdir: Path
+    pod: dict[str, Any],
+    *,
+    service_account: Path | None,
+    downward: dict[str, str],
+    workdir: Path,
+    secrets: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Container:
     """`podman run` options for the pod's one container, on the host's network (as with
     hostNetwork: the stack listens on loopback). `service_account` is the directory holding the
     token, ca.crt and namespace the kubelet would project; `downward` the values of the fieldRefs
-    (metadata.name, metadata.namespace, ...) a downward API volume or env may ask for."""
+    (metadata.name, metadata.namespace, ...) a downward API volume or env may ask for; `secrets`
+    the Secrets (by name, as the API serves them) that secret volumes mount."""
     unknown = set(pod) - NOT_APPLICABLE_POD
     assert not unknown, f"pod fields the kubelet stand-in does not run: {sorted(unknown)}"
     (container,) = pod["containers"]
@@ -57,7 +65,7 @@ def translate(
     result = Container(image=container["image"], options=options, args=list(container.get("args", [])))
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
-        options.append(_mount(volumes[mount["name"]], mount, downward, workdir))
+        options.append(_mount(volumes[mount["name"]], mount, downward, workdir, secrets or {}))
     if service_account is not None and pod.get("automountServiceAccountToken", True):
         options.append(f"--volume={service_account}:{SERVICE_ACCOUNT_DIR}:ro")
     ports = {p["name"]: p["containerPort"] for p in container.get("ports", []) if "name" in p}
@@ -111,7 +119,13 @@ def _env_value(var: dict[str, Any], downward: dict[str, str]) -> str:
     return downward[ref]
 
 
-def _mount(volume: dict[str, Any], mount: dict[str, Any], downward: dict[str, str], workdir: Path) -> str:
+def _mount(
+    volume: dict[str, Any],
+    mount: dict[str, Any],
+    downward: dict[str, str],
+    workdir: Path,
+    secrets: Mapping[str, Mapping[str, Any]],
+) -> str:
     path = mount["mountPath"]
     if "emptyDir" in volume:
         # Writable by the container's user whatever the image's ownership of the mount point.
@@ -125,5 +139,15 @@ def _mount(volume: dict[str, Any], mount: dict[str, Any], downward: dict[str, st
             assert ref in downward, f"downward API field {ref} not provided to the stand-in"
             (directory / item["path"]).write_text(downward[ref])
             (directory / item["path"]).chmod(0o644)
+        return f"--volume={directory}:{path}:ro"
+    if "secret" in volume:
+        name = volume["secret"]["secretName"]
+        assert name in secrets, f"volume {volume['name']}: Secret {name} not given to the stand-in"
+        directory = workdir / volume["name"]
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+        for key, value in (secrets[name].get("data") or {}).items():
+            (directory / key).write_bytes(base64.b64decode(value))
+            (directory / key).chmod(0o644)  # the kubelet's defaultMode, 0644
         return f"--volume={directory}:{path}:ro"
     raise AssertionError(f"volume {volume['name']}: kind not run by the kubelet stand-in: {sorted(volume)}")

@@ -112,9 +112,14 @@ def test_the_chart_pod_template_is_runnable(tmp_path: Path) -> None:
     """Every field the chart's Deployment renders is one the stand-in runs or knows not to."""
     if not _helm_built():
         pytest.skip("helm is built by `keelson dev up`")
-    pod = helm.deployment(helm.render())["spec"]["template"]["spec"]
-    run = kubelet.translate(pod, service_account=None, downward=DOWNWARD, workdir=tmp_path)
+    docs = helm.render()
+    pod = helm.deployment(docs)["spec"]["template"]["spec"]
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    run = kubelet.translate(pod, service_account=None, downward=DOWNWARD, workdir=tmp_path, secrets=secrets)
     assert set(run.probes) >= {"livenessProbe", "readinessProbe"}
+    # The webhook's certificate, mounted where the operator's env says it is.
+    assert (tmp_path / "webhook-tls" / "tls.crt").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert "--volume=" + str(tmp_path / "webhook-tls") + ":/etc/keelson/webhook:ro" in run.options
 
 
 def _helm_built() -> bool:

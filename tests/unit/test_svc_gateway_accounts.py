@@ -5,12 +5,16 @@ to what is known."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from keelson_services.auth.verifier import AccessClaims
+from keelson_services.services.gateway.accounts import AccountStates
 from tests.unit.test_svc_gateway import Gateway, code_of, start
 
 CHECK_SECONDS = 5.0
@@ -131,3 +135,20 @@ async def test_the_account_operations_are_validated_then_forwarded_to_users(gw: 
     assert resend.status_code == 200 and gw.users.seen[-1].headers["x-user-id"] == user
     deleted = await gw.http.delete(f"/api/v1/admin/users/{user}", headers=gw.token(roles=["customer"]))
     assert deleted.status_code == 403 and code_of(deleted) == "forbidden"
+
+
+async def test_a_slow_lookup_is_given_up_on_quickly_and_the_token_decides() -> None:
+    """A users service that never answers must not hold a request for its budget (the 5 s)."""
+
+    async def never(user_id: uuid.UUID) -> Any:
+        await asyncio.sleep(30)
+
+    states = AccountStates(never, ttl_seconds=5, lookup_seconds=0.2)
+    subject = str(uuid.uuid4())
+    claims = AccessClaims(
+        subject=subject, roles=frozenset({"customer"}), expires_at=time.time() + 60, token_id=None, raw={"ver": 0}
+    )
+    started = time.monotonic()
+    session = await states.session(claims)
+    assert time.monotonic() - started < 1.0
+    assert session.identity.user_id == subject

@@ -16,12 +16,16 @@ within that bound, at one lookup per active user and interval per replica. A tok
 
 When the users service does not answer, the last state seen is used however old, and without one
 the token's own claims: requests go on while users is down, and the bound falls back to the
-token's lifetime. A lookup is never retried in the request (users being slow must not make every
-request slow), and its failures count against users' circuit breaker like any call.
+token's lifetime. A lookup is never retried in the request and waits at most `lookup_seconds`
+(`KEELSON_GATEWAY_ACCOUNT_CHECK_TIMEOUT_SECONDS`, 1): users being slow must not make every request
+slow, nor eat the request's 5 s budget (found by e2e/test_gateway_budget.py: a users service that
+never answered held each request for the whole budget before its own call even started). Its
+failures count against users' circuit breaker like any call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -65,11 +69,18 @@ class Session:
 
 class AccountStates:
     def __init__(
-        self, fetch: Fetch, *, ttl_seconds: float, max_entries: int = 100_000, clock: MonotonicClock = time.monotonic
+        self,
+        fetch: Fetch,
+        *,
+        ttl_seconds: float,
+        lookup_seconds: float = 1.0,
+        max_entries: int = 100_000,
+        clock: MonotonicClock = time.monotonic,
     ) -> None:
         """`ttl_seconds` 0: no lookups, tokens are taken at their word until they expire."""
         self._fetch = fetch
         self.ttl_seconds = ttl_seconds
+        self.lookup_seconds = lookup_seconds
         self.max_entries = max_entries
         self._clock = clock
         self._cache: OrderedDict[UUID, tuple[float, AccountState | None]] = OrderedDict()
@@ -95,9 +106,11 @@ class AccountStates:
             self._cache.move_to_end(user_id)
             return True, cached[1]
         try:
-            state = await self._fetch(user_id)
-        except (AccountLookupError, ApiError) as exc:
-            log.warning("account state of %s unavailable (%s); using what is known", user_id, exc)
+            async with asyncio.timeout(self.lookup_seconds):
+                state = await self._fetch(user_id)
+        except (AccountLookupError, ApiError, TimeoutError) as exc:
+            reason = exc if not isinstance(exc, TimeoutError) else f"no answer within {self.lookup_seconds:g}s"
+            log.warning("account state of %s unavailable (%s); using what is known", user_id, reason)
             return (True, cached[1]) if cached is not None else (False, None)
         self._cache[user_id] = (now, state)
         self._cache.move_to_end(user_id)

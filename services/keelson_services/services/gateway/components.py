@@ -84,7 +84,12 @@ class GatewayComponents:
             client=client,
             routes=RouteTable(settings.routes),
             verifier=TokenVerifier(keys, issuer=config.issuer, audience=config.audience),
-            accounts=AccountStates(fetch_account, ttl_seconds=config.account_check_seconds, **timing),
+            accounts=AccountStates(
+                fetch_account,
+                ttl_seconds=config.account_check_seconds,
+                lookup_seconds=config.account_check_timeout_seconds,
+                **timing,
+            ),
             limiter=limiter,
             requests=Policy("requests", rate=config.rate_per_second, burst=config.rate_burst),
             login_failures=Policy(

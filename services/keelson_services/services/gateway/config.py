@@ -7,6 +7,7 @@
 | `KEELSON_GATEWAY_JWKS_TTL_SECONDS`               | 300     | how long fetched keys are reused |
 | `KEELSON_GATEWAY_JWKS_REFRESH_COOLDOWN_SECONDS`  | 1       | least time between refreshes for unknown key ids |
 | `KEELSON_GATEWAY_ACCOUNT_CHECK_SECONDS`          | 5       | account state kept (`accounts.py`); 0: none |
+| `KEELSON_GATEWAY_ACCOUNT_CHECK_TIMEOUT_SECONDS`  | 1       | longest wait for an account lookup, then what is known |
 | `KEELSON_GATEWAY_RATE_LIMIT_PER_SECOND`          | 20      | tokens a client's bucket gains per second |
 | `KEELSON_GATEWAY_RATE_LIMIT_BURST`               | 40      | the bucket's size |
 | `KEELSON_GATEWAY_RATE_LIMIT_CLIENTS`             | 100000  | in-memory buckets kept (least recently used go first) |
@@ -40,6 +41,7 @@ class GatewayConfig:
     jwks_ttl_seconds: float = 300.0
     jwks_refresh_cooldown_seconds: float = 1.0
     account_check_seconds: float = 5.0
+    account_check_timeout_seconds: float = 1.0
     rate_per_second: float = 20.0
     rate_burst: float = 40.0
     rate_limit_clients: int = 100_000
@@ -58,6 +60,7 @@ class GatewayConfig:
             jwks_ttl_seconds=envconfig.number(env, "KEELSON_GATEWAY_JWKS_TTL_SECONDS", 300.0, minimum=1),
             jwks_refresh_cooldown_seconds=envconfig.number(env, "KEELSON_GATEWAY_JWKS_REFRESH_COOLDOWN_SECONDS", 1.0),
             account_check_seconds=envconfig.number(env, "KEELSON_GATEWAY_ACCOUNT_CHECK_SECONDS", 5.0),
+            account_check_timeout_seconds=envconfig.number(env, "KEELSON_GATEWAY_ACCOUNT_CHECK_TIMEOUT_SECONDS", 1.0),
             rate_per_second=envconfig.number(env, "KEELSON_GATEWAY_RATE_LIMIT_PER_SECOND", 20.0, minimum=0.001),
             rate_burst=envconfig.number(env, "KEELSON_GATEWAY_RATE_LIMIT_BURST", 40.0, minimum=1),
             rate_limit_clients=envconfig.whole(env, "KEELSON_GATEWAY_RATE_LIMIT_CLIENTS", 100_000, minimum=1),
