@@ -259,3 +259,13 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+def link_in_mailbox(mail_dir: Path, email: str) -> str | None:
+    """The token of the first emailed link to `email` among the sink's files, if one arrived."""
+    for path in sorted(mail_dir.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes())
+        found = LINK.search(text_of(message)) if message["To"] == email else None
+        if found:
+            return found["token"]
+    return None

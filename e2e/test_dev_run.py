@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import uuid
-from email import message_from_bytes
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from e2e.kube import Kube, eventually
-from e2e.svc_platform import LINK, text_of
+from e2e.svc_platform import link_in_mailbox
 from keelson.devstack import services
 from keelson.devstack.stack import LocalStack
 
@@ -57,15 +56,11 @@ def test_dev_run_serves_the_journey_through_the_gateway(stack: LocalStack, kube:
             registered = gateway.post("/api/v1/users", json={"email": email, "password": password, "name": "Ada"})
             assert registered.status_code == 201, registered.text
 
-            def link() -> str | None:
-                for path in (stack.state_dir / "mail").glob("*.eml"):
-                    message = message_from_bytes(path.read_bytes())
-                    found = LINK.search(text_of(message)) if message["To"] == email else None
-                    if found:
-                        return found["token"]
-                return None
-
-            verification = eventually(link, timeout=60, what="the verification email at the sink")
+            verification = eventually(
+                lambda: link_in_mailbox(stack.state_dir / "mail", email),
+                timeout=60,
+                what="the verification email at the sink",
+            )
             assert gateway.post("/api/v1/auth/verify-email", json={"token": verification}).status_code == 204
             login = gateway.post("/api/v1/auth/token", json={"email": email, "password": password})
             assert login.status_code == 200, login.text

@@ -80,7 +80,7 @@ async def test_a_failing_migration_leaves_nothing_behind(db: Database) -> None:
 
 def test_migration_files_are_found_in_a_package_and_named_strictly(tmp_path: Path) -> None:
     assert [m.name for m in migrations()] == ["idempotency_keys", "released_keys"]
-    assert [m.version for m in load_migrations("keelson_services.services.users", "users")] == [1, 2, 3, 4]
+    assert [m.version for m in load_migrations("keelson_services.services.users", "users")] == [1, 2, 3, 4, 5]
 
 
 # --- idempotency keys ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
 from e2e.kafka_access import options, security_of
-from e2e.svc_platform import EXAMPLE_SERVICES, Shop, SmtpSink, kafka_bootstrap, read_topic, smtp_sink, wait_for
+from e2e.svc_platform import Shop, SmtpSink, kafka_bootstrap, read_topic, smtp_sink, wait_for
 from e2e.svc_postgres import fresh_database
 from keelson.devstack.ports import free_port
 from keelson_services.messaging import EventProducer
@@ -186,20 +186,8 @@ async def test_a_failing_send_is_retried_then_dead_lettered_and_a_replay_sends_i
         assert rows[0] == (event_id, "sent", 5) and rows[1][1:] == ("sent", 1)
 
 
-def with_user_deleted() -> list[dict[str, Any]]:
-    """The example's services, users publishing `user.deleted` and notifications consuming it (as
-    the example declares once the users service publishes it)."""
-    services = [dict(s) for s in EXAMPLE_SERVICES]
-    for service in services:
-        if service["name"] == "users":
-            service["publishes"] = [*service["publishes"], "user.deleted"]
-        if service["name"] == "notifications":
-            service["subscribes"] = [*service["subscribes"], "user.deleted"]
-    return services
-
-
 async def test_user_deleted_from_the_broker_erases_the_user(kafka_bootstrap: str) -> None:
-    shop = Shop(kafka_bootstrap, services=with_user_deleted())
+    shop = Shop(kafka_bootstrap)  # the example's services: users publishes user.deleted, notifications consumes it
     await shop.create_topics()
     with smtp_sink() as sink:
         async with notifications(shop, sink.env()) as svc:
