@@ -137,7 +137,7 @@ def test_a_published_version_is_immutable_and_named_after_itself(kube: Kube) -> 
     kube.run("delete", "componentdefinition", doc["metadata"]["name"])
 
 
-def test_components_are_made_changed_refused_and_pruned(kube: Kube, namespace: str) -> None:
+def test_components_are_made_changed_refused_and_pruned(kube: Kube, namespace: str, stack: LocalStack) -> None:
     _publish(kube, *(_definition(n) for n in ("redis", "scheduled-job", "object-store")))
     kube.run(
         "create",
@@ -167,10 +167,10 @@ def test_components_are_made_changed_refused_and_pruned(kube: Kube, namespace: s
         ],
     }
     with _volume_for(kube, namespace, "data-web-files-0"):
-        _made_changed_refused_and_pruned(kube, namespace, web)
+        _made_changed_refused_and_pruned(kube, namespace, web, stack.audit_log)
 
 
-def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, Any]) -> None:
+def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, Any], audit_log: Path) -> None:
     doc = _platform([web])
     kube.apply(namespace, doc)
     msp = eventually(lambda: _ready_at(kube, namespace), timeout=120, what="Ready with its components")
@@ -204,7 +204,7 @@ def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, 
     )
 
     # Bad parameters: refused at admission, one line per problem naming the field.
-    before = (kube.get("deployment", "web-cache", namespace) or {})["metadata"]["resourceVersion"]
+    before = (kube.get("deployment", "web-cache", namespace) or {})["metadata"]["generation"]
     good = copy.deepcopy(web["components"][0]["parameters"])
     web["components"][0]["parameters"] = {"memory": "lots", "colour": "red"}
     proc = kube.apply(namespace, doc, check=False)
@@ -215,6 +215,7 @@ def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, 
 
     # With the webhook unreachable (failurePolicy Ignore), the write goes through, and the operator
     # reports the same problems and touches nothing.
+    since = utcnow()
     with _webhook_unreachable(kube):
         kube.apply(namespace, doc)
 
@@ -225,7 +226,11 @@ def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, 
         message = eventually(refused, timeout=60, what="InvalidSpec")["message"]
     assert "spec.services[0].components[0].parameters.memory: must be a quantity" in message
     assert "spec.services[0].components[0].parameters.colour: unknown parameter" in message
-    assert (kube.get("deployment", "web-cache", namespace) or {})["metadata"]["resourceVersion"] == before
+    # Untouched: the same spec (the resourceVersion moves with the rollout's status) and not one
+    # write of the operator's but the platform's status.
+    assert (kube.get("deployment", "web-cache", namespace) or {})["metadata"]["generation"] == before
+    writes = operator_writes(audit_log, since=since, namespace=namespace)
+    assert {w["objectRef"].get("resource") for w in writes} <= {"microserviceplatforms", "events"}, writes
     web["components"][0]["parameters"] = good
 
     # Removing components prunes every object of theirs (the claims of the StatefulSet stay).
@@ -249,7 +254,9 @@ def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, 
     assert not _condition(kube, namespace, "ComponentsReady")
 
 
-def test_a_new_version_moves_only_the_platforms_pinned_to_its_line(kube: Kube, namespace: str) -> None:
+def test_a_new_version_moves_only_the_platforms_pinned_to_its_line(
+    kube: Kube, namespace: str, stack: LocalStack
+) -> None:
     """redis@1 follows 1.x; redis@1.0 stays: its objects are not written at all. A Job (run once,
     ready by its definition's expression) comes with the new version and goes when the platform
     leaves it."""
@@ -262,7 +269,8 @@ def test_a_new_version_moves_only_the_platforms_pinned_to_its_line(kube: Kube, n
     ]
     kube.apply(namespace, _platform(services))
     eventually(lambda: _ready_at(kube, namespace), timeout=120, what="Ready on 1.0.0")
-    pinned_before = (kube.get("deployment", "pinned-c", namespace) or {})["metadata"]["resourceVersion"]
+    pinned_before = (kube.get("deployment", "pinned-c", namespace) or {})["metadata"]["generation"]
+    since = utcnow()
 
     v110 = _published(_definition("redis"), type_, "1.1.0")
     v110["spec"]["parameters"]["properties"]["memory"]["default"] = "96Mi"
@@ -292,7 +300,13 @@ def test_a_new_version_moves_only_the_platforms_pinned_to_its_line(kube: Kube, n
     assert _container(kube, namespace, "moving-c")["resources"]["limits"]["memory"] == "96Mi"
     assert kube.get("job", "moving-c-warmup", namespace) is not None
     assert kube.get("job", "pinned-c-warmup", namespace) is None
-    assert (kube.get("deployment", "pinned-c", namespace) or {})["metadata"]["resourceVersion"] == pinned_before
+    assert (kube.get("deployment", "pinned-c", namespace) or {})["metadata"]["generation"] == pinned_before
+    pinned = [
+        w
+        for w in operator_writes(stack.audit_log, since=since, namespace=namespace)
+        if "pinned" in str(w["objectRef"].get("name"))
+    ]
+    assert pinned == []  # not one write to the pinned platform's objects
 
     # A version in use cannot be withdrawn (admission names its users); once the platform is
     # pinned back to 1.0, it can, and the Job goes with the version.
