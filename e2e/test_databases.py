@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -357,6 +358,13 @@ def test_missing_admin_secret_is_reported(kube: Kube, namespace: str) -> None:
     )
 
 
+def _platforms_being_deleted(kube: Kube) -> list[str]:
+    items = json.loads(kube.run("get", "msp", "--all-namespaces", "-o", "json").stdout)["items"]
+    return [
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in items if p["metadata"].get("deletionTimestamp")
+    ]
+
+
 def _sessions(stack: LocalStack) -> int:
     """Sessions the server has seen, this one included (pg_stat_database.sessions, PostgreSQL 14+)."""
     with _admin(stack) as conn:
@@ -367,6 +375,10 @@ def _sessions(stack: LocalStack) -> int:
 def test_a_deployment_status_event_alone_runs_no_database_pass(
     kube: Kube, namespace: str, admin_secret: str, stack: LocalStack
 ) -> None:
+    # The sessions counted are the server's: earlier tests' platforms still being deleted (their
+    # namespaces go with --wait=false) run their cleanup, which opens sessions; CI saw one land in
+    # the window. Let them finish first.
+    eventually(lambda: not _platforms_being_deleted(kube), timeout=180, what="earlier platforms' deletion")
     # An hour's resync: any database pass in the window is one an event caused, not the clock
     # (with the suite's 10 s resync a due pass could land in it; CI saw that).
     with operator_env(stack, KEELSON_RESYNC_SECONDS="3600"):
