@@ -340,5 +340,6 @@ def test_namespaced_mode_grants_nothing_cluster_wide_but_discovery(stack: LocalS
     assert set(roles) == bindings == {"a", "b"}
     # The same rules as cluster mode's, less the cluster-scoped ones.
     (cluster_mode,) = [d for d in _rendered() if d["kind"] == "ClusterRole"]
-    namespaced = {r for r in _rules(cluster_mode) if r[2] not in ("customresourcedefinitions", "componentdefinitions")}
+    cluster_scoped = ("customresourcedefinitions", "componentdefinitions", "namespaces")
+    namespaced = {r for r in _rules(cluster_mode) if r[2] not in cluster_scoped}
     assert set(_rules(roles["a"])) == namespaced

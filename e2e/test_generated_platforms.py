@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from e2e.conftest import RESYNC_SECONDS
 from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
+from e2e.netpolicy import connects
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.controller.reconciler import RELEASE_ANNOTATION
 from keelson.databases.naming import secret_name
@@ -153,71 +154,13 @@ def owned_children(kube: Kube, namespace: str, uid: str) -> dict[tuple[str, str]
     }
 
 
-# --- NetworkPolicy evaluation -------------------------------------------------------------------
-
-
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expr in selector.get("matchExpressions") or []:
-        value, op, values = labels.get(expr["key"]), expr["operator"], expr.get("values") or []
-        if (op == "In" and value not in values) or (op == "NotIn" and value in values):
-            return False
-        if (op == "Exists" and value is None) or (op == "DoesNotExist" and value is not None):
-            return False
-    return True
-
-
-def _peer_admits(peer: dict[str, Any], labels: dict[str, str], namespace: str) -> bool:
-    if "ipBlock" in peer:
-        return False  # pod IPs are not in the generated platforms' ipBlocks
-    namespaces = peer.get("namespaceSelector")
-    if namespaces is not None and not _selects(namespaces, {"kubernetes.io/metadata.name": namespace}):
-        return False
-    return "podSelector" not in peer or _selects(peer["podSelector"], labels)
-
-
-def _port_admits(rule: dict[str, Any], port: int) -> bool:
-    ports = rule.get("ports") or []
-    return not ports or any(p.get("port") in (None, port) and p.get("protocol", "TCP") == "TCP" for p in ports)
-
-
-def _allows(
-    policies: list[dict[str, Any]],
-    direction: str,
-    pod: dict[str, str],
-    peer: dict[str, str],
-    *,
-    port: int,
-    namespace: str,
-) -> bool:
-    """Whether `pod` may send to / receive from `peer` on `port` under the namespace's policies."""
-    kind = "Ingress" if direction == "ingress" else "Egress"
-    selecting = [p for p in policies if _selects(p["spec"]["podSelector"], pod) and kind in p["spec"]["policyTypes"]]
-    if not selecting:
-        return True  # not isolated
-    for policy in selecting:
-        for rule in policy["spec"].get(direction) or []:
-            peers = rule.get("from" if direction == "ingress" else "to")
-            if _port_admits(rule, port) and (not peers or any(_peer_admits(x, peer, namespace) for x in peers)):
-                return True
-    return False
-
-
 def allowed_edges(doc: dict[str, Any], namespace: str, policies: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The call edges the platform's NetworkPolicies, evaluated, allow (e2e/netpolicy.py)."""
     model = MicroservicePlatform.from_object(doc)
     ctx = RenderContext(name=model.metadata.name, namespace=namespace, spec=model.spec)
-    labels = {s.name: {NAME_LABEL: s.name, PLATFORM_LABEL: ctx.name} for s in ctx.services}
-    edges = set()
-    for a in ctx.services:
-        for b in ctx.services:
-            if a.name == b.name:
-                continue
-            out = _allows(policies, "egress", labels[a.name], labels[b.name], port=b.port, namespace=namespace)
-            inbound = _allows(policies, "ingress", labels[b.name], labels[a.name], port=b.port, namespace=namespace)
-            if out and inbound:
-                edges.add((a.name, b.name))
-    return edges
+    pods = {s.name: (namespace, {NAME_LABEL: s.name, PLATFORM_LABEL: ctx.name}) for s in ctx.services}
+    ports = {s.name: s.port for s in ctx.services}
+    return {(a, b) for a in pods for b in pods if a != b and connects(policies, pods[a], pods[b], ports[b])}
 
 
 def declared_edges(doc: dict[str, Any]) -> set[tuple[str, str]]:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from keelson.api.components import ComponentDefinition, ComponentDefinitionSpec
-from keelson.api.crd import crd_yaml, definition_crd_yaml
+from keelson.api.crd import crd_yaml, definition_crd_yaml, platform_service_crd_yaml
 from keelson.api.v1alpha1 import REFERENCE_SERVICES
 from keelson.components.resolve import resolve
 from keelson.kafkaclient import KafkaSecurity
@@ -27,7 +27,12 @@ from keelson.render.vet import vet_definition
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
-    text = definition_crd_yaml() if args.kind == "ComponentDefinition" else crd_yaml()
+    texts = {
+        "MicroservicePlatform": crd_yaml,
+        "ComponentDefinition": definition_crd_yaml,
+        "PlatformService": platform_service_crd_yaml,
+    }
+    text = texts[args.kind]()
     for output in args.output or []:
         Path(output).write_text(text)
     if not args.output:
@@ -267,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("crd", help="print a CRD generated from the API models")
     crd.add_argument(
         "--kind",
-        choices=["MicroservicePlatform", "ComponentDefinition"],
+        choices=["MicroservicePlatform", "ComponentDefinition", "PlatformService"],
         default="MicroservicePlatform",
         help="which CRD (default MicroservicePlatform)",
     )

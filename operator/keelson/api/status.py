@@ -98,6 +98,17 @@ class KafkaUserStatus(_Status):
     message: str | None = Field(None, description="What is wrong, when not ready.")
 
 
+class AttachedServiceStatus(_Status):
+    """A PlatformService that names the platform (spec.tenancy), accepted or refused."""
+
+    namespace: str = Field(description="The PlatformService's namespace.")
+    name: str = Field(description="The PlatformService's name.")
+    uid: str = Field(description="Its uid: the owner of its objects, which the platform prunes if it is refused.")
+    service: str | None = Field(None, description="The service name it asks for.")
+    accepted: bool = Field(description="Whether it is attached.")
+    reason: str = Field(description="Attached, or why it was refused.")
+
+
 class EffectiveDefaults(_Status):
     """The defaults in force after Keelson's own were applied under the spec's."""
 
@@ -122,3 +133,6 @@ class MicroservicePlatformStatus(_Status):
     topics: list[TopicStatus] | None = Field(None, description="Kafka topics, retry topics and DLQs.")
     databases: list[DatabaseStatus] | None = Field(None, description="Each service's database.")
     kafkaUsers: list[KafkaUserStatus] | None = Field(None, description="Each service's Kafka user.")
+    attached: list[AttachedServiceStatus] | None = Field(
+        None, description="PlatformServices that name this platform, and whether they are attached."
+    )

@@ -879,6 +879,103 @@ class Service(_Model):
         return self
 
 
+# A label key: an optional DNS-1123 subdomain prefix and a slash, then a name.
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelKey = Annotated[str, Field(max_length=317, pattern=LABEL_KEY)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
+
+
+class LabelSelectorRequirement(_Model):
+    """One `matchExpressions` entry, as in `metav1.LabelSelector`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+                    "values must be non-empty for In and NotIn, and absent for Exists and DoesNotExist",
+                ),
+            ]
+        }
+    )
+
+    key: LabelKey = Field(description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="How the key's value is tested.")
+    values: list[LabelValue] | None = Field(None, max_length=64, description="Values for In and NotIn.")
+
+    @model_validator(mode="after")
+    def _values(self) -> LabelSelectorRequirement:
+        if (self.operator in ("In", "NotIn")) != bool(self.values):
+            raise ValueError("values must be non-empty for In and NotIn, and absent for Exists and DoesNotExist")
+        return self
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        value = labels.get(self.key)
+        if self.operator == "In":
+            return value in (self.values or ())
+        if self.operator == "NotIn":
+            return value not in (self.values or ())
+        return (value is not None) == (self.operator == "Exists")
+
+
+class LabelSelector(_Model):
+    """A label selector as in `metav1.LabelSelector`; an empty one selects everything."""
+
+    matchLabels: dict[str, LabelValue] | None = Field(
+        None,
+        max_length=32,
+        description="Labels that must match.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(f"self.all(k, size(k) <= 317 && k.matches(r'{LABEL_KEY}'))", "every key must be a label key")
+            ]
+        },
+    )
+    matchExpressions: list[LabelSelectorRequirement] | None = Field(
+        None, max_length=32, description="Requirements that must all hold."
+    )
+
+    @field_validator("matchLabels")
+    @classmethod
+    def _keys(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        # A CRD schema cannot constrain map keys with a pattern (no propertyNames): CEL does it
+        # at admission (above), this in `keelson render` and at reconcile time.
+        for key in labels or {}:
+            if len(key) > 317 or not re.fullmatch(LABEL_KEY, key):
+                raise ValueError(f"matchLabels: {key!r} is not a label key")
+        return labels
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in (self.matchLabels or {}).items()):
+            return False
+        return all(e.matches(labels) for e in self.matchExpressions or ())
+
+
+class Tenancy(_Model):
+    """Which namespaces' `PlatformService`s may attach to the platform, and what they may do.
+
+    Without it the platform accepts no PlatformService. An attached service may always call the
+    platform's services it declares and publish its own events; anything that reaches further is
+    allowed here."""
+
+    namespaceSelector: LabelSelector = Field(
+        description="Namespaces whose PlatformServices may attach (`{}`: every namespace)."
+    )
+    expose: bool | None = Field(None, description="Whether they may be exposed on the gateway (default false).")
+    subscribe: bool | None = Field(
+        None,
+        description="Whether they may subscribe to topics that services outside their namespace publish (default "
+        "false).",
+    )
+    componentTypes: list[Annotated[str, Field(max_length=MAX_TYPE, pattern=DNS1035_LABEL)]] | None = Field(
+        None, max_length=64, description="Component types (ComponentDefinition types) they may use (default none)."
+    )
+
+
 class MicroservicePlatformSpec(_Model):
     """The desired platform: its services, their call graph and events, and shared settings."""
 
@@ -929,6 +1026,9 @@ class MicroservicePlatformSpec(_Model):
     observability: Observability | None = Field(
         None, description="Tracing (where the services export spans) and Prometheus monitoring."
     )
+    tenancy: Tenancy | None = Field(
+        None, description="Which namespaces may attach PlatformServices to this platform, and what they may do."
+    )
     services: list[Service] = Field(
         min_length=1,
         max_length=MAX_SERVICES,
@@ -978,6 +1078,29 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class Placement(BaseModel):
+    """Where a service a PlatformService attached lives, and who owns its objects
+    (`keelson.tenancy`). Never read from an object: the operator works it out every pass."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    namespace: str
+    name: str  # the PlatformService's
+    uid: str
+
+    @property
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "PlatformService",
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
 class MicroservicePlatform(BaseModel):
     """A whole `MicroservicePlatform` object as read from the API or a manifest."""
 
@@ -987,6 +1110,9 @@ class MicroservicePlatform(BaseModel):
     kind: str = KIND
     metadata: ObjectMeta
     spec: MicroservicePlatformSpec
+    # The services PlatformServices attached (their spec merged into `spec.services` by the
+    # operator, `keelson.tenancy`), by name; empty as read from the API.
+    placements: dict[str, Placement] = Field(default_factory=dict, exclude=True)
 
     @classmethod
     def from_object(cls, obj: Any) -> MicroservicePlatform:

@@ -28,7 +28,7 @@ class CloudNativePgPass(DatabasePass):
         for service in self.wanted:
             name = identifier(ctx.namespace, ctx.name, service)
             secret = secret_name(ctx.name, service)
-            live = self.live("Secret", secret)
+            live = self.live("Secret", secret, service)
             current = from_secret(live) or self.state.memory.get((ctx.namespace, ctx.name, service))
             base = Credentials(host, cnpg.PORT, name, name, "")
             rotate = self.rotation_due(service, live)

@@ -22,7 +22,7 @@ class ExternalPass(DatabasePass):
             try:
                 secret = await self.state.client.get(SECRET_KIND, self.ctx.namespace, name)
             except ApiError as exc:
-                self.keep("NetworkPolicy", egress_policy_name(service))
+                self.keep("NetworkPolicy", egress_policy_name(service), service)
                 self.fail("SecretUnreadable", f"{service}: Secret {name}: {exc.status} {exc.reason}")
                 self.entries[service] = entry(
                     service, "external", None, name, ready=False, message=f"cannot read: {exc.reason}"

@@ -89,7 +89,9 @@ class DatabasePass:
         meta = platform["metadata"]
         self.uid = meta.get("uid", "")
         self.deleting = bool(meta.get("deletionTimestamp"))
-        self.ctx = RenderContext(name=meta["name"], namespace=meta["namespace"], spec=model.spec)
+        self.ctx = RenderContext(
+            name=meta["name"], namespace=meta["namespace"], spec=model.spec, placements=model.placements
+        )
         self.model = model
         self.provider = provider(self.ctx)
         self.live_status: dict[str, Any] = platform.get("status") or {}
@@ -116,13 +118,17 @@ class DatabasePass:
     def add(self, obj: dict[str, Any]) -> None:
         self.objects[(obj["kind"], obj["metadata"]["name"])] = obj
 
-    def live(self, kind: str, name: str) -> dict[str, Any] | None:
-        obj = self.state.cache.get(kind, self.ctx.namespace, name)
-        return obj if obj is not None and controller_uid(obj) in (self.uid, None) else None
+    def live(self, kind: str, name: str, service: str) -> dict[str, Any] | None:
+        """The service's object, where it lives (its team's namespace for an attached service),
+        if it is ours (controlled by the platform, or by the PlatformService that attached it)."""
+        obj = self.state.cache.get(kind, self.ctx.namespace_of(service), name)
+        placement = self.ctx.placements.get(service)
+        owner = placement.uid if placement is not None else self.uid
+        return obj if obj is not None and controller_uid(obj) in (owner, None) else None
 
-    def keep(self, kind: str, name: str) -> dict[str, Any] | None:
+    def keep(self, kind: str, name: str, service: str) -> dict[str, Any] | None:
         """Return a live object as it is, so that it is neither pruned nor altered."""
-        obj = self.live(kind, name)
+        obj = self.live(kind, name, service)
         if obj is None:
             return None
         meta = obj["metadata"]
@@ -148,7 +154,7 @@ class DatabasePass:
 
     def keep_secret(self, service: str) -> None:
         """The live Secret as it is (pods keep their credentials, the checksum stays)."""
-        secret = self.keep("Secret", secret_name(self.ctx.name, service))
+        secret = self.keep("Secret", secret_name(self.ctx.name, service), service)
         creds = from_secret(secret)
         if creds is not None:
             self.annotations[service] = {CHECKSUM_ANNOTATION: checksum(creds)}
@@ -162,7 +168,7 @@ class DatabasePass:
             ):
                 self.keep_secret(service)
             if not (only_missing and ("NetworkPolicy", egress_policy_name(service)) in self.objects):
-                self.keep("NetworkPolicy", egress_policy_name(service))
+                self.keep("NetworkPolicy", egress_policy_name(service), service)
 
     def droppable_previous(self) -> list[str]:
         """Services whose database this platform had under postgres, not retained."""
@@ -221,7 +227,7 @@ class DatabasePass:
         # The key-encryption key outlives every password: what the service encrypted stays readable.
         remembered = (self.ctx.namespace, self.ctx.name, service)
         kek = (
-            key_encryption_key(self.live("Secret", secret_name(self.ctx.name, service)))
+            key_encryption_key(self.live("Secret", secret_name(self.ctx.name, service), service))
             or self.state.keks.get(remembered)
             or new_key_encryption_key()
         )

@@ -91,14 +91,14 @@ class PostgresPass(DatabasePass):
             name = secret_name(self.ctx.name, service)
             if ("Secret", name) not in self.objects:
                 self.keep_secret(service)
-            self.keep("NetworkPolicy", egress_policy_name(service))
+            self.keep("NetworkPolicy", egress_policy_name(service), service)
             if service not in self.entries:
                 database = identifier(self.ctx.namespace, self.ctx.name, service)
                 why = f"{self.condition.reason}: {self.condition.message}"
                 self.entries[service] = entry(service, "postgres", database, name, ready=False, message=why)
         if policy == "Delete":
             for service in removed:  # still to drop: its Secret marks it until then
-                self.keep("Secret", secret_name(self.ctx.name, service))
+                self.keep("Secret", secret_name(self.ctx.name, service), service)
                 before = self.previous.get(service, {})
                 why = "drop pending: the server is not available"
                 self.entries[service] = entry(service, "postgres", before.get("database"), "", ready=False, message=why)
@@ -112,7 +112,7 @@ class PostgresPass(DatabasePass):
         for service in self.wanted:
             name = identifier(ns, platform, service)
             base = Credentials(admin.host, admin.port, name, name, "", admin.sslmode)
-            live = self.live("Secret", secret_name(platform, service))
+            live = self.live("Secret", secret_name(platform, service), service)
             live_secrets[service] = live
             current = from_secret(live)
             if current is not None and current.user != name:
@@ -139,7 +139,7 @@ class PostgresPass(DatabasePass):
             if done.creds is None:
                 problems.append(f"{w.service}: {done.problem}")
                 self.keep_secret(w.service)
-                self.keep("NetworkPolicy", egress_policy_name(w.service))
+                self.keep("NetworkPolicy", egress_policy_name(w.service), w.service)
                 self.entries[w.service] = entry(
                     w.service, "postgres", w.name, secret, ready=False, message=done.problem
                 )
@@ -164,7 +164,7 @@ class PostgresPass(DatabasePass):
             name = identifier(self.ctx.namespace, self.ctx.name, service)
             problem = await provisioner.drop(name, owner_comment(self.ctx.namespace, self.ctx.name, service))
             if problem:
-                self.keep("Secret", secret_name(self.ctx.name, service))
+                self.keep("Secret", secret_name(self.ctx.name, service), service)
                 self.entries[service] = entry(
                     service, "postgres", name, "", ready=False, message=f"drop refused: {problem}"
                 )

@@ -41,7 +41,7 @@ class _Last:
     ran_at: float
 
 
-def _platform_inputs(platform: dict[str, Any], status: Any) -> dict[str, Any]:
+def _platform_inputs(platform: dict[str, Any], model: MicroservicePlatform, status: Any) -> dict[str, Any]:
     meta = platform["metadata"]
     return {
         "uid": meta.get("uid"),
@@ -51,6 +51,11 @@ def _platform_inputs(platform: dict[str, Any], status: Any) -> dict[str, Any]:
         "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("keelson.dev/")},
         "deleting": bool(meta.get("deletionTimestamp")),
         "spec": platform.get("spec"),
+        # Services PlatformServices attached: merged into the model's spec, not the platform's.
+        "attached": [
+            [p.model_dump(), model.spec.service(name).model_dump(mode="json")]
+            for name, p in sorted(model.placements.items())
+        ],
         # The area's own memory (databases kept under Retain, topics no longer declared).
         "status": status,
     }
@@ -94,7 +99,7 @@ class GatedArea:
             live = self.cache.get(kind, namespace, name)
             meta = (live or {}).get("metadata", {})
             children.append([kind, name, meta.get("uid"), meta.get("resourceVersion")])
-        inputs = {"platform": _platform_inputs(platform, status), "children": children}
+        inputs = {"platform": _platform_inputs(platform, model, status), "children": children}
         return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
     async def reconcile(self, platform: dict[str, Any], model: MicroservicePlatform) -> AreaResult:

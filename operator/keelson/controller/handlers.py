@@ -23,7 +23,8 @@ from typing import Any
 import kopf
 from kopf._cogs.structs import references
 
-from keelson.api import components, v1alpha1
+from keelson.api import components, platformservice, v1alpha1
+from keelson.api.platformservice import platform_key_of
 from keelson.controller import kopfpatch, metrics
 from keelson.controller.admission import review_definition, review_definition_delete, review_platform
 from keelson.controller.areas import Area
@@ -44,6 +45,7 @@ from keelson.controller.topic_area import TopicsArea
 from keelson.kube.client import KubeClient
 from keelson.kube.resources import CHILD_KINDS
 from keelson.render import DEFAULT_REFERENCE_IMAGE
+from keelson.render.labels import PLATFORM_LABEL, PLATFORM_NAMESPACE_LABEL
 
 kopfpatch.install()  # a deleted CRD must not end the operator (see kopfpatch)
 
@@ -68,6 +70,10 @@ class Controller:
         self.queue = WorkQueue()
         self.cache = DictCache()
         self.platforms: Mapping[Any, Any] = {}
+        # PlatformServices by the platform they name, and the namespaces' labels (keelson.tenancy).
+        self.platform_service_index: Mapping[Any, Any] = {}
+        self.namespace_index: Mapping[Any, Any] = {}
+        self.named: dict[str, PlatformKey] = {}  # PlatformService uid -> the platform it last named
         self.catalog = DefinitionCatalog()
         self.client: KubeClient | None = None
         self.reconciler: Reconciler | None = None
@@ -89,6 +95,10 @@ class Controller:
             self.platforms = indexes["platform_index"]
         if "definition_index" in indexes:
             self.catalog.index = indexes["definition_index"]
+        if "platform_service_index" in indexes:
+            self.platform_service_index = indexes["platform_service_index"]
+        if "namespace_index" in indexes:
+            self.namespace_index = indexes["namespace_index"]
         for kind in CHILD_KINDS:
             index = indexes.get(_index_id(kind.kind))
             if index is not None:
@@ -100,6 +110,13 @@ class Controller:
     def platform(self, key: PlatformKey) -> dict[str, Any] | None:
         store = self.platforms.get(key)
         return next(iter(store), None) if store is not None else None
+
+    def platform_services(self, key: PlatformKey) -> list[dict[str, Any]]:
+        store = self.platform_service_index.get(key)
+        return list(store) if store is not None else []
+
+    def namespace_labels(self) -> dict[str, Mapping[str, str]]:
+        return {name: next(iter(store), {}) for name, store in list(self.namespace_index.items())}
 
     async def start(self, settings: kopf.OperatorSettings | None = None) -> None:
         self.client = KubeClient(user_agent=user_agent(self.identity))
@@ -127,6 +144,8 @@ class Controller:
             areas=areas,
             notices=self._notices,
             definitions=self.catalog.definitions,
+            platform_services=self.platform_services,
+            namespace_labels=self.namespace_labels,
         )
         self.issuer_check = IssuerCheck(self.client)
         self.reconciler.token_issuer = await self.issuer_check.run()
@@ -204,7 +223,7 @@ class Controller:
                 await self.crd_check.run()  # the CRD may have been upgraded since
             if self.issuer_check is not None and self.reconciler is not None:
                 self.reconciler.token_issuer = await self.issuer_check.run()  # keys rotate
-            for key in list(self.platforms.keys()):
+            for key in {*self.platforms.keys(), *self.platform_service_index.keys()}:
                 self.queue.add(key)
 
     def _notices(self) -> list[ConditionState]:
@@ -222,6 +241,13 @@ class Controller:
                 platform = self.platform(key)  # type: ignore[arg-type]
                 if platform is None:
                     metrics.forget_platform(*key)  # type: ignore[misc]
+                    orphans = self.platform_services(key)  # type: ignore[arg-type]
+                    if orphans:
+                        outcome = await self.reconciler.orphaned(key, orphans)  # type: ignore[arg-type]
+                        if outcome.retry:
+                            self.queue.retry(key)
+                        else:
+                            self.queue.forget(key)
                     continue
                 try:
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
@@ -364,6 +390,41 @@ async def definition_changed(body: kopf.Body, **kwargs: Any) -> None:
         CONTROLLER.queue.add(key)
 
 
+@kopf.index(v1alpha1.GROUP, v1alpha1.VERSION, platformservice.PLURAL, id="platform_service_index")
+def platform_service_index(body: kopf.Body, **_: Any) -> dict[PlatformKey, dict[str, Any]]:
+    key = platform_key_of(body)
+    return {key: snapshot(body)} if key is not None else {}
+
+
+@kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, platformservice.PLURAL)
+async def platform_service_changed(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+    """A team's service changed: the platform it names decides again (and the one it named
+    before, which prunes what it had of it)."""
+    CONTROLLER.attach(kwargs)
+    uid = str(body.get("metadata", {}).get("uid", ""))
+    key = platform_key_of(body)
+    before = CONTROLLER.named.pop(uid, None) if type == "DELETED" or key is None else CONTROLLER.named.get(uid)
+    if key is not None and type != "DELETED":
+        CONTROLLER.named[uid] = key
+    for target in (key, before):
+        if target is not None:
+            CONTROLLER.queue.add(target)
+
+
+@kopf.index("", "v1", "namespaces", id="namespace_index")
+def namespace_index(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
+    return {name: dict(body.get("metadata", {}).get("labels") or {})}
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_labels_changed(**kwargs: Any) -> None:
+    """A namespace's labels changed: platforms with attached services decide again
+    (spec.tenancy.namespaceSelector)."""
+    CONTROLLER.attach(kwargs)
+    for key in list(CONTROLLER.platform_service_index.keys()):
+        CONTROLLER.queue.add(key)
+
+
 def _refuse(problems: list[str]) -> None:
     if problems:
         raise kopf.AdmissionError("\n".join(problems))
@@ -410,9 +471,11 @@ def _register_child(group: str, version: str, plural: str, kind: str) -> None:
 
     def changed(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
         CONTROLLER.attach(kwargs)
-        platform = body.get("metadata", {}).get("labels", {}).get("keelson.dev/platform")
+        labels = body.get("metadata", {}).get("labels", {})
+        platform = labels.get(PLATFORM_LABEL)
         if platform:
-            CONTROLLER.queue.add((namespace or "", platform))
+            # An attached service's objects live in its team's namespace, and say where the platform is.
+            CONTROLLER.queue.add((labels.get(PLATFORM_NAMESPACE_LABEL) or namespace or "", platform))
 
     kopf.index(group, version, plural, labels=MANAGED, id=_index_id(kind))(index)
     kopf.index(group, version, plural, labels=MANAGED, id=_owner_index_id(kind))(owners)

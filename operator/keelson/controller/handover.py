@@ -51,7 +51,7 @@ def replicas_handovers(desired: list[dict[str, Any]], cache: ChildCache, uid: st
         if hpa is None or cache.get("HorizontalPodAutoscaler", namespace, hpa["metadata"]["name"]) is not None:
             continue
         live = cache.get("Deployment", namespace, name)
-        if live is None or controller_uid(live) not in (None, uid) or not needs_apply(obj, live):
+        if live is None or controller_uid(live) not in (None, controller_uid(obj) or uid) or not needs_apply(obj, live):
             continue
         floor = int(hpa["spec"]["minReplicas"])
         current = int(live.get("spec", {}).get("replicas", 1))

@@ -105,16 +105,20 @@ class KafkaUsersArea:
 
     # -- the credentials of a service --------------------------------------------------------------
 
-    def _live_secret(self, namespace: str, uid: str, name: str) -> dict[str, Any] | None:
-        live = self.cache.get("Secret", namespace, name)
-        return live if live is not None and controller_uid(live) in (uid, None) else None
+    def _live_secret(self, platform: dict[str, Any], ctx: RenderContext, user: ServiceUser) -> dict[str, Any] | None:
+        """The user's Secret where its service lives (an attached service's team namespace), if ours."""
+        placement = ctx.placements.get(user.service)
+        namespace = placement.namespace if placement is not None else platform["metadata"]["namespace"]
+        owner = placement.uid if placement is not None else platform["metadata"].get("uid", "")
+        live = self.cache.get("Secret", namespace, user.secret)
+        return live if live is not None and controller_uid(live) in (owner, None) else None
 
     def _credentials(
-        self, platform: dict[str, Any], user: ServiceUser, due: rotation.Rotation | None
+        self, platform: dict[str, Any], ctx: RenderContext, user: ServiceUser, due: rotation.Rotation | None
     ) -> tuple[str, str | None, bool, dict[str, Any] | None]:
         """(password, rotation token to record, whether it is new, live Secret)."""
         meta = platform["metadata"]
-        live = self._live_secret(meta["namespace"], meta.get("uid", ""), user.secret)
+        live = self._live_secret(platform, ctx, user)
         recorded = ((live or {}).get("metadata", {}).get("annotations") or {}).get(rotation.TOKEN_ANNOTATION)
         password = _plain(live, PASSWORD_KEY) if _plain(live, USERNAME_KEY) == user.username else None
         if password is None:
@@ -128,10 +132,9 @@ class KafkaUsersArea:
             return new_password(), token, True, live
         return password, recorded, False, live
 
-    def _keep(self, platform: dict[str, Any], user: ServiceUser, out: _Pass) -> None:
+    def _keep(self, platform: dict[str, Any], ctx: RenderContext, user: ServiceUser, out: _Pass) -> None:
         """The live Secret as it is: its pods keep their credentials, the checksum stays."""
-        meta = platform["metadata"]
-        live = self._live_secret(meta["namespace"], meta.get("uid", ""), user.secret)
+        live = self._live_secret(platform, ctx, user)
         username, password = _plain(live, USERNAME_KEY), _plain(live, PASSWORD_KEY)
         if live is None or not username or not password:
             return
@@ -165,7 +168,9 @@ class KafkaUsersArea:
 
     async def reconcile(self, platform: dict[str, Any], model: MicroservicePlatform) -> AreaResult:
         meta = platform["metadata"]
-        ctx = RenderContext(name=meta["name"], namespace=meta["namespace"], spec=model.spec)
+        ctx = RenderContext(
+            name=meta["name"], namespace=meta["namespace"], spec=model.spec, placements=model.placements
+        )
         plan = plan_users(model.spec, namespace=ctx.namespace, platform=ctx.name)
         previous = {
             e["service"]: e for e in (platform.get("status") or {}).get(self.status_key) or [] if "service" in e
@@ -240,7 +245,7 @@ class KafkaUsersArea:
         due = rotation.parse((platform["metadata"].get("annotations") or {}).get(rotation.ROTATE_ANNOTATION))
         pending, failing = [], []
         for user in plan:
-            password, token, new, _live = self._credentials(platform, user, due)
+            password, token, new, _live = self._credentials(platform, ctx, user, due)
             self._write(ctx, user, password, token, out)
             if new and _live is not None:
                 out.events.append(PlatformEvent("Normal", "CredentialsRotated", f"{user.service}: Kafka password"))
@@ -280,7 +285,7 @@ class KafkaUsersArea:
 
         def failed(reason: str, message: str) -> AreaResult:
             for user in plan:
-                self._keep(platform, user, out)
+                self._keep(platform, ctx, user, out)
                 out.entries[user.service] = {
                     **_entry(user.service, user.username, user.secret, ready=False, message=f"{reason}: {message}"),
                     "provider": "admin",
@@ -297,7 +302,7 @@ class KafkaUsersArea:
         except KafkaAccessProblem as exc:
             return failed(exc.reason, str(exc))
         due = rotation.parse((platform["metadata"].get("annotations") or {}).get(rotation.ROTATE_ANNOTATION))
-        decided = [(user, *self._credentials(platform, user, due)) for user in plan]
+        decided = [(user, *self._credentials(platform, ctx, user, due)) for user in plan]
         try:
             async with self.admin(kafka.bootstrapServers, security=security) as admin:
                 existing = await admin.scram_users(u.username for u in plan)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from keelson.api.components import ComponentDefinitionSpec
+from keelson.api.status import ServiceStatus
 from keelson.api.v1alpha1 import MicroservicePlatform
 from keelson.components.resolve import ComponentProblems, ResolvedComponent, resolve
 from keelson.controller import metrics
@@ -43,11 +44,15 @@ from keelson.controller.status import (
     workloads_condition,
     write_loop_condition,
 )
+from keelson.controller.tenants import TenantStatusWriter, tenant_status
 from keelson.kube.client import ApiError, KubeClient
 from keelson.kube.resources import EVENT_KIND, PLATFORM_KIND, ObjectKey, key_of, kind_of
 from keelson.render import RenderContext, render_platform
 from keelson.render.cnpg import OUTLIVES_PLATFORM
+from keelson.render.components import COMPONENT_LABEL
 from keelson.render.context import TokenIssuer
+from keelson.render.labels import NAME_LABEL
+from keelson.tenancy import Attachment, Verdict, attach
 
 log = logging.getLogger("keelson.reconciler")
 
@@ -111,6 +116,8 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         notices: Callable[[], Sequence[ConditionState]] = tuple,
         definitions: Callable[[], Sequence[ComponentDefinitionSpec]] = tuple,
+        platform_services: Callable[[tuple[str, str]], Sequence[dict[str, Any]]] = lambda _key: (),
+        namespace_labels: Callable[[], Mapping[str, Mapping[str, str]]] = dict,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -130,6 +137,11 @@ class Reconciler:
         self.notices = notices
         # The published ComponentDefinitions (the watch index, controller.components).
         self.definitions = definitions
+        # The PlatformServices that name a platform (namespace, name), and the namespaces' labels
+        # (the watch indexes): what spec.tenancy decides on (keelson.tenancy).
+        self.platform_services = platform_services
+        self.namespace_labels = namespace_labels
+        self.tenants = TenantStatusWriter(client)
         self._sync = SyncMemo(clock=clock)
         # uid -> (digest of the rendering's inputs, the rendered children): see _rendered.
         self._renders: dict[str, tuple[str, RenderContext, list[dict[str, Any]]]] = {}
@@ -169,6 +181,11 @@ class Reconciler:
             cond = ConditionState(READY, "False", "InvalidSpec", _validation_summary(exc))
             await self._write_status(platform, None, [cond], {}, outcome)
             return
+        candidates = list(self.platform_services((namespace, name)))
+        attachment: Attachment | None = None
+        if candidates:
+            attachment = attach(model.spec, (namespace, name), candidates, self.namespace_labels())
+            model = model.model_copy(update={"spec": attachment.spec, "placements": dict(attachment.placements)})
         if meta.get("deletionTimestamp"):
             await self._finalize(platform, model, outcome)
             return  # children go with the platform through their owner references
@@ -220,14 +237,15 @@ class Reconciler:
             pod_annotations=pod_annotations,
             token_issuer=self.token_issuer,
             components=components,
+            placements=model.placements,
         )
-        owner = owner_reference(platform)
         try:
             ctx, rendered = self._rendered(platform, ctx)
         except ComponentProblems as exc:
             await self._write_status(platform, None, list(invalid(exc.problems)), {}, outcome)
             return
-        desired = [*rendered, *(with_hash(_owned(obj, owner)) for obj in area_objects)]
+        owner_of = _owners(platform, ctx)
+        desired = [*rendered, *(with_hash(_owned(obj, owner_of(obj))) for obj in area_objects)]
         obs = Observations(paused=paused)
         obs.route_desired = any(o["kind"] in ROUTE_KINDS for o in desired)
 
@@ -237,18 +255,21 @@ class Reconciler:
             starts = initial_replicas(kept, self.cache)
             await self._apply_all(kept, meta["uid"], generation, obs, outcome)
             await self._start_at_minimum(starts, outcome)
-            await self._prune(desired, meta["uid"], outcome)
+            await self._prune(desired, _prunable(meta["uid"], candidates, live_status), outcome)
             # The Event is the Ready transition's (reason WriteLoop), posted with the status.
             for label, fields in obs.new_write_loops.items():
                 log.warning("%s/%s: stopped writing %s, a write loop on %s", namespace, name, label, ", ".join(fields))
                 metrics.WRITE_LOOPS.labels(kind=label.split("/", 1)[0]).inc()
 
         deployments = {
-            o["metadata"]["name"]: self.cache.get("Deployment", namespace, o["metadata"]["name"])
+            o["metadata"]["name"]: self.cache.get("Deployment", o["metadata"]["namespace"], o["metadata"]["name"])
             for o in desired
             if o["kind"] == "Deployment"
         }
-        services = service_statuses(ctx.services, deployments)
+        every_service = service_statuses(ctx.services, deployments)
+        # The platform's status and Ready are about its own services; an attached service's
+        # readiness is its PlatformService's (a team's broken image does not fail the platform).
+        services = [s for s in every_service if s.name not in ctx.placements]
         component_conditions: list[ConditionState] = []
         if ctx.components:
             by_service, components_ready = component_statuses(ctx.components, desired, self.cache, namespace)
@@ -277,7 +298,75 @@ class Reconciler:
         else:
             conditions.append(ConditionState(PAUSED, "False", "Reconciling", "changes are applied"))
         outcome.ready = conditions[0].status == "True"
+        if attachment is not None:
+            fragments["attached"] = _attached_status(attachment)
+            if not paused:
+                await self._write_tenants(
+                    platform, ctx, attachment, candidates=candidates, services=every_service, outcome=outcome
+                )
         await self._write_status(platform, (model, generation, services), conditions, fragments, outcome)
+
+    async def _write_tenants(
+        self,
+        platform: dict[str, Any],
+        ctx: RenderContext,
+        attachment: Attachment,
+        *,
+        candidates: Sequence[dict[str, Any]],
+        services: Sequence[ServiceStatus],
+        outcome: Outcome,
+    ) -> None:
+        meta = platform["metadata"]
+        by_uid = {str((c.get("metadata") or {}).get("uid", "")): c for c in candidates}
+        by_name = {s.name: s for s in services}
+        for verdict in attachment.verdicts:
+            obj = by_uid.get(verdict.uid)
+            if obj is None:
+                continue
+            service = by_name.get(verdict.service or "") if verdict.accepted else None
+            url = ctx.service_url(verdict.service) if verdict.accepted and verdict.service else None
+            status = tenant_status(
+                verdict,
+                self.tenants.live_status(obj),
+                platform=(meta["namespace"], meta["name"]),
+                service=service,
+                url=url,
+                now=self.now(),
+            )
+            try:
+                if await self.tenants.write(obj, status):
+                    outcome.writes += 1
+            except ApiError as exc:
+                outcome.errors.append(f"PlatformService {verdict.namespace}/{verdict.name} status: {exc}")
+                outcome.retry = True
+
+    async def orphaned(self, key: tuple[str, str], candidates: Sequence[dict[str, Any]]) -> Outcome:
+        """PlatformServices that name a platform that does not exist (any more): refused, and
+        nothing of theirs left running (their objects are pruned)."""
+        outcome = Outcome()
+        for obj in candidates:
+            meta = obj.get("metadata") or {}
+            verdict = Verdict(
+                str(meta.get("namespace", "")),
+                str(meta.get("name", "")),
+                str(meta.get("uid", "")),
+                int(meta.get("generation") or 0),
+                False,
+                "UnknownPlatform",
+                f"MicroservicePlatform {key[0]}/{key[1]} does not exist",
+            )
+            status = tenant_status(
+                verdict, self.tenants.live_status(obj), platform=None, service=None, url=None, now=self.now()
+            )
+            try:
+                if await self.tenants.write(obj, status):
+                    outcome.writes += 1
+            except ApiError as exc:
+                outcome.errors.append(f"PlatformService {verdict.namespace}/{verdict.name} status: {exc}")
+                outcome.retry = True
+        owners = [str((c.get("metadata") or {}).get("uid", "")) for c in candidates]
+        await self._prune([], [o for o in owners if o], outcome)
+        return outcome
 
     async def report_retained(self, platform: dict[str, Any]) -> None:
         """After a platform is deleted: an Event naming the data that was kept (Retain policies).
@@ -385,7 +474,8 @@ class Reconciler:
             key = key_of(obj)
             kind, namespace, name = key
             live = self.cache.get(kind, namespace, name)
-            if live is not None and controller_uid(live) not in (None, uid):
+            owner = controller_uid(obj) or uid  # an attached service's objects are its PlatformService's
+            if live is not None and controller_uid(live) not in (None, owner):
                 if kind in MONITORING_KINDS:
                     obs.monitoring_errors[f"{kind}/{name}"] = "another owner controls it"
                 else:
@@ -448,9 +538,11 @@ class Reconciler:
         log.info("applied %s %s/%s", obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
         return made
 
-    async def _prune(self, desired: list[dict[str, Any]], uid: str, outcome: Outcome) -> None:
+    async def _prune(self, desired: list[dict[str, Any]], owners: Sequence[str], outcome: Outcome) -> None:
+        """Delete what the owners (the platform, and the PlatformServices that name it or did)
+        control and is no longer desired."""
         wanted = {key_of(o) for o in desired}
-        stale = [o for o in self.cache.owned_by(uid) if key_of(o) not in wanted]
+        stale = [o for uid in owners for o in self.cache.owned_by(uid) if key_of(o) not in wanted]
         for obj in stale:
             kind, namespace, name = key_of(obj)
             try:
@@ -496,14 +588,16 @@ class Reconciler:
             ctx.pod_annotations,
             ctx.token_issuer,
             [_component_input(c) for c in ctx.components],
+            # Attached services: their spec (merged into ctx.spec) and where they live.
+            [[p.model_dump(), ctx.spec.service(n).model_dump(mode="json")] for n, p in sorted(ctx.placements.items())],
         ]
         digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
         uid = str(meta.get("uid", ""))
         remembered = self._renders.get(uid)
         if remembered is not None and remembered[0] == digest:
             return remembered[1], remembered[2]
-        owner = owner_reference(platform)
-        rendered = [with_hash(_owned(obj, owner)) for obj in render_platform(ctx)]
+        owner_of = _owners(platform, ctx)
+        rendered = [with_hash(_owned(obj, owner_of(obj))) for obj in render_platform(ctx)]
         if len(self._renders) >= 10_000:  # deleted platforms' entries: start afresh
             self._renders.clear()
         self._renders[uid] = (digest, ctx, rendered)
@@ -630,3 +724,48 @@ def _validation_summary(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _owners(platform: dict[str, Any], ctx: RenderContext) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Who owns a desired object: the platform, or for an object in an attached service's
+    namespace the PlatformService that attached it (an owner must be in the object's namespace),
+    so that deleting the PlatformService takes its objects with it."""
+    platform_owner = owner_reference(platform)
+    by_component = {c.fullname: c.service for c in ctx.components}
+
+    def owner_of(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        if meta.get("namespace", ctx.namespace) == ctx.namespace:
+            return platform_owner
+        labels = meta.get("labels") or {}
+        service = by_component.get(labels.get(COMPONENT_LABEL, ""), labels.get(NAME_LABEL, ""))
+        placement = ctx.placements[service]
+        return placement.owner_reference
+
+    return owner_of
+
+
+def _prunable(uid: str, candidates: Sequence[dict[str, Any]], status: dict[str, Any]) -> list[str]:
+    """The owners whose objects a pass may prune: the platform, every PlatformService that names
+    it (a refused one keeps nothing), and those the last status listed (one that since names
+    another platform, or none)."""
+    owners = [uid]
+    for entry in [*(c.get("metadata") or {} for c in candidates), *(status.get("attached") or [])]:
+        other = str(entry.get("uid") or "")
+        if other and other not in owners:
+            owners.append(other)
+    return owners
+
+
+def _attached_status(attachment: Attachment) -> list[dict[str, Any]]:
+    return [
+        {
+            "namespace": v.namespace,
+            "name": v.name,
+            "uid": v.uid,
+            **({"service": v.service} if v.service else {}),
+            "accepted": v.accepted,
+            "reason": v.reason,
+        }
+        for v in sorted(attachment.verdicts, key=lambda v: (v.namespace, v.name))
+    ]

@@ -56,6 +56,7 @@ CHILD_KINDS: tuple[Kind, ...] = (
 )
 PLATFORM_KIND = Kind(f"{v1alpha1.GROUP}/{v1alpha1.VERSION}", v1alpha1.KIND, v1alpha1.PLURAL)
 DEFINITION_KIND = Kind(f"{v1alpha1.GROUP}/{v1alpha1.VERSION}", "ComponentDefinition", "componentdefinitions")
+PLATFORM_SERVICE_KIND = Kind(f"{v1alpha1.GROUP}/{v1alpha1.VERSION}", "PlatformService", "platformservices")
 EVENT_KIND = Kind("v1", "Event", "events")
 SECRET_KIND = next(k for k in CHILD_KINDS if k.kind == "Secret")
 

@@ -29,7 +29,7 @@ def audience(ctx: RenderContext, service: str) -> str:
 
 def subject(ctx: RenderContext, service: str) -> str:
     """The `sub` of a token of the service's ServiceAccount (named after the service)."""
-    return f"system:serviceaccount:{ctx.namespace}:{service}"
+    return f"system:serviceaccount:{ctx.namespace_of(service)}:{service}"
 
 
 def callees(ctx: RenderContext, svc: EffectiveService) -> list[str]:

@@ -79,7 +79,7 @@ def render_database(ctx: RenderContext, service: str) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "Database",
-        "metadata": metadata(ctx, f"{ctx.name}-{service}", service),
+        "metadata": metadata(ctx, f"{ctx.name}-{service}", service, with_service=False),
         "spec": {
             "cluster": {"name": cluster_name(ctx)},
             "name": name,

@@ -22,7 +22,7 @@ from keelson.components.resolve import ComponentProblems, ResolvedComponent
 from keelson.components.templating import Renderer, TemplateError, load_objects
 from keelson.effective import EffectiveService
 from keelson.render.context import RenderContext
-from keelson.render.labels import PLATFORM_LABEL, platform_labels
+from keelson.render.labels import PLATFORM_LABEL, PLATFORM_NAMESPACE_LABEL, platform_labels
 
 COMPONENT_LABEL = "keelson.dev/component"
 COMPONENT_TYPE_LABEL = "keelson.dev/component-type"
@@ -56,6 +56,9 @@ def template_variables(ctx: RenderContext, component: ResolvedComponent) -> dict
         "component": {"name": component.name, "type": component.definition.type, "version": component.version},
         "service": {"name": svc.name, "image": svc.image or ctx.reference_image, "port": svc.port},
         "platform": {"name": ctx.name, "namespace": ctx.namespace, "domain": ctx.spec.domain},
+        # Where the component's objects live: the service's namespace (a team's, for a service a
+        # PlatformService attached; the platform's otherwise).
+        "namespace": ctx.namespace_of(svc.name),
         "labels": component_selector(ctx, component),
     }
 
@@ -86,23 +89,31 @@ def _checked(ctx: RenderContext, component: ResolvedComponent, where: str, obj: 
     fullname = component.fullname
     if not isinstance(name, str) or not (name == fullname or name.startswith(f"{fullname}-")):
         raise TemplateError(f"{where}: {kind} {name!r} must be named {fullname} or {fullname}-<suffix>")
+    home = ctx.namespace_of(component.service)
     namespace = obj["metadata"].get("namespace")
-    if namespace not in (None, ctx.namespace):
+    if namespace not in (None, home):
         raise TemplateError(
-            f"{where}: {kind}/{name} names namespace {namespace!r}; a component's objects live in the "
-            f"platform's namespace ({ctx.namespace})"
+            f"{where}: {kind}/{name} names namespace {namespace!r}; a component's objects live in its "
+            f"service's namespace ({home})"
         )
     labels = {
         **(obj["metadata"].get("labels") or {}),
-        **platform_labels(ctx),
+        **_labels(ctx, home),
         COMPONENT_LABEL: fullname,
         COMPONENT_TYPE_LABEL: component.definition.type,
     }
-    out = {**obj, "metadata": {**obj["metadata"], "namespace": ctx.namespace, "labels": labels}}
+    out = {**obj, "metadata": {**obj["metadata"], "namespace": home, "labels": labels}}
     for template in _pod_templates(out):
         meta = template.setdefault("metadata", {})
         meta["labels"] = {**(meta.get("labels") or {}), **component_selector(ctx, component)}
     return out
+
+
+def _labels(ctx: RenderContext, namespace: str) -> dict[str, str]:
+    labels = platform_labels(ctx)
+    if namespace != ctx.namespace:  # an attached service's component (see render.labels.metadata)
+        labels[PLATFORM_NAMESPACE_LABEL] = ctx.namespace
+    return labels
 
 
 def _network_policy(ctx: RenderContext, component: ResolvedComponent) -> dict[str, Any]:
@@ -125,8 +136,8 @@ def _network_policy(ctx: RenderContext, component: ResolvedComponent) -> dict[st
         # The dot keeps it apart from any object a template or a service names (DNS labels).
         "metadata": {
             "name": f"{component.fullname}.component",
-            "namespace": ctx.namespace,
-            "labels": {**platform_labels(ctx), COMPONENT_LABEL: component.fullname},
+            "namespace": ctx.namespace_of(component.service),
+            "labels": {**_labels(ctx, ctx.namespace_of(component.service)), COMPONENT_LABEL: component.fullname},
         },
         "spec": spec,
     }

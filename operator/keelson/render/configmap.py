@@ -37,7 +37,7 @@ def config_data(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
     res = svc.resilience
     data = {
         "KEELSON_PLATFORM": ctx.name,
-        "KEELSON_NAMESPACE": ctx.namespace,
+        "KEELSON_NAMESPACE": ctx.namespace_of(svc.name),
         "KEELSON_DOMAIN": ctx.spec.domain,
         "KEELSON_SERVICE": svc.name,
         "KEELSON_PORT": str(svc.port),
@@ -76,7 +76,7 @@ def tracing_env(ctx: RenderContext, svc: EffectiveService) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": tracing.otlpEndpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_SERVICE_NAME": svc.name,
-        "OTEL_RESOURCE_ATTRIBUTES": f"service.namespace={ctx.name},k8s.namespace.name={ctx.namespace}",
+        "OTEL_RESOURCE_ATTRIBUTES": f"service.namespace={ctx.name},k8s.namespace.name={ctx.namespace_of(svc.name)}",
     }
     if tracing.sampleRatio is not None:
         env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"

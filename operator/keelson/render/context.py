@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from keelson.api.v1alpha1 import MicroservicePlatformSpec
+from keelson.api.v1alpha1 import MicroservicePlatformSpec, Placement
 from keelson.components.resolve import ResolvedComponent
 from keelson.effective import EffectiveService, effective_services
 
@@ -38,6 +38,18 @@ class RenderContext:
     # The services' components, resolved against the published ComponentDefinitions
     # (`keelson.components.resolve`): the one input that does not come from this spec alone.
     components: tuple[ResolvedComponent, ...] = ()
+    # Services attached by PlatformServices (`keelson.tenancy`), by name: their objects live in
+    # their team's namespace. The spec already lists them after the platform's own.
+    placements: Mapping[str, Placement] = field(default_factory=dict)
+
+    def namespace_of(self, service: str) -> str:
+        """Where a service's objects live: its team's namespace, or the platform's."""
+        placement = self.placements.get(service)
+        return placement.namespace if placement is not None else self.namespace
+
+    def own_services(self) -> list[EffectiveService]:
+        """The platform's own services, without the attached ones."""
+        return [s for s in self.services if s.name not in self.placements]
 
     @cached_property
     def services(self) -> list[EffectiveService]:
@@ -53,7 +65,7 @@ class RenderContext:
 
     def service_url(self, name: str) -> str:
         svc = self.service(name)
-        return f"http://{svc.name}.{self.namespace}.svc:{svc.port}"
+        return f"http://{svc.name}.{self.namespace_of(name)}.svc:{svc.port}"
 
     @property
     def kafka_bootstrap(self) -> str | None:

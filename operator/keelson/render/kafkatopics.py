@@ -21,7 +21,7 @@ def render_kafka_topics(ctx: RenderContext) -> list[dict[str, Any]]:
     for topic in plan_topics(ctx.spec):
         if not topic.managed:
             continue
-        meta = metadata(ctx, topic.name, topic.subscription)
+        meta = metadata(ctx, topic.name, topic.subscription, with_service=False)
         meta["labels"][CLUSTER_LABEL] = kafka.strimziCluster
         spec: dict[str, Any] = {
             "topicName": topic.name,

@@ -108,7 +108,7 @@ def render_kafka_users(ctx: RenderContext) -> list[dict[str, Any]]:
         return []
     out = []
     for user in plan_users(ctx.spec, namespace=ctx.namespace, platform=ctx.name):
-        meta = metadata(ctx, kafka_user_name(ctx.name, user.service), user.service)
+        meta = metadata(ctx, kafka_user_name(ctx.name, user.service), user.service, with_service=False)
         meta["labels"][CLUSTER_LABEL] = kafka.strimziCluster
         checksum = ctx.pod_annotations.get(user.service, {}).get(CHECKSUM_ANNOTATION)
         if checksum:

@@ -13,6 +13,9 @@ from keelson.render.context import RenderContext
 
 MANAGED_BY = "keelson"
 PLATFORM_LABEL = "keelson.dev/platform"
+# On the objects of an attached service (a PlatformService), which live in its team's namespace:
+# where their platform is, so that their watch events find it.
+PLATFORM_NAMESPACE_LABEL = "keelson.dev/platform-namespace"
 NAME_LABEL = "app.kubernetes.io/name"
 
 
@@ -33,9 +36,16 @@ def selector_labels(ctx: RenderContext, service: str) -> dict[str, str]:
     return {NAME_LABEL: service, PLATFORM_LABEL: ctx.name}
 
 
-def metadata(ctx: RenderContext, name: str, service: str | None = None) -> dict[str, Any]:
+def metadata(ctx: RenderContext, name: str, service: str | None = None, *, with_service: bool = True) -> dict[str, Any]:
+    """An object's name, namespace and labels. A service's own object (`with_service`) lives with
+    the service: in its team's namespace when a PlatformService attached it. An object the
+    platform keeps about a service (a KafkaTopic of its subscription, a KafkaUser, a CloudNativePG
+    Database) stays in the platform's namespace, with its operator."""
     labels = service_labels(ctx, service) if service else platform_labels(ctx)
-    return {"name": name, "namespace": ctx.namespace, "labels": labels}
+    namespace = ctx.namespace_of(service) if service and with_service else ctx.namespace
+    if namespace != ctx.namespace:
+        labels[PLATFORM_NAMESPACE_LABEL] = ctx.namespace
+    return {"name": name, "namespace": namespace, "labels": labels}
 
 
 def config_map_name(service: str) -> str:

@@ -30,13 +30,25 @@ CNPG_CLUSTER_LABEL = "cnpg.io/cluster"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
-def _pods(ctx: RenderContext, names: list[str]) -> dict[str, Any]:
-    return {
-        "podSelector": {
-            "matchLabels": {PLATFORM_LABEL: ctx.name},
-            "matchExpressions": [{"key": NAME_LABEL, "operator": "In", "values": sorted(names)}],
+def _peers(ctx: RenderContext, names: set[str], here: str) -> list[dict[str, Any]]:
+    """The pods of these services, seen from a policy in namespace `here`: one peer per namespace
+    they live in (an attached service lives in its team's, `keelson.tenancy`), with a namespace
+    selector for any but `here`, since a bare pod selector means the policy's own namespace."""
+    by_namespace: dict[str, list[str]] = {}
+    for name in names:
+        by_namespace.setdefault(ctx.namespace_of(name), []).append(name)
+    peers = []
+    for namespace, members in sorted(by_namespace.items(), key=lambda item: (item[0] != here, item[0])):
+        peer: dict[str, Any] = {
+            "podSelector": {
+                "matchLabels": {PLATFORM_LABEL: ctx.name},
+                "matchExpressions": [{"key": NAME_LABEL, "operator": "In", "values": sorted(members)}],
+            }
         }
-    }
+        if namespace != here:
+            peer["namespaceSelector"] = {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}
+        peers.append(peer)
+    return peers
 
 
 def _tcp(port: int) -> dict[str, Any]:
@@ -102,7 +114,7 @@ def _ingress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
     if gateway is not None and svc.expose_path and svc.name != gateway.name:
         sources.add(gateway.name)
     if sources:
-        rules.append({"from": [_pods(ctx, list(sources))], "ports": port})
+        rules.append({"from": _peers(ctx, sources, ctx.namespace_of(svc.name)), "ports": port})
     if gateway is not None and svc.name == gateway.name:
         namespace = _ingress_controller_namespace(ctx)
         rules.append(
@@ -122,16 +134,19 @@ def _egress(ctx: RenderContext, svc: EffectiveService) -> list[dict[str, Any]]:
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
         }
     ]
+    here = ctx.namespace_of(svc.name)
     targets = set(svc.calls)
     gateway = ctx.gateway_service
     if gateway is not None and svc.name == gateway.name:
         targets |= {s.name for s in ctx.services if s.expose_path and s.name != svc.name}
     for name in sorted(targets):
-        rules.append({"to": [_pods(ctx, [name])], "ports": [_tcp(ctx.service(name).port)]})
+        rules.append({"to": _peers(ctx, {name}, here), "ports": [_tcp(ctx.service(name).port)]})
     if ctx.kafka_bootstrap and (svc.publishes or svc.subscribes):
         rules.extend(_kafka_egress(ctx.kafka_bootstrap))
     if svc.has_database and provider(ctx) == "cloudnative-pg":
-        pods = {"podSelector": {"matchLabels": {CNPG_CLUSTER_LABEL: cnpg.cluster_name(ctx)}}}
+        pods: dict[str, Any] = {"podSelector": {"matchLabels": {CNPG_CLUSTER_LABEL: cnpg.cluster_name(ctx)}}}
+        if here != ctx.namespace:  # the Cluster is the platform's
+            pods["namespaceSelector"] = {"matchLabels": {NAMESPACE_NAME_LABEL: ctx.namespace}}
         rules.append({"to": [pods], "ports": [_tcp(cnpg.PORT)]})
     tracing = ctx.spec.observability.tracing if ctx.spec.observability else None
     if tracing is not None:
