@@ -41,7 +41,8 @@ from keelson.kube.resources import CHILD_KINDS
 from keelson.render import RenderContext, render_platform
 from keelson.render.databases import egress_policy_name
 from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL
-from tests.cases.generated import Target, platforms
+from keelson.tenancy import attach
+from tests.cases.generated import Target, platforms, team_services
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.postgres]
 
@@ -253,3 +254,94 @@ def test_zz_every_generated_platform_goes_quiet(kube: Kube, stack: LocalStack, a
     writes = [w for ns in alive.namespaces for w in operator_writes(stack.audit_log, since=since, namespace=ns)]
     summary = [(w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name")) for w in writes]
     assert writes == [], f"writes to idle platforms: {summary[:20]}"
+
+
+# --- services teams attach (PlatformService, spec.tenancy) --------------------------------------
+
+
+def _team_expected(doc: dict[str, Any], namespace: str, teams: list[dict[str, Any]]) -> RenderContext:
+    """The platform with its teams' services attached, as the operator works it out."""
+    model = MicroservicePlatform.from_object(doc)
+    labels = {t["metadata"]["namespace"]: {} for t in teams}
+    attachment = attach(model.spec, (namespace, doc["metadata"]["name"]), teams, labels)
+    assert all(v.accepted for v in attachment.verdicts), attachment.verdicts
+    return RenderContext(
+        name=doc["metadata"]["name"], namespace=namespace, spec=attachment.spec, placements=attachment.placements
+    )
+
+
+def _team_children(ctx: RenderContext, service: str) -> set[tuple[str, str]]:
+    """What the PlatformService of `service` owns: its rendered objects in its namespace, its
+    database's Secret and egress policy, its Kafka credentials."""
+    here = ctx.namespace_of(service)
+    keys = {
+        (o["kind"], o["metadata"]["name"])
+        for o in render_platform(ctx)
+        if o["metadata"]["namespace"] == here and o["metadata"]["labels"].get(NAME_LABEL) == service
+    }
+    if ctx.service(service).has_database:
+        keys |= {("Secret", secret_name(ctx.name, service)), ("NetworkPolicy", egress_policy_name(service))}
+    for user in plan_users(ctx.spec, namespace=ctx.namespace, platform=ctx.name):
+        if user.service == service:
+            keys.add(("Secret", user.secret))
+    return keys
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_generated_team_services_attach_exactly(kube: Kube, stack: LocalStack, alive: Alive, data: Any) -> None:
+    """A generated platform with generated PlatformServices in two team namespaces: each is
+    accepted and Ready; each owns exactly its service's objects in its namespace; the platform's
+    own children are exactly as without them plus their edges; the policies of all three
+    namespaces, evaluated, allow exactly the declared calls, across namespaces too."""
+    target = stack_target(stack)
+    doc = data.draw(platforms(target), label="platform")
+    doc["spec"]["tenancy"] = {"namespaceSelector": {}, "expose": True, "subscribe": True}
+    namespace = _new_namespace(kube, stack)
+    team_namespaces = [_new_namespace(kube, stack), _new_namespace(kube, stack)]
+    alive.namespaces += [namespace, *team_namespaces]
+    teams = data.draw(team_services(doc, team_namespaces, target), label="teams")
+    for team in teams:
+        team["metadata"]["namespace"] = team.pop("namespace")
+        team["spec"]["platformRef"]["namespace"] = namespace
+        team["metadata"].update(uid=team["metadata"]["name"], generation=1)
+    ctx = _team_expected(doc, namespace, teams)
+    msp = _converge(kube, namespace, doc)
+    for team in teams:
+        body = {k: v for k, v in team.items() if k != "metadata"}
+        meta = {"name": team["metadata"]["name"], "namespace": team["metadata"]["namespace"]}
+        proc = kube.run("apply", "-f", "-", stdin=json.dumps({**body, "metadata": meta}), check=False)
+        assert proc.returncode == 0, f"admission refused a generated PlatformService: {proc.stderr}"
+
+    def attached(team: dict[str, Any]) -> dict[str, Any] | None:
+        obj = kube.get("platformservice", team["metadata"]["name"], team["metadata"]["namespace"]) or {}
+        conditions = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+        ok = conditions.get("Accepted", {}).get("status") == "True"
+        return obj if ok and conditions.get("Ready", {}).get("status") == "True" else None
+
+    live = {
+        t["metadata"]["name"]: eventually(
+            lambda t=t: attached(t), timeout=180, interval=1, what=f"{t['metadata']['name']} attached and Ready"
+        )
+        for t in teams
+    }
+    msp = _converge(kube, namespace, doc)
+    children = owned_children(kube, namespace, msp["metadata"]["uid"])
+    # The platform's own children are the same set as without the teams (their content, such as
+    # policy peers and the gateway's routes, follows them).
+    expected = expected_children(doc, namespace)
+    assert set(children) == expected, {"missing": expected - set(children), "orphans": set(children) - expected}
+    for team in teams:
+        name, team_ns = team["metadata"]["name"], team["metadata"]["namespace"]
+        owned = owned_children(kube, team_ns, live[name]["metadata"]["uid"])
+        want = _team_children(ctx, name)
+        assert set(owned) == want, {"service": name, "missing": want - set(owned), "orphans": set(owned) - want}
+    policies = [p for ns in {namespace, *team_namespaces} for p in kube.list("networkpolicies", ns)]
+    pods = {s.name: (ctx.namespace_of(s.name), {NAME_LABEL: s.name, PLATFORM_LABEL: ctx.name}) for s in ctx.services}
+    ports = {s.name: s.port for s in ctx.services}
+    allowed = {(a, b) for a in pods for b in pods if a != b and connects(policies, pods[a], pods[b], ports[b])}
+    declared = {(s.name, c) for s in ctx.spec.services for c in s.calls or ()}
+    gateway = ctx.spec.gateway.service if ctx.spec.gateway else None
+    if gateway:
+        declared |= {(gateway, s.name) for s in ctx.spec.services if s.expose and s.name != gateway}
+    assert allowed == declared

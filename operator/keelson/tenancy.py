@@ -16,7 +16,7 @@ whole set, so two teams' services that call each other are both accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,11 +76,14 @@ def attach(
     platform: tuple[str, str],
     candidates: Iterable[Mapping[str, Any]],
     namespace_labels: Mapping[str, Mapping[str, str]],
+    components: Callable[[Service], list[str]] = lambda _service: [],
 ) -> Attachment:
     """The platform `platform` (namespace, name) with the PlatformServices that name it.
 
     `namespace_labels` holds the labels of the namespaces the operator sees; a namespace it does
-    not know is refused (it may not exist yet, or the operator may not watch it)."""
+    not know is refused (it may not exist yet, or the operator may not watch it). `components`
+    lists what is wrong with a service's components (`keelson.components.resolve`): a team's
+    unknown type or bad parameters refuse its service alone, never the platform."""
     verdicts: list[Verdict] = []
     eligible: list[tuple[PlatformService, Service]] = []
     taken = {s.name: f"the platform's service {s.name}" for s in spec.services}
@@ -111,6 +114,9 @@ def attach(
             owner = taken.get(service.name)
             if owner is not None:
                 raise _Refused("NameTaken", f"service name {service.name} is taken by {owner}")
+            problems = components(service)
+            if problems:
+                raise _Refused("InvalidComponent", "; ".join(problems))
         except _Refused as refused:
             verdicts.append(Verdict(*ident, generation, False, refused.reason, refused.message, ps.spec.name))
             continue

@@ -16,6 +16,7 @@ admission tests draw from everything.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -304,3 +305,44 @@ def platforms(draw: st.DrawFn, target: Target | None = None, name: str | None = 
         "metadata": {"name": chosen_name},
         "spec": spec,
     }
+
+
+@st.composite
+def team_services(
+    draw: st.DrawFn, platform: dict[str, Any], namespaces: list[str], target: Target | None = None
+) -> list[dict[str, Any]]:
+    """PlatformServices (plain dicts, without their namespace in metadata: `namespace` is a key of
+    their own) a platform with `tenancy: {namespaceSelector: {}, expose: true, subscribe: true}`
+    accepts: drawn like a platform's services, with names apart from the platform's, the team's own
+    image, and calls among themselves or to the platform's services."""
+    target = target or Target()
+    spec = platform["spec"]
+    provider = (spec.get("databases") or {}).get("provider", "postgres")
+    with_kafka = (spec.get("kafka") or {}).get("provider", "none") != "none"
+    small = dataclasses.replace(target, max_services=4)
+    drawn = draw(services(small, provider, with_kafka=with_kafka))
+    taken = {s["name"] for s in spec["services"]}
+    renamed = {s["name"]: f"t-{s['name']}"[:63].rstrip("-") for s in drawn}
+    if len(set(renamed.values())) != len(renamed) or taken & set(renamed.values()):
+        renamed = {old: f"t{i}" for i, old in enumerate(renamed)}
+    out = []
+    for original in drawn:
+        svc = {**original, "name": renamed[original["name"]]}
+        svc.pop("reference", None)
+        svc["image"] = "team.example/app:1"
+        calls = [renamed[c] for c in svc.get("calls") or []]
+        if draw(st.booleans()):
+            calls.append(draw(st.sampled_from(sorted(taken))))
+        if calls:
+            svc["calls"] = sorted(set(calls))
+        svc["platformRef"] = {"name": platform["metadata"]["name"]}
+        out.append(
+            {
+                "apiVersion": "keelson.dev/v1alpha1",
+                "kind": "PlatformService",
+                "metadata": {"name": svc["name"]},
+                "namespace": draw(st.sampled_from(namespaces)),
+                "spec": svc,
+            }
+        )
+    return out

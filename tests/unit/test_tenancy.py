@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -264,3 +265,59 @@ def test_verdicts_do_not_depend_on_the_listing_order(order: list[int], labelled:
         service = obj["metadata"]["labels"].get("app.kubernetes.io/name")
         if service in first.placements and obj["kind"] != "KafkaTopic":
             assert obj["metadata"]["namespace"] == first.placements[service].namespace
+
+
+def test_a_teams_bad_component_refuses_its_service_not_the_platform() -> None:
+    from keelson.api.components import ComponentDefinitionSpec
+    from keelson.components.resolve import resolve_service
+
+    redis = ComponentDefinitionSpec.model_validate(
+        {
+            "type": "redis",
+            "version": "1.0.0",
+            "parameters": {"type": "object", "properties": {"memory": {"type": "string", "default": "64Mi"}}},
+            "allowedKinds": ["Deployment"],
+            "templates": [{"name": "d", "template": "{}"}],
+        }
+    )
+    tenancy = {**TENANCY, "componentTypes": ["redis"]}
+    candidates = [
+        team_service("team-a", "search", components=[{"name": "cache", "type": "redis@2"}]),
+        team_service(
+            "team-c", "ranker", components=[{"name": "cache", "type": "redis@1", "parameters": {"memory": 5}}]
+        ),
+        team_service("team-c", "stats", components=[{"name": "cache", "type": "redis@1"}]),
+    ]
+    got = attach(
+        platform(tenancy).spec,
+        PLATFORM,
+        candidates,
+        LABELS,
+        components=lambda service: resolve_service(service, [redis], "spec")[1],
+    )
+    assert verdicts(got) == {
+        "team-a/search": (False, "InvalidComponent"),
+        "team-c/ranker": (False, "InvalidComponent"),
+        "team-c/stats": (True, "Attached"),
+    }
+    messages = {v.name: v.message for v in got.verdicts}
+    assert (
+        messages["search"]
+        == "spec.components[0].type: redis@2 matches no ComponentDefinition (published versions: 1.0.0)"
+    )
+    assert messages["ranker"].startswith("spec.components[0].parameters.memory: ")
+
+
+def test_the_tenancy_example_attaches_its_team() -> None:
+    import yaml
+
+    folder = Path(__file__).resolve().parents[2] / "examples" / "tenancy"
+    (platform_doc,) = yaml.safe_load_all((folder / "platform.yaml").read_text())
+    namespace_doc, team = yaml.safe_load_all((folder / "team-search.yaml").read_text())
+    model = MicroservicePlatform.from_object(platform_doc)
+    team["metadata"].update(uid="u1", generation=1, creationTimestamp="2026-01-01T00:00:00Z")
+    labels = {namespace_doc["metadata"]["name"]: namespace_doc["metadata"]["labels"]}
+    got = attach(model.spec, ("shop", "shop"), [team], labels)
+    assert verdicts(got) == {"team-search/search": (True, "Attached")}
+    ctx = RenderContext(name="shop", namespace="shop", spec=got.spec, placements=got.placements)
+    assert ctx.service_url("search") == "http://search.team-search.svc:8080"

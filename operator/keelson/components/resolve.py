@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keelson.api.components import ComponentDefinitionSpec
-from keelson.api.v1alpha1 import ComponentUse, MicroservicePlatformSpec
+from keelson.api.v1alpha1 import ComponentUse, MicroservicePlatformSpec, Service
 from keelson.components import schema
 
 
@@ -64,17 +64,29 @@ def resolve(spec: MicroservicePlatformSpec, definitions: Iterable[ComponentDefin
     resolved: list[ResolvedComponent] = []
     problems: list[str] = []
     for i, svc in enumerate(spec.services):
-        for j, use in enumerate(svc.components or ()):
-            path = f"spec.services[{i}].components[{j}]"
-            definition = pick(use, published)
-            if definition is None:
-                versions = sorted((d.version for d in published if d.type == use.type_name), key=version_key)
-                known = f"published versions: {', '.join(versions)}" if versions else "no such component type"
-                problems.append(f"{path}.type: {use.type} matches no ComponentDefinition ({known})")
-                continue
-            params, errors = schema.apply(use.parameters, definition.parameters, f"{path}.parameters")
-            problems.extend(errors)
-            resolved.append(ResolvedComponent(svc.name, use, definition, params, path))
+        found, errors = resolve_service(svc, published, f"spec.services[{i}]")
+        resolved.extend(found)
+        problems.extend(errors)
     if problems:
         raise ComponentProblems(problems)
     return resolved
+
+
+def resolve_service(
+    svc: Service, published: list[ComponentDefinitionSpec], where: str
+) -> tuple[list[ResolvedComponent], list[str]]:
+    """One service's components, and the problems found, each named by its path under `where`."""
+    resolved: list[ResolvedComponent] = []
+    problems: list[str] = []
+    for j, use in enumerate(svc.components or ()):
+        path = f"{where}.components[{j}]"
+        definition = pick(use, published)
+        if definition is None:
+            versions = sorted((d.version for d in published if d.type == use.type_name), key=version_key)
+            known = f"published versions: {', '.join(versions)}" if versions else "no such component type"
+            problems.append(f"{path}.type: {use.type} matches no ComponentDefinition ({known})")
+            continue
+        params, errors = schema.apply(use.parameters, definition.parameters, f"{path}.parameters")
+        problems.extend(errors)
+        resolved.append(ResolvedComponent(svc.name, use, definition, params, path))
+    return resolved, problems

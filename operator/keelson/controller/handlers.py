@@ -368,6 +368,8 @@ async def platform_changed(namespace: str | None, name: str, type: str | None, b
         # An Event is a write: the leader's alone.
         if CONTROLLER.writing:
             await CONTROLLER.reconciler.report_retained(snapshot(body))
+        if CONTROLLER.platform_services((namespace or "", name)):
+            CONTROLLER.queue.add((namespace or "", name))  # its attached services: refused, pruned
         return
     CONTROLLER.queue.add((namespace or "", name))
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from keelson.api.components import ComponentDefinitionSpec
 from keelson.api.status import ServiceStatus
 from keelson.api.v1alpha1 import MicroservicePlatform
-from keelson.components.resolve import ComponentProblems, ResolvedComponent, resolve
+from keelson.components.resolve import ComponentProblems, ResolvedComponent, resolve, resolve_service
 from keelson.controller import metrics
 from keelson.controller.areas import Area, AreaResult
 from keelson.controller.cache import ChildCache, SyncMemo, controller_uid
@@ -184,7 +184,14 @@ class Reconciler:
         candidates = list(self.platform_services((namespace, name)))
         attachment: Attachment | None = None
         if candidates:
-            attachment = attach(model.spec, (namespace, name), candidates, self.namespace_labels())
+            published = list(self.definitions())
+            attachment = attach(
+                model.spec,
+                (namespace, name),
+                candidates,
+                self.namespace_labels(),
+                components=lambda service: resolve_service(service, published, "spec")[1],
+            )
             model = model.model_copy(update={"spec": attachment.spec, "placements": dict(attachment.placements)})
         if meta.get("deletionTimestamp"):
             await self._finalize(platform, model, outcome)
