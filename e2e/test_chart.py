@@ -21,6 +21,7 @@ from keelson.api.crd import (
     SCHEMA_DIGEST_ANNOTATION,
     custom_resource_definition,
     definition_crd,
+    platform_service_crd,
 )
 from keelson.controller.crdcheck import CRD_CURRENT, MISMATCH_REASON
 from keelson.devstack.stack import LocalStack
@@ -121,8 +122,8 @@ def test_the_reference_image_is_pinned_apart_from_the_operator_image(stack: Loca
 
 def test_the_crd_templates_are_the_generated_crds(stack: LocalStack) -> None:
     crds = {d["metadata"]["name"]: d for d in helm.render() if d["kind"] == "CustomResourceDefinition"}
-    assert set(crds) == {CRD_NAME, DEFINITION_CRD_NAME}
-    for generated in (custom_resource_definition(), definition_crd()):
+    assert set(crds) == {CRD_NAME, DEFINITION_CRD_NAME, "platformservices.keelson.dev"}
+    for generated in (custom_resource_definition(), definition_crd(), platform_service_crd()):
         crd = crds[generated["metadata"]["name"]]
         assert crd["spec"] == generated["spec"]
         annotations = crd["metadata"]["annotations"]
@@ -131,7 +132,7 @@ def test_the_crd_templates_are_the_generated_crds(stack: LocalStack) -> None:
         assert crd["metadata"]["labels"]["app.kubernetes.io/name"] == "keelson-operator"
     assert not [d for d in helm.render(values={"crds.enabled": "false"}) if d["kind"] == "CustomResourceDefinition"]
     unkept = [d for d in helm.render(values={"crds.keep": "false"}) if d["kind"] == "CustomResourceDefinition"]
-    assert len(unkept) == 2 and all(KEEP not in d["metadata"]["annotations"] for d in unkept)
+    assert len(unkept) == 3 and all(KEEP not in d["metadata"]["annotations"] for d in unkept)
     # Helm would install crds/ once and never upgrade it: the chart has none.
     assert not (helm.CHART / "crds").exists()
 

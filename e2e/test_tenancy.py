@@ -7,6 +7,7 @@ writes nothing. The operator holds only its chart's permissions."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -36,7 +37,8 @@ def _platform(stack: LocalStack, tenant: str) -> dict[str, Any]:
             "domain": f"shop{tenant}",
             "kafka": {"provider": "admin", **stack.kafka_settings(), "replicationFactor": 1},
             "databases": {"provider": "postgres", "adminSecretRef": {"name": "pg-admin"}},
-            "tenancy": {"namespaceSelector": {"matchLabels": {TENANT_LABEL: tenant}}},
+            "tenancy": {"namespaceSelector": {"matchLabels": {TENANT_LABEL: tenant}}, "expose": True},
+            "gateway": {"service": "api"},
             "services": [
                 {
                     "name": "api",
@@ -144,7 +146,12 @@ def test_teams_attach_services_within_the_platforms_tenancy(
     kube.apply(
         a,
         _team_service(
-            "search", namespace, calls=["catalog"], publishes=["search.indexed"], database={"engine": "postgres"}
+            "search",
+            namespace,
+            calls=["catalog"],
+            publishes=["search.indexed"],
+            database={"engine": "postgres"},
+            expose={"path": "/api/search"},
         ),
     )
     kube.apply(c, _team_service("ranker", namespace, calls=["search"]))
@@ -195,6 +202,11 @@ def test_teams_attach_services_within_the_platforms_tenancy(
     # The platform's readiness is its own services'; an attached service's is its PlatformService's.
     assert msp["status"]["readyServices"] == "2/2"
 
+    # The gateway routes /api/search to the team's namespace.
+    config = kube.get("configmap", "api-config", namespace) or {}
+    routes = json.loads(config["data"]["KEELSON_ROUTES"])
+    assert {"path": "/api/search", "service": "search", "url": f"http://search.{a}.svc:{PORT}"} in routes
+
     # A cross-namespace call works only where declared: evaluate what the API server stores.
     policies = [p for ns in (namespace, a, c) for p in kube.list("networkpolicies", ns)]
     api, catalog = _pod(namespace, "api"), _pod(namespace, "catalog")
@@ -203,7 +215,7 @@ def test_teams_attach_services_within_the_platforms_tenancy(
     assert connects(policies, search_pod, catalog, PORT)  # search calls catalog
     assert connects(policies, api, catalog, PORT)
     assert not connects(policies, search_pod, ranker_pod, PORT)  # not declared
-    assert not connects(policies, api, search_pod, PORT)
+    assert connects(policies, api, search_pod, PORT)  # the gateway routes to it (exposed)
     assert not connects(policies, catalog, search_pod, PORT)
     assert not connects(policies, ranker_pod, catalog, PORT)
 

@@ -141,3 +141,27 @@ def test_cli_without_a_cluster_says_what_is_missing(monkeypatch: Any, tmp_path: 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     assert main(["status", "shop"]) == 1
     assert "no kubeconfig" in capsys.readouterr().err
+
+
+def test_attached_services_are_listed_with_their_verdict() -> None:
+    status = {
+        **STATUS,
+        "attached": [
+            {"namespace": "team-a", "name": "search", "uid": "u1", "service": "search", "accepted": True,
+             "reason": "Attached"},
+            {"namespace": "team-b", "name": "reviews", "uid": "u2", "service": "reviews", "accepted": False,
+             "reason": "NamespaceNotAllowed"},
+        ],
+    }  # fmt: skip
+    view = platform_view(_platform(status), deployments=[], hpas=[], events=[])
+    assert [(a.namespace, a.name, a.accepted, a.reason) for a in view.attached] == [
+        ("team-a", "search", True, "Attached"),
+        ("team-b", "reviews", False, "NamespaceNotAllowed"),
+    ]
+    text = format_platform(view, now=NOW, style=Style(colour=False))
+    assert "Attached services (PlatformServices)" in text
+    assert re.search(r"team-b/reviews\s+reviews\s+no\s+NamespaceNotAllowed", text)
+    plain = format_platform(
+        platform_view(_platform(STATUS), deployments=[], hpas=[], events=[]), now=NOW, style=Style(colour=False)
+    )
+    assert "Attached services" not in plain

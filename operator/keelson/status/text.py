@@ -109,6 +109,13 @@ def format_platform(view: PlatformView, *, now: datetime, style: Style) -> str:
             [d.service, d.provider, d.database or "-", _bool(d.ready, style), d.message or ""] for d in view.databases
         ]
         out += columns(rows)
+    if view.attached:
+        out += ["", style.bold("Attached services (PlatformServices)")]
+        rows = [["PLATFORMSERVICE", "SERVICE", "ACCEPTED", "REASON"]]
+        rows += [
+            [f"{a.namespace}/{a.name}", a.service or "-", _bool(a.accepted, style), a.reason] for a in view.attached
+        ]
+        out += columns(rows)
     out += ["", style.bold("Conditions")]
     if view.conditions:
         rows = [["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"]]

@@ -53,6 +53,17 @@ class DatabaseRow:
 
 
 @dataclass(frozen=True)
+class AttachedRow:
+    """A PlatformService that names the platform (docs/tenancy.md)."""
+
+    namespace: str
+    name: str
+    service: str | None
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class ConditionRow:
     type: str
     status: str
@@ -85,6 +96,7 @@ class PlatformView:
     databases: tuple[DatabaseRow, ...]
     conditions: tuple[ConditionRow, ...]
     events: tuple[EventRow, ...] = field(default=())
+    attached: tuple[AttachedRow, ...] = field(default=())
     dlq_depth_source: str = ""  # where the DLQ depths come from, or why there are none
 
     def to_json(self) -> dict[str, Any]:
@@ -180,6 +192,10 @@ def platform_view(
                 e.get("type", ""), e.get("reason", ""), e.get("message", ""), _event_time(e), int(e.get("count") or 1)
             )
             for e in recent
+        ),
+        attached=tuple(
+            AttachedRow(a["namespace"], a["name"], a.get("service"), bool(a.get("accepted")), a.get("reason", ""))
+            for a in status.get("attached") or []
         ),
         dlq_depth_source=dlq_depth_source,
     )
