@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -115,6 +116,21 @@ def operator_metric(metrics_port: int, name: str, **labels: str) -> float:
             if sample.split("{", 1)[0] == name and all(label in sample for label in wanted):
                 total += float(value)
     return total
+
+
+def idle_window(metrics_port: int, *, passes: int = 2) -> str:
+    """Wait out two resync intervals and at least `passes` reconcile passes; returns when the
+    window began (RFC 3339), for `operator_writes(..., since=...)`. Polled, never slept through."""
+    since, started = utcnow(), time.monotonic()
+    start = reconcile_count(metrics_port)
+    window = 2 * float(os.environ.get("KEELSON_RESYNC_SECONDS", "60")) + 2
+    eventually(
+        lambda: time.monotonic() - started >= window and reconcile_count(metrics_port) >= start + passes,
+        timeout=window + 120,
+        interval=1,
+        what=f"an idle window of {window:.0f}s and {passes} passes",
+    )
+    return since
 
 
 def reconcile_count(metrics_port: int) -> float:

@@ -9,7 +9,6 @@ import contextlib
 import copy
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
+from e2e.kube import Kube, eventually, idle_window, operator_writes, utcnow
 from keelson.devstack.ports import free_port
 from keelson.devstack.stack import LocalStack
 
@@ -357,15 +356,7 @@ def _goes_quiet(kube: Kube, namespace: str, stack: LocalStack, store: str) -> No
         ),
     )
     eventually(lambda: _ready_at(kube, namespace), timeout=120, what="Ready")
-    since, started = utcnow(), time.monotonic()
-    start = reconcile_count(stack.ports["operator-metrics"])
     # Two resyncs: by the clock, and by the operator's count of passes.
-    window = 2 * float(os.environ.get("KEELSON_RESYNC_SECONDS", "60")) + 2
-    eventually(
-        lambda: time.monotonic() - started >= window and reconcile_count(stack.ports["operator-metrics"]) >= start + 2,
-        timeout=window + 120,
-        interval=1,
-        what=f"an idle window of {window:.0f}s and two passes",
-    )
+    since = idle_window(stack.ports["operator-metrics"])
     writes = operator_writes(stack.audit_log, since=since, namespace=namespace)
     assert [(w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name")) for w in writes] == []

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from e2e.kube import Kube, eventually, operator_writes, reconcile_count, utcnow
+from e2e.kube import Kube, eventually, idle_window, operator_writes
 from e2e.netpolicy import connects
 from keelson.devstack.stack import LocalStack
 from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL
@@ -221,15 +220,7 @@ def test_teams_attach_services_within_the_platforms_tenancy(
 
     # Idle: with attached services in three namespaces, the operator writes nothing over two
     # resyncs (by the clock, and by its count of passes).
-    since, started = utcnow(), time.monotonic()
-    start = reconcile_count(stack.ports["operator-metrics"])
-    window = 2 * float(os.environ.get("KEELSON_RESYNC_SECONDS", "60")) + 2
-    eventually(
-        lambda: time.monotonic() - started >= window and reconcile_count(stack.ports["operator-metrics"]) >= start + 2,
-        timeout=window + 120,
-        interval=1,
-        what=f"an idle window of {window:.0f}s and two passes",
-    )
+    since = idle_window(stack.ports["operator-metrics"])
     writes = [
         w
         for ns in (namespace, a, b, c)

@@ -332,20 +332,29 @@ class Reconciler:
                 continue
             service = by_name.get(verdict.service or "") if verdict.accepted else None
             url = ctx.service_url(verdict.service) if verdict.accepted and verdict.service else None
-            status = tenant_status(
-                verdict,
-                self.tenants.live_status(obj),
-                platform=(meta["namespace"], meta["name"]),
-                service=service,
-                url=url,
-                now=self.now(),
+            await self._write_tenant(
+                obj, verdict, outcome, platform=(meta["namespace"], meta["name"]), service=service, url=url
             )
-            try:
-                if await self.tenants.write(obj, status):
-                    outcome.writes += 1
-            except ApiError as exc:
-                outcome.errors.append(f"PlatformService {verdict.namespace}/{verdict.name} status: {exc}")
-                outcome.retry = True
+
+    async def _write_tenant(
+        self,
+        obj: dict[str, Any],
+        verdict: Verdict,
+        outcome: Outcome,
+        *,
+        platform: tuple[str, str] | None,
+        service: ServiceStatus | None = None,
+        url: str | None = None,
+    ) -> None:
+        status = tenant_status(
+            verdict, self.tenants.live_status(obj), platform=platform, service=service, url=url, now=self.now()
+        )
+        try:
+            if await self.tenants.write(obj, status):
+                outcome.writes += 1
+        except ApiError as exc:
+            outcome.errors.append(f"PlatformService {verdict.namespace}/{verdict.name} status: {exc}")
+            outcome.retry = True
 
     async def orphaned(self, key: tuple[str, str], candidates: Sequence[dict[str, Any]]) -> Outcome:
         """PlatformServices that name a platform that does not exist (any more): refused, and
@@ -362,15 +371,7 @@ class Reconciler:
                 "UnknownPlatform",
                 f"MicroservicePlatform {key[0]}/{key[1]} does not exist",
             )
-            status = tenant_status(
-                verdict, self.tenants.live_status(obj), platform=None, service=None, url=None, now=self.now()
-            )
-            try:
-                if await self.tenants.write(obj, status):
-                    outcome.writes += 1
-            except ApiError as exc:
-                outcome.errors.append(f"PlatformService {verdict.namespace}/{verdict.name} status: {exc}")
-                outcome.retry = True
+            await self._write_tenant(obj, verdict, outcome, platform=None)
         owners = [str((c.get("metadata") or {}).get("uid", "")) for c in candidates]
         await self._prune([], [o for o in owners if o], outcome)
         return outcome
