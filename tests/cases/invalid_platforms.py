@@ -205,6 +205,19 @@ def _name_too_long_for_cnpg(doc: dict[str, Any]) -> None:
     doc["spec"]["databases"] = {"provider": "cloudnative-pg"}
 
 
+def _tenancy_bad_label_key(spec: dict[str, Any]) -> None:
+    spec["tenancy"] = {"namespaceSelector": {"matchLabels": {"team name": "a"}}}
+
+
+def _tenancy_in_without_values(spec: dict[str, Any]) -> None:
+    spec["tenancy"] = {"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]}}
+
+
+def _tenancy_exists_with_values(spec: dict[str, Any]) -> None:
+    expression = {"key": "team", "operator": "Exists", "values": ["a"]}
+    spec["tenancy"] = {"namespaceSelector": {"matchExpressions": [expression]}}
+
+
 INVALID: list[tuple[str, Mutation, str]] = [
     ("duplicate-service", _duplicate, "duplicate"),
     ("unknown-call", _unknown_call, "calls"),
@@ -239,6 +252,9 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("host-not-a-dns-name", _host_not_a_dns_name, "host"),
     ("topic-segment-ends-with-a-dash", _topic_segment_ends_with_a_dash, "publishes"),
     ("topic-too-long-for-kafka", _topic_too_long_for_kafka, "publishes"),
+    ("tenancy-bad-label-key", _tenancy_bad_label_key, "label key"),
+    ("tenancy-in-without-values", _tenancy_in_without_values, "values must be non-empty"),
+    ("tenancy-exists-with-values", _tenancy_exists_with_values, "values must be non-empty"),
     ("name-too-long", _name_too_long, "at most 63 characters"),
     ("name-too-long-for-cnpg", _name_too_long_for_cnpg, "at most 47 characters"),
 ]
