@@ -175,9 +175,9 @@ def _made_changed_refused_and_pruned(kube: Kube, namespace: str, web: dict[str, 
     msp = eventually(lambda: _ready_at(kube, namespace), timeout=120, what="Ready with its components")
     components = _components(msp, "web")
     assert {n: (c["version"], c["ready"], c["reason"]) for n, c in components.items()} == {
-        "cache": ("1.0.0", True, "Ready"),
+        "cache": ("1.0.1", True, "Ready"),
         "nightly": ("1.0.0", True, "Ready"),
-        "files": ("1.0.0", True, "Ready"),
+        "files": ("1.0.1", True, "Ready"),
     }
     assert components["cache"]["objects"] == [
         "ConfigMap/web-cache",

@@ -11,9 +11,11 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from e2e.kube import Kube, eventually, idle_window, operator_writes
 from e2e.netpolicy import connects
@@ -23,6 +25,7 @@ from keelson.render.labels import NAME_LABEL, PLATFORM_LABEL
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.postgres]
 
 TENANT_LABEL = "keelson.dev/tenant"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "components"
 PORT = 8080
 
 
@@ -257,3 +260,48 @@ def test_a_platformservice_naming_no_platform_is_refused(kube: Kube, stack: Loca
     obj = eventually(refused, timeout=60, what="lonely refused")
     assert _condition(obj, "Accepted")["message"] == f"MicroservicePlatform {namespace}/shop does not exist"
     assert kube.list("deployments", namespace) == []
+
+
+def test_a_teams_component_lives_and_is_ready_in_its_namespace(
+    kube: Kube, stack: LocalStack, namespace: str, teams: dict[str, str]
+) -> None:
+    a = teams["a"]
+    type_ = f"cache{teams['tenant']}"
+    definition = yaml.safe_load((EXAMPLES / "redis.yaml").read_text())
+    definition["spec"]["type"] = type_
+    definition["metadata"] = {"name": f"{type_}-v{definition['spec']['version']}"}
+    kube.run("apply", "-f", "-", stdin=yaml.safe_dump(definition))
+    try:
+        platform = _platform(stack, teams["tenant"])
+        platform["spec"]["tenancy"]["componentTypes"] = [type_]
+        kube.apply(namespace, platform)
+        cache = {"name": "cache", "type": f"{type_}@1"}
+        kube.apply(a, _team_service("search", namespace, components=[cache]))
+        # A type the tenancy does not list refuses the service alone.
+        kube.apply(a, _team_service("other", namespace, components=[{"name": "cache", "type": "redis@1"}]))
+
+        search = eventually(lambda: _accepted(kube, a, "search"), timeout=120, what="search accepted and Ready")
+        owned = _owned_by(kube, a, search["metadata"]["uid"])
+        assert {"Deployment/search-cache", "Service/search-cache", "NetworkPolicy/search-cache.component"} <= owned
+        env = kube.get("deployment", "search", a)["spec"]["template"]["spec"]["containers"][0]["env"]  # type: ignore[index]
+        assert {"name": "REDIS_URL", "value": f"redis://search-cache.{a}.svc:6379/0"} in env
+
+        def refused() -> dict[str, Any] | None:
+            obj = kube.get("platformservice", "other", a)
+            return obj if _condition(obj, "Accepted").get("reason") == "ComponentTypeNotAllowed" else None
+
+        other = eventually(refused, timeout=60, what="other refused")
+        assert "type redis is not in spec.tenancy.componentTypes" in _condition(other, "Accepted")["message"]
+        assert kube.get("deployment", "other", a) is None
+        msp = eventually(lambda: _platform_ready(kube, namespace), timeout=60, what="the platform Ready")
+        assert not any(c["type"] == "ComponentsReady" for c in msp["status"]["conditions"])
+
+        # The cache's pods admit the service, in the team's namespace, and nothing else.
+        policies = [p for ns in (namespace, a) for p in kube.list("networkpolicies", ns)]
+        cache_pod = (a, {PLATFORM_LABEL: "shop", "keelson.dev/component": "search-cache"})
+        assert connects(policies, _pod(a, "search"), cache_pod, 6379)
+        assert not connects(policies, _pod(namespace, "api"), cache_pod, 6379)
+    finally:
+        kube.run("delete", "platformservice", "--all", "-n", a, check=False)
+        kube.run("delete", "msp", "shop", "-n", namespace, "--wait=true", check=False)
+        kube.run("delete", "componentdefinition", definition["metadata"]["name"], check=False)

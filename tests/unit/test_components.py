@@ -189,7 +189,7 @@ def test_a_pin_resolves_to_the_highest_published_version_within_it() -> None:
 def test_a_definition_is_named_after_its_version() -> None:
     doc = _example("redis")
     doc["metadata"]["name"] = "redis-latest"
-    with pytest.raises(ValueError, match=r"redis-v1\.0\.0"):
+    with pytest.raises(ValueError, match=r"redis-v1\.0\.1"):
         ComponentDefinition.model_validate(doc)
 
 
@@ -435,12 +435,26 @@ def test_admission_reviews_platforms_definitions_and_deletions() -> None:
     ]
     users = [("team/shop", platform)]
     assert review_definition_delete(_example("redis"), users, [redis]) == [
-        "redis 1.0.0 is in use by team/shop (service web, component cache): move them to another version first"
+        "redis 1.0.1 is in use by team/shop (service web, component cache): move them to another version first"
     ]
     newer = _example("redis")
     newer["metadata"]["name"], newer["spec"]["version"] = "redis-v1.1.0", "1.1.0"
     # While 1.1.0 is published, the platform resolves to it: 1.0.0 may go.
     assert review_definition_delete(_example("redis"), users, [redis, _spec(newer)]) == []
+    # A product team's service that uses it holds it too (docs/tenancy.md).
+    team = {
+        "metadata": {"name": "search", "namespace": "team-a"},
+        "spec": {
+            "name": "search",
+            "image": "team/search:1",
+            "platformRef": {"name": "shop"},
+            "components": [{"name": "cache", "type": "redis@1"}],
+        },
+    }
+    assert review_definition_delete(_example("redis"), [], [redis], [("team-a/search", team)]) == [
+        "redis 1.0.1 is in use by PlatformService team-a/search (service search, component cache): move them to "
+        "another version first"
+    ]
 
 
 GOLDEN = ROOT / "tests" / "golden" / "components"

@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from keelson.api.components import ComponentDefinitionSpec
-from keelson.api.v1alpha1 import MicroservicePlatform
+from keelson.api.platformservice import PlatformService
+from keelson.api.v1alpha1 import MicroservicePlatform, Service
 from keelson.components.resolve import ComponentProblems, pick, resolve
 from keelson.render import RenderContext
 from keelson.render.components import render_components
@@ -64,17 +65,26 @@ def review_definition_delete(
     body: Mapping[str, Any],
     platforms: Iterable[tuple[str, Mapping[str, Any]]],
     definitions: Sequence[ComponentDefinitionSpec],
+    platform_services: Iterable[tuple[str, Mapping[str, Any]]] = (),
 ) -> list[str]:
-    """Refused while a platform resolves to this very version (with it still published)."""
+    """Refused while a platform, or a product team's PlatformService, resolves to this very
+    version (with it still published)."""
     spec = body.get("spec") or {}
     type_, version = spec.get("type"), spec.get("version")
-    users = []
+    using: list[tuple[str, list[Service]]] = []
     for key, platform in platforms:
         try:
-            model = MicroservicePlatform.from_object(dict(platform))
+            using.append((key, list(MicroservicePlatform.from_object(dict(platform)).spec.services)))
         except ValidationError:
             continue
-        for svc in model.spec.services:
+    for key, obj in platform_services:
+        try:
+            using.append((f"PlatformService {key}", [PlatformService.from_object(dict(obj)).spec.service()]))
+        except ValidationError:
+            continue
+    users = []
+    for key, services in using:
+        for svc in services:
             for use in svc.components or ():
                 chosen = pick(use, definitions) if use.type_name == type_ else None
                 if chosen is not None and chosen.version == version:

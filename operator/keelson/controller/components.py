@@ -74,7 +74,6 @@ def component_statuses(
     components: Sequence[ResolvedComponent],
     desired: Sequence[dict[str, Any]],
     cache: ChildCache,
-    namespace: str,
 ) -> tuple[dict[str, list[ComponentStatus]], ConditionState]:
     renderer = Renderer()
     by_service: dict[str, list[ComponentStatus]] = {}
@@ -83,7 +82,8 @@ def component_statuses(
         mine = [o for o in desired if (o["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == component.fullname]
         reasons = []
         for obj in mine:
-            live = cache.get(obj["kind"], namespace, obj["metadata"]["name"])
+            # In the service's namespace: a team's, for a service a PlatformService attached.
+            live = cache.get(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
             readiness = object_readiness(obj["kind"], live, component.definition.readiness, renderer)
             if not readiness.ready:
                 reasons.append(readiness.reason)

@@ -388,6 +388,12 @@ async def definition_changed(body: kopf.Body, **kwargs: Any) -> None:
     platforms: list[tuple[Any, dict[str, Any]]] = [
         (key, next(iter(store), {})) for key, store in list(CONTROLLER.platforms.items())
     ]
+    # Services PlatformServices attached: their platform renders their components.
+    platforms += [
+        (key, {"spec": {"services": [ps.get("spec") or {}]}})
+        for key, store in list(CONTROLLER.platform_service_index.items())
+        for ps in store
+    ]
     for key in users_of(platforms, type_):
         CONTROLLER.queue.add(key)
 
@@ -443,7 +449,12 @@ def validate_definition(body: kopf.Body, **kwargs: Any) -> None:
         platforms: list[tuple[str, dict[str, Any]]] = [
             (f"{key[0]}/{key[1]}", next(iter(store), {})) for key, store in list(CONTROLLER.platforms.items())
         ]
-        _refuse(review_definition_delete(body, platforms, CONTROLLER.catalog.definitions()))
+        attached = [
+            (f"{(ps.get('metadata') or {}).get('namespace')}/{(ps.get('metadata') or {}).get('name')}", ps)
+            for store in list(CONTROLLER.platform_service_index.values())
+            for ps in store
+        ]
+        _refuse(review_definition_delete(body, platforms, CONTROLLER.catalog.definitions(), attached))
     else:
         _refuse(review_definition(body))
 

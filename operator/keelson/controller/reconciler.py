@@ -278,10 +278,14 @@ class Reconciler:
         # readiness is its PlatformService's (a team's broken image does not fail the platform).
         services = [s for s in every_service if s.name not in ctx.placements]
         component_conditions: list[ConditionState] = []
-        if ctx.components:
-            by_service, components_ready = component_statuses(ctx.components, desired, self.cache, namespace)
+        own_components = [c for c in ctx.components if c.service not in ctx.placements]
+        if own_components:
+            by_service, components_ready = component_statuses(own_components, desired, self.cache)
             services = with_components(services, by_service)
             component_conditions.append(components_ready)
+        team_components = [c for c in ctx.components if c.service in ctx.placements]
+        if team_components:  # their readiness is their PlatformService's (tenants.tenant_conditions)
+            every_service = with_components(every_service, component_statuses(team_components, desired, self.cache)[0])
         route = next((o for o in desired if o["kind"] in ROUTE_KINDS), None)
         if route is not None and obs.route_unavailable is None:
             obs.route = self.cache.get(route["kind"], namespace, route["metadata"]["name"])

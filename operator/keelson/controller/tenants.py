@@ -39,6 +39,10 @@ def tenant_conditions(verdict: Verdict, service: ServiceStatus | None) -> list[C
     elif service is None or not service.ready:
         counts = f"{service.readyReplicas}/{service.desiredReplicas}" if service is not None else "0/0"
         ready = ConditionState(READY, "False", "Progressing", f"{counts} replicas ready")
+    elif waiting := [c for c in service.components or () if not c.ready]:
+        ready = ConditionState(
+            READY, "False", "ComponentsProgressing", f"waiting for component {waiting[0].name} ({waiting[0].reason})"
+        )
     else:
         ready = ConditionState(READY, "True", "Available", f"{service.readyReplicas} replicas ready")
     return [accepted, ready]
