@@ -76,14 +76,15 @@ def attach(
     platform: tuple[str, str],
     candidates: Iterable[Mapping[str, Any]],
     namespace_labels: Mapping[str, Mapping[str, str]],
-    components: Callable[[Service], list[str]] = lambda _service: [],
+    components: Callable[[Service, str], list[str]] = lambda _service, _namespace: [],
 ) -> Attachment:
     """The platform `platform` (namespace, name) with the PlatformServices that name it.
 
     `namespace_labels` holds the labels of the namespaces the operator sees; a namespace it does
     not know is refused (it may not exist yet, or the operator may not watch it). `components`
-    lists what is wrong with a service's components (`keelson.components.resolve`): a team's
-    unknown type or bad parameters refuse its service alone, never the platform."""
+    lists what is wrong with a service's components in a namespace (the operator resolves and
+    renders them, `controller.components.team_component_problems`): a team's unknown type, bad
+    parameters or failing template refuse its service alone, never the platform."""
     verdicts: list[Verdict] = []
     eligible: list[tuple[PlatformService, Service]] = []
     taken = {s.name: f"the platform's service {s.name}" for s in spec.services}
@@ -114,7 +115,7 @@ def attach(
             owner = taken.get(service.name)
             if owner is not None:
                 raise _Refused("NameTaken", f"service name {service.name} is taken by {owner}")
-            problems = components(service)
+            problems = components(service, ps.metadata.namespace)
             if problems:
                 raise _Refused("InvalidComponent", "; ".join(problems))
         except _Refused as refused:

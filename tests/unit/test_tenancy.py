@@ -293,7 +293,7 @@ def test_a_teams_bad_component_refuses_its_service_not_the_platform() -> None:
         PLATFORM,
         candidates,
         LABELS,
-        components=lambda service: resolve_service(service, [redis], "spec")[1],
+        components=lambda service, _namespace: resolve_service(service, [redis], "spec")[1],
     )
     assert verdicts(got) == {
         "team-a/search": (False, "InvalidComponent"),
@@ -321,3 +321,60 @@ def test_the_tenancy_example_attaches_its_team() -> None:
     assert verdicts(got) == {"team-search/search": (True, "Attached")}
     ctx = RenderContext(name="shop", namespace="shop", spec=got.spec, placements=got.placements)
     assert ctx.service_url("search") == "http://search.team-search.svc:8080"
+
+
+def test_a_teams_template_that_fails_refuses_its_service_alone() -> None:
+    from keelson.api.components import ComponentDefinitionSpec
+    from keelson.controller.components import team_component_problems
+
+    # Vetted with its defaults, a template can still fail with a team's parameters: here, when
+    # asked for a ConfigMap in another namespace.
+    picky = ComponentDefinitionSpec.model_validate(
+        {
+            "type": "picky",
+            "version": "1.0.0",
+            "parameters": {"type": "object", "properties": {"where": {"type": "string", "default": ""}}},
+            "allowedKinds": ["ConfigMap"],
+            "templates": [
+                {
+                    "name": "config",
+                    "template": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ fullname }}\n"
+                    "{% if parameters.where %}  namespace: {{ parameters.where }}\n{% endif %}",
+                }
+            ],
+        }
+    )
+    model = platform({**TENANCY, "componentTypes": ["picky"]})
+    candidates = [
+        team_service("team-a", "search", components=[{"name": "c", "type": "picky@1"}]),
+        team_service(
+            "team-c", "ranker", components=[{"name": "c", "type": "picky@1", "parameters": {"where": "kube-system"}}]
+        ),
+    ]
+    got = attach(
+        model.spec,
+        PLATFORM,
+        candidates,
+        LABELS,
+        components=lambda service, where: team_component_problems(
+            service, where, platform=PLATFORM, spec=model.spec, published=[picky]
+        ),
+    )
+    assert verdicts(got) == {"team-a/search": (True, "Attached"), "team-c/ranker": (False, "InvalidComponent")}
+    ranker = next(v for v in got.verdicts if v.name == "ranker")
+    assert (
+        "names namespace 'kube-system'; a component's objects live in its service's namespace (team-c)"
+        in ranker.message
+    )
+    # What was accepted renders, the component in its team's namespace.
+    from keelson.components.resolve import resolve
+
+    ctx = RenderContext(
+        name="shop",
+        namespace="shop",
+        spec=got.spec,
+        placements=got.placements,
+        components=tuple(resolve(got.spec, [picky])),
+    )
+    config = next(o for o in render_platform(ctx) if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "search-c")
+    assert config["metadata"]["namespace"] == "team-a"

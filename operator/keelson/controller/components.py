@@ -15,12 +15,14 @@ from pydantic import ValidationError
 
 from keelson.api.components import ComponentDefinition, ComponentDefinitionSpec
 from keelson.api.status import ComponentStatus, ServiceStatus
+from keelson.api.v1alpha1 import MicroservicePlatformSpec, Placement, Service
 from keelson.components.readiness import object_readiness
-from keelson.components.resolve import ResolvedComponent
+from keelson.components.resolve import ComponentProblems, ResolvedComponent, resolve_service
 from keelson.components.templating import Renderer
 from keelson.controller.cache import ChildCache
 from keelson.controller.conditions import ConditionState
-from keelson.render.components import COMPONENT_LABEL
+from keelson.render import RenderContext
+from keelson.render.components import COMPONENT_LABEL, render_components
 
 log = logging.getLogger("keelson.components")
 
@@ -58,6 +60,36 @@ class DefinitionCatalog:
                 if spec is not None:
                     out.append(spec)
         return out
+
+
+def team_component_problems(
+    service: Service,
+    namespace: str,
+    *,
+    platform: tuple[str, str],
+    spec: MicroservicePlatformSpec,
+    published: Sequence[ComponentDefinitionSpec],
+) -> list[str]:
+    """What keeps an attached service's components from rendering in its team's namespace: an
+    unknown type, bad parameters, or templates that fail with them. Checked on the service alone
+    (`keelson.tenancy.attach` refuses it), so that a team's component never fails the platform."""
+    resolved, problems = resolve_service(service, list(published), "spec")
+    if problems or not resolved:
+        return problems
+    alone = MicroservicePlatformSpec(domain=spec.domain, services=[service])
+    placement = Placement(service=service.name, namespace=namespace, name=service.name, uid="")
+    ctx = RenderContext(
+        name=platform[1],
+        namespace=platform[0],
+        spec=alone,
+        components=tuple(resolved),
+        placements={service.name: placement},
+    )
+    try:
+        render_components(ctx)
+    except ComponentProblems as exc:
+        return list(exc.problems)
+    return []
 
 
 def users_of(platforms: Iterable[tuple[Any, dict[str, Any]]], type_: str) -> list[Any]:

@@ -22,11 +22,11 @@ from pydantic import ValidationError
 from keelson.api.components import ComponentDefinitionSpec
 from keelson.api.status import ServiceStatus
 from keelson.api.v1alpha1 import MicroservicePlatform
-from keelson.components.resolve import ComponentProblems, ResolvedComponent, resolve, resolve_service
+from keelson.components.resolve import ComponentProblems, ResolvedComponent, resolve
 from keelson.controller import metrics
 from keelson.controller.areas import Area, AreaResult
 from keelson.controller.cache import ChildCache, SyncMemo, controller_uid
-from keelson.controller.components import component_statuses, invalid, with_components
+from keelson.controller.components import component_statuses, invalid, team_component_problems, with_components
 from keelson.controller.conditions import ConditionState, merge_conditions, transitions
 from keelson.controller.drift import drifted_fields, with_hash
 from keelson.controller.handover import HANDOVER_MANAGER, initial_replicas, replicas_handovers
@@ -190,7 +190,9 @@ class Reconciler:
                 (namespace, name),
                 candidates,
                 self.namespace_labels(),
-                components=lambda service: resolve_service(service, published, "spec")[1],
+                components=lambda service, where: team_component_problems(
+                    service, where, platform=(namespace, name), spec=model.spec, published=published
+                ),
             )
             model = model.model_copy(update={"spec": attachment.spec, "placements": dict(attachment.placements)})
         if meta.get("deletionTimestamp"):
