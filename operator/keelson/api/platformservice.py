@@ -16,7 +16,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from keelson.api.status import Condition
-from keelson.api.v1alpha1 import DNS1123_LABEL, DNS1123_SUBDOMAIN, MAX_PLATFORM_NAME, Service, _cel, _Model
+from keelson.api.v1alpha1 import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    MAX_PLATFORM_NAME,
+    ObjectMeta,
+    Service,
+    _cel,
+    _Model,
+)
 
 KIND = "PlatformService"
 PLURAL = "platformservices"
@@ -78,13 +86,8 @@ class PlatformServiceStatus(BaseModel):
     url: str | None = Field(None, description="Where the platform's services reach it, when accepted.")
 
 
-class PlatformServiceMeta(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    name: str
-    namespace: str = "default"
-    uid: str = ""
-    generation: int = 0
+class PlatformServiceMeta(ObjectMeta):
+    # Name clashes between PlatformServices go to the oldest (keelson.tenancy).
     creationTimestamp: str = ""
 
 
